@@ -1,0 +1,34 @@
+"""fhir-mock: the kit's reference FHIR server (Canvas-style Group, Patient, Practitioner)."""
+from __future__ import annotations
+
+from flask import Flask
+
+from .config import MockConfig
+from .store import Store
+
+__all__ = ["MockConfig", "create_app"]
+
+
+def create_app(config: MockConfig | None = None) -> Flask:
+    """Application factory: storage, fixtures, auth, resource blueprints, error handlers."""
+    from . import auth, capabilities, loader, outcomes, payload
+    from .resources import directory, group
+
+    config = config or MockConfig()
+    app = Flask(__name__)
+    app.config["MOCK"] = config
+    app.config["MAX_CONTENT_LENGTH"] = config.max_body_bytes
+    app.config["MAX_FORM_MEMORY_SIZE"] = config.max_body_bytes
+    app.json.sort_keys = False  # type: ignore[attr-defined]
+    app.extensions["fhir.store"] = Store(config.db)
+
+    app.before_request(payload.check_request)
+    outcomes.register_error_handlers(app)
+    app.register_blueprint(capabilities.bp)
+    app.register_blueprint(auth.bp)
+    app.register_blueprint(group.bp)
+    for bp in directory.BLUEPRINTS:
+        app.register_blueprint(bp)
+
+    loader.load_fixtures(app, config.fixtures_dir)
+    return app

@@ -1,0 +1,113 @@
+"""fhir-mock command line: parse options into a MockConfig and serve it with waitress."""
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+from typing import Sequence
+
+from .auth import parse_scopes
+from .config import MockConfig
+from .deviations import DEVIATIONS
+
+
+def _token(value: str) -> tuple[str, str]:
+    secret, _, scopes = value.partition(":")
+    if not secret:
+        raise argparse.ArgumentTypeError("expected SECRET[:SCOPES]")
+    try:
+        return secret, " ".join(parse_scopes(scopes))
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _client(value: str) -> tuple[str, str, str]:
+    client_id, _, rest = value.partition(":")
+    secret, _, scopes = rest.partition(":")
+    if not client_id or not secret:
+        raise argparse.ArgumentTypeError("expected ID:SECRET[:SCOPES]")
+    try:
+        return client_id, secret, " ".join(parse_scopes(scopes))
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _deviation(value: str) -> str:
+    if value not in DEVIATIONS:
+        raise argparse.ArgumentTypeError(f"unknown deviation '{value}'; valid: {', '.join(sorted(DEVIATIONS))}")
+    return value
+
+
+def _port(value: str) -> int:
+    try:
+        port = int(value)
+    except ValueError:
+        port = -1
+    if not 0 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"invalid port '{value}' (0-65535; 0 picks a free port)")
+    return port
+
+
+def _positive(value: str) -> int:
+    if not value.isdigit() or int(value) < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got '{value}'")
+    return int(value)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="fhir-mock", description="Reference FHIR mock server of the conformance kit.")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=_port, default=8080, help="0 picks a free port")
+    p.add_argument("--db", default="fhir-mock.sqlite3", help="SQLite file, or :memory:")
+    p.add_argument("--token", type=_token, action="append", metavar="SECRET[:SCOPES]",
+                   help="static bearer token (repeatable; replaces dev-token/dev-readonly-token)")
+    p.add_argument("--client", type=_client, action="append", metavar="ID:SECRET[:SCOPES]",
+                   help="client for POST /auth/token/ (repeatable; replaces dev-client)")
+    p.add_argument("--deviate", type=_deviation, action="append", default=[], metavar="NAME",
+                   help="break one rule on purpose (repeatable; see --list-deviations)")
+    p.add_argument("--list-deviations", action="store_true", help="list deviations and exit")
+    p.add_argument("--fixtures", type=Path, metavar="DIR", help="fixtures directory (default: bundled)")
+    p.add_argument("--threads", type=_positive, default=8, help="waitress worker threads")
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.list_deviations:
+        for d in DEVIATIONS.values():
+            print(f"{d.name}\t{','.join(d.breaks)}\t{d.description}")
+        return 0
+    if args.fixtures is not None and not args.fixtures.is_dir():
+        print(f"fhir-mock: error: fixtures directory not found: {args.fixtures}", file=sys.stderr)
+        return 2
+    kwargs: dict = {"db": args.db, "deviations": frozenset(args.deviate)}
+    if args.token:
+        kwargs["tokens"] = dict(args.token)
+    if args.client:
+        kwargs["clients"] = {cid: (secret, scopes) for cid, secret, scopes in args.client}
+    if args.fixtures is not None:
+        kwargs["fixtures_dir"] = args.fixtures
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+    from . import create_app
+    from .server import make_server
+
+    try:
+        app = create_app(MockConfig(**kwargs))
+        server = make_server(app, args.host, args.port, args.threads)
+    except (OSError, ValueError) as exc:
+        print(f"fhir-mock: error: {exc}", file=sys.stderr)
+        return 2
+    print(f"fhir-mock listening on http://{args.host}:{server.effective_port}", flush=True)
+    try:
+        server.run()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        app.extensions["fhir.store"].close()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

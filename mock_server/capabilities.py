@@ -1,0 +1,79 @@
+"""CapabilityStatement assembled from what each resource blueprint declares it supports."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timezone
+
+from flask import Blueprint, Flask, Response, current_app, request
+
+from .outcomes import fhir_response
+
+bp = Blueprint("metadata", __name__)
+SMART_OAUTH = "http://fhir-registry.smarthealthit.org/StructureDefinition/oauth-uris"
+
+
+@dataclass(frozen=True)
+class ResourceCapability:
+    """What one resource type supports; search_params are (name, FHIR search type) pairs."""
+
+    type: str
+    interactions: tuple[str, ...]
+    search_params: tuple[tuple[str, str], ...] = ()
+    operations: tuple[tuple[str, str], ...] = ()  # (name, definition canonical)
+    profiles: tuple[str, ...] = ()
+
+
+def declare(blueprint: Blueprint, capability: ResourceCapability) -> None:
+    """Record ``capability`` on the app when ``blueprint`` is registered."""
+
+    def record(state) -> None:  # type: ignore[no-untyped-def]
+        state.app.extensions.setdefault("fhir.capabilities", []).append(capability)
+
+    blueprint.record_once(record)
+
+
+def capabilities(app: Flask) -> list[ResourceCapability]:
+    return list(app.extensions.get("fhir.capabilities", []))
+
+
+def _resource(cap: ResourceCapability) -> dict:
+    out: dict = {"type": cap.type, "interaction": [{"code": i} for i in cap.interactions]}
+    if cap.profiles:
+        out["supportedProfile"] = list(cap.profiles)
+    if cap.search_params:
+        out["searchParam"] = [{"name": n, "type": t} for n, t in cap.search_params]
+    if cap.operations:
+        out["operation"] = [{"name": n, "definition": d} for n, d in cap.operations]
+    return out
+
+
+@bp.get("/metadata")
+def metadata() -> Response:
+    """No authentication: clients read this to discover what applies."""
+    base = request.host_url.rstrip("/")
+    statement = {
+        "resourceType": "CapabilityStatement",
+        "status": "active",
+        "date": datetime.now(timezone.utc).date().isoformat(),
+        "publisher": "fhir-conformance-kit",
+        "kind": "instance",
+        "software": {"name": "fhir-mock"},
+        "implementation": {"description": "FHIR conformance kit reference mock", "url": base},
+        "fhirVersion": "4.0.1",
+        "format": ["json"],
+        "rest": [
+            {
+                "mode": "server",
+                "security": {
+                    "service": [
+                        {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/restful-security-service", "code": "SMART-on-FHIR"}]}
+                    ],
+                    "extension": [
+                        {"url": SMART_OAUTH, "extension": [{"url": "token", "valueUri": f"{base}/auth/token/"}]}
+                    ],
+                },
+                "resource": [_resource(c) for c in capabilities(current_app)],
+            }
+        ],
+    }
+    return fhir_response(statement)

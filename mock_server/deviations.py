@@ -1,0 +1,69 @@
+"""Named switches that each break exactly one requirement, so the suite can prove it notices."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Iterable
+
+from flask import current_app
+
+
+@dataclass(frozen=True)
+class Deviation:
+    name: str
+    description: str
+    breaks: tuple[str, ...]
+
+
+def _d(name: str, breaks: str, description: str) -> tuple[str, Deviation]:
+    return name, Deviation(name, description, (breaks,))
+
+
+DEVIATIONS: dict[str, Deviation] = dict(
+    [
+        _d("responsibility-not-unique", "CANVAS-GROUP-RESP-UNIQUE", "Responsibilities are not unique: any team may claim any responsibility."),
+        _d("create-missing-location", "FHIR-CREATE-201", "Create answers 201 without a Location header."),
+        _d("create-returns-200", "FHIR-CREATE-201", "Create answers 200 instead of 201."),
+        _d("type-enum-not-enforced", "CANVAS-GROUP-TYPE", "Any non-empty Group.type string is accepted and stored."),
+        _d("errors-not-operationoutcome", "FHIR-ERROR-OUTCOME", 'Error bodies are {"error": "<text>"} instead of an OperationOutcome.'),
+        _d("search-ignores-type", "CANVAS-GROUP-SEARCH-TYPE", "Group search ignores the type parameter."),
+        _d("paging-next-on-last-page", "FHIR-SEARCH-PAGING", "The last page also carries a next link (to an offset past the end)."),
+        _d("auth-not-enforced", "FHIR-AUTH-401", "Missing or invalid bearer tokens are accepted as full access."),
+        _d("scopes-not-enforced", "FHIR-AUTH-403", "Token scopes are not checked."),
+        _d("quantity-always-zero", "CANVAS-GROUP-QUANTITY", "Group.quantity always reads 0."),
+        _d("actual-echoed", "CANVAS-GROUP-ACTUAL", "Group.actual reads as last sent instead of always true."),
+        _d("if-unmodified-since-ignored", "FHIR-PRECONDITION-412", "If-Unmodified-Since is ignored on update (If-Match still honoured)."),
+        _d("readonly-rejected", "FHIR-READONLY-IGNORED", "A body carrying quantity or member.entity.display is rejected with 400."),
+        _d("member-existence-unchecked", "CANVAS-GROUP-MEMBER-EXISTS", "Members referencing missing resources are accepted."),
+        _d("member-kind-unchecked", "CANVAS-GROUP-MEMBER-KIND", "Members of the wrong kind for the group type are accepted."),
+        _d("patient-group-characteristic-allowed", "CANVAS-GROUP-RESP-TEAM-ONLY", "Patient Groups may carry responsibility characteristics."),
+        _d("delete-allowed", "CANVAS-GROUP-NO-DELETE", "DELETE /Group/<id> answers 204 and deletes the group."),
+        _d("count-ignored", "FHIR-SEARCH-COUNT", "_count is ignored: pages always hold 10 entries."),
+        _d("post-search-ignores-body", "FHIR-SEARCH-POST", "POST _search ignores its form-encoded body."),
+        _d("update-id-mismatch-accepted", "FHIR-UPDATE-ID", "An update whose body id differs from the URL id is accepted."),
+        _d("dropped-responsibility-not-freed", "CANVAS-GROUP-RESP-FREE", "Responsibilities dropped by an update stay reserved by the old team."),
+        _d("keep-own-responsibility-rejected", "CANVAS-GROUP-RESP-KEEP", "An update re-sending the team's own responsibility is refused with 422."),
+        _d("unknown-elements-accepted", "FHIR-UNKNOWN-ELEMENT", "Elements unknown to FHIR R4 Group are silently accepted."),
+        _d("empty-strings-accepted", "FHIR-EMPTY-STRING", "Empty string values are accepted."),
+        _d("name-not-required", "CANVAS-GROUP-NAME", "A Group without name is accepted."),
+        _d("update-keeps-old-members", "CANVAS-GROUP-UPDATE", "Update ignores the new member list and keeps the old one."),
+        _d("not-found-as-400", "FHIR-NOT-FOUND", "Unknown ids are answered 400 invalid instead of 404 not-found."),
+        _d("rejected-create-stored", "FHIR-REJECT-NOTHING-STORED", "A create rejected with 422 for a missing/wrong-kind member is stored anyway."),
+        _d("last-modified-missing", "FHIR-LAST-MODIFIED", "Reads send no Last-Modified header."),
+        _d("wrong-json-types-accepted", "FHIR-JSON-TYPES", 'Strings are accepted for booleans and numbers (e.g. "actual": "true").'),
+    ]
+)
+
+
+def validate_names(names: Iterable[str]) -> None:
+    """Reject unknown deviation names early, listing the valid ones."""
+    unknown = sorted(set(names) - DEVIATIONS.keys())
+    if unknown:
+        raise ValueError(
+            f"unknown deviation(s): {', '.join(unknown)}; valid names: {', '.join(sorted(DEVIATIONS))}"
+        )
+
+
+def deviates(name: str) -> bool:
+    """True when the running app was started with deviation ``name``."""
+    assert name in DEVIATIONS, name
+    return name in current_app.config["MOCK"].deviations

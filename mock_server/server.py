@@ -1,0 +1,34 @@
+"""Serving with waitress (never Flask's dev server), in the foreground or on a thread."""
+from __future__ import annotations
+
+import threading
+from contextlib import contextmanager
+from typing import Iterator
+
+from flask import Flask
+from waitress.server import create_server
+
+from . import create_app
+from .config import MockConfig
+
+
+def make_server(app: Flask, host: str, port: int, threads: int = 8):  # type: ignore[no-untyped-def]
+    """A bound waitress server; ``port=0`` picks a free port (see ``effective_port``)."""
+    return create_server(app, host=host, port=port, threads=threads, ident="fhir-mock",
+                         max_request_body_size=max(app.config["MOCK"].max_body_bytes * 4, 1 << 20))
+
+
+@contextmanager
+def run_in_thread(config: MockConfig, host: str = "127.0.0.1", port: int = 0, threads: int = 8) -> Iterator[str]:
+    """Serve ``config`` on a background thread; yields the base URL, shuts down on exit."""
+    app = create_app(config)
+    server = make_server(app, host, port, threads)
+    thread = threading.Thread(target=server.run, name="fhir-mock", daemon=True)
+    thread.start()
+    try:
+        yield f"http://{host}:{server.effective_port}"
+    finally:
+        server.close()
+        server.task_dispatcher.shutdown()
+        thread.join(timeout=10)
+        app.extensions["fhir.store"].close()

@@ -1,0 +1,212 @@
+"""SQLite storage: schema, per-thread connections, resource rows and their search-index rows."""
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Any, Iterator, Sequence
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS resource (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,   -- creation order, the stable search sort
+    rtype TEXT NOT NULL,
+    id TEXT NOT NULL,
+    version INTEGER NOT NULL,
+    last_updated TEXT NOT NULL,
+    body TEXT NOT NULL,
+    UNIQUE (rtype, id)
+);
+CREATE TABLE IF NOT EXISTS search_string (   -- string params; value_lower for case-insensitive search
+    rtype TEXT NOT NULL, id TEXT NOT NULL, param TEXT NOT NULL,
+    value TEXT NOT NULL, value_lower TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS search_string_value ON search_string (rtype, param, value_lower);
+CREATE INDEX IF NOT EXISTS search_string_owner ON search_string (rtype, id);
+CREATE TABLE IF NOT EXISTS search_token (    -- token and reference params (type, member, ...)
+    rtype TEXT NOT NULL, id TEXT NOT NULL, param TEXT NOT NULL, value TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS search_token_value ON search_token (rtype, param, value);
+CREATE INDEX IF NOT EXISTS search_token_owner ON search_token (rtype, id);
+CREATE TABLE IF NOT EXISTS responsibility (  -- the database enforces one team per responsibility
+    name TEXT PRIMARY KEY,
+    group_id TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS responsibility_group ON responsibility (group_id);
+CREATE TABLE IF NOT EXISTS access_token (
+    token TEXT PRIMARY KEY, scopes TEXT NOT NULL, expires_at REAL NOT NULL
+);
+"""
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+@dataclass(frozen=True)
+class Row:
+    rtype: str
+    id: str
+    version: int
+    last_updated: datetime
+    body: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Index:
+    """Search-index rows of one resource: (param, value) pairs."""
+
+    strings: Sequence[tuple[str, str]] = ()
+    tokens: Sequence[tuple[str, str]] = ()
+
+
+class Store:
+    """Connections to one database.
+
+    ``:memory:`` uses one connection guarded by a lock (a private in-memory DB cannot be
+    shared between connections without shared-cache locking errors); a file uses one
+    connection per thread with WAL and a busy timeout, and writes in BEGIN IMMEDIATE.
+    """
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self.memory = path == ":memory:"
+        self._lock = threading.RLock()
+        self._local = threading.local()
+        self._all: list[sqlite3.Connection] = []
+        with self.read() as conn:
+            conn.executescript(SCHEMA)
+
+    def _connect(self) -> sqlite3.Connection:
+        conn = sqlite3.connect(self.path, timeout=30, isolation_level=None, check_same_thread=False)
+        conn.execute("PRAGMA busy_timeout = 30000")
+        if not self.memory:
+            conn.execute("PRAGMA journal_mode = WAL")
+            conn.execute("PRAGMA synchronous = NORMAL")
+        with self._lock:
+            self._all.append(conn)
+        return conn
+
+    def _conn(self) -> sqlite3.Connection:
+        if self.memory:
+            if not self._all:
+                self._connect()
+            return self._all[0]
+        conn = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = self._local.conn = self._connect()
+        return conn
+
+    @contextmanager
+    def read(self) -> Iterator[sqlite3.Connection]:
+        """A connection for reads (autocommit; WAL gives each statement a consistent snapshot)."""
+        if self.memory:
+            with self._lock:
+                yield self._conn()
+        else:
+            yield self._conn()
+
+    @contextmanager
+    def write(self) -> Iterator[sqlite3.Connection]:
+        """A BEGIN IMMEDIATE transaction: committed on success, rolled back on any exception."""
+        if self.memory:
+            self._lock.acquire()
+        try:
+            conn = self._conn()
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield conn
+            except BaseException:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                raise
+            if conn.in_transaction:
+                conn.execute("COMMIT")
+        finally:
+            if self.memory:
+                self._lock.release()
+
+    def close(self) -> None:
+        with self._lock:
+            for conn in self._all:
+                try:
+                    conn.close()
+                except sqlite3.Error:
+                    pass
+            self._all.clear()
+        self._local = threading.local()
+
+
+def _row(r: tuple[Any, ...]) -> Row:
+    return Row(r[0], r[1], r[2], datetime.fromisoformat(r[3]), json.loads(r[4]))
+
+
+def get(conn: sqlite3.Connection, rtype: str, rid: str) -> Row | None:
+    r = conn.execute(
+        "SELECT rtype, id, version, last_updated, body FROM resource WHERE rtype = ? AND id = ?", (rtype, rid)
+    ).fetchone()
+    return _row(r) if r else None
+
+
+def exists(conn: sqlite3.Connection, rtype: str, rid: str) -> bool:
+    return conn.execute("SELECT 1 FROM resource WHERE rtype = ? AND id = ?", (rtype, rid)).fetchone() is not None
+
+
+def put(conn: sqlite3.Connection, rtype: str, rid: str, body: dict[str, Any], index: Index) -> Row:
+    """Insert or replace a resource (keeping its creation order) and its index rows."""
+    now = utcnow()
+    cur = conn.execute("SELECT version FROM resource WHERE rtype = ? AND id = ?", (rtype, rid)).fetchone()
+    version = 1 if cur is None else cur[0] + 1
+    data = json.dumps(body, separators=(",", ":"))
+    if cur is None:
+        conn.execute(
+            "INSERT INTO resource (rtype, id, version, last_updated, body) VALUES (?, ?, ?, ?, ?)",
+            (rtype, rid, version, now.isoformat(), data),
+        )
+    else:
+        conn.execute(
+            "UPDATE resource SET version = ?, last_updated = ?, body = ? WHERE rtype = ? AND id = ?",
+            (version, now.isoformat(), data, rtype, rid),
+        )
+    _drop_index(conn, rtype, rid)
+    conn.executemany(
+        "INSERT INTO search_string (rtype, id, param, value, value_lower) VALUES (?, ?, ?, ?, ?)",
+        [(rtype, rid, p, v, v.lower()) for p, v in index.strings],
+    )
+    conn.executemany(
+        "INSERT INTO search_token (rtype, id, param, value) VALUES (?, ?, ?, ?)",
+        [(rtype, rid, p, v) for p, v in index.tokens],
+    )
+    return Row(rtype, rid, version, now, body)
+
+
+def delete(conn: sqlite3.Connection, rtype: str, rid: str) -> None:
+    conn.execute("DELETE FROM resource WHERE rtype = ? AND id = ?", (rtype, rid))
+    _drop_index(conn, rtype, rid)
+
+
+def _drop_index(conn: sqlite3.Connection, rtype: str, rid: str) -> None:
+    conn.execute("DELETE FROM search_string WHERE rtype = ? AND id = ?", (rtype, rid))
+    conn.execute("DELETE FROM search_token WHERE rtype = ? AND id = ?", (rtype, rid))
+
+
+def page(
+    conn: sqlite3.Connection, rtype: str, where: Sequence[str], args: Sequence[Any], limit: int, offset: int
+) -> tuple[int, list[Row]]:
+    """Total count and one page of rows matching all ``where`` clauses, in creation order."""
+    cond = " AND ".join(["r.rtype = ?", *where])
+    params = [rtype, *args]
+    total = conn.execute(f"SELECT COUNT(*) FROM resource r WHERE {cond}", params).fetchone()[0]
+    rows: list[Row] = []
+    if limit > 0:
+        rows = [
+            _row(r)
+            for r in conn.execute(
+                f"SELECT r.rtype, r.id, r.version, r.last_updated, r.body FROM resource r WHERE {cond}"
+                " ORDER BY r.seq LIMIT ? OFFSET ?",
+                [*params, limit, offset],
+            )
+        ]
+    return total, rows

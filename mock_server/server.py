@@ -6,6 +6,7 @@ from contextlib import contextmanager
 from typing import Iterator
 
 from flask import Flask
+from waitress import wasyncore
 from waitress.server import create_server
 
 from . import create_app
@@ -28,7 +29,7 @@ def run_in_thread(config: MockConfig, host: str = "127.0.0.1", port: int = 0, th
     try:
         yield f"http://{host}:{server.effective_port}"
     finally:
-        server.close()
         server.task_dispatcher.shutdown()
+        wasyncore.close_all(server._map)  # listener, trigger and keep-alive channels: the loop ends
         thread.join(timeout=10)
         app.extensions["fhir.store"].close()

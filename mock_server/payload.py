@@ -25,7 +25,10 @@ def read_resource_body() -> dict[str, Any]:
     """The JSON object of a POST/PUT body: 415 for other media types, 400 for bad JSON."""
     if request.mimetype not in JSON_TYPES:
         raise FhirError(415, f"Unsupported Content-Type '{request.content_type or ''}'; send application/fhir+json")
+    limit = current_app.config["MOCK"].max_body_bytes
     data = request.get_data(cache=True)  # MAX_CONTENT_LENGTH caps the read (413) for chunked bodies
+    if len(data) > limit:
+        raise FhirError(413, f"Request body larger than {limit} bytes")
     try:
         body = json.loads(data, parse_constant=_reject_constant)
     except (ValueError, UnicodeDecodeError) as exc:

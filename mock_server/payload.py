@@ -31,7 +31,7 @@ def read_resource_body() -> dict[str, Any]:
         raise FhirError(413, f"Request body larger than {limit} bytes")
     try:
         body = json.loads(data, parse_constant=_reject_constant)
-    except (ValueError, UnicodeDecodeError) as exc:
+    except (ValueError, UnicodeDecodeError, RecursionError) as exc:
         raise FhirError(400, f"Request body is not valid JSON: {exc}") from None
     if not isinstance(body, dict):
         raise FhirError(400, "Request body must be a JSON object (a FHIR resource)")

@@ -11,6 +11,9 @@ from . import store
 from .deviations import deviates
 from .outcomes import FhirError
 
+MAX_OFFSET = 2**62  # beyond any table; keeps SQLite's 64-bit OFFSET from overflowing
+MAX_VALUES = 500  # comma-separated values per parameter (SQLite variable limit)
+
 
 @dataclass(frozen=True)
 class SearchParam:
@@ -64,7 +67,7 @@ def parse(items: Iterable[tuple[str, str]], params: Sequence[SearchParam], ignor
             q.count = min(_int(name, value), config.page_max)
             continue
         if name == "_offset":
-            q.offset = _int(name, value)
+            q.offset = min(_int(name, value), MAX_OFFSET)
             continue
         param = by_name.get(name)
         if param is None:
@@ -74,6 +77,8 @@ def parse(items: Iterable[tuple[str, str]], params: Sequence[SearchParam], ignor
         values = [v for v in value.split(",") if v]
         if not values:
             continue  # FHIR: a parameter with an empty value is ignored
+        if len(values) > MAX_VALUES:
+            raise FhirError(400, f"Too many values for {name} (at most {MAX_VALUES})")
         if param.allowed is not None:
             bad = [v for v in values if v not in param.allowed]
             if bad:

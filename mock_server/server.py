@@ -12,11 +12,16 @@ from waitress.server import create_server
 from . import create_app
 from .config import MockConfig
 
+# waitress answers bodies above its own limit with a plain-text 413; keep it far above
+# MockConfig.max_body_bytes so the app's OperationOutcome 413 is what clients see
+# (waitress spools large bodies to temporary files, not memory).
+WAITRESS_BODY_LIMIT = 256 * 1024 * 1024
+
 
 def make_server(app: Flask, host: str, port: int, threads: int = 8):  # type: ignore[no-untyped-def]
     """A bound waitress server; ``port=0`` picks a free port (see ``effective_port``)."""
     return create_server(app, host=host, port=port, threads=threads, ident="fhir-mock",
-                         max_request_body_size=max(app.config["MOCK"].max_body_bytes * 4, 1 << 20))
+                         max_request_body_size=max(app.config["MOCK"].max_body_bytes * 4, WAITRESS_BODY_LIMIT))
 
 
 @contextmanager

@@ -69,7 +69,10 @@ class Validator:
         self.coerce_strings = coerce_strings
 
     def resource(self, body: dict[str, Any], elements: dict[str, Spec], path: str) -> dict[str, Any]:
-        return self._object(body, {**RESOURCE_BASE, **elements}, path)
+        try:
+            return self._object(body, {**RESOURCE_BASE, **elements}, path)
+        except RecursionError:
+            raise FhirError(400, "Resource is nested too deeply") from None
 
     def _value(self, value: Any, spec: Spec, path: str) -> Any:
         if value is None:
@@ -93,6 +96,8 @@ class Validator:
             if self.allow_empty:
                 return value
             raise FhirError(400, f"Element '{path}' must not be an empty string")
+        if isinstance(value, str) and not _encodable(value):
+            raise FhirError(400, f"Element '{path}' is not valid Unicode")
         if not PRIMITIVES[kind](value):
             raise FhirError(400, f"Element '{path}' is not a valid {kind}")
         return value
@@ -123,3 +128,11 @@ def _coerce(value: str, kind: str) -> Any:
         except ValueError:
             return value
     return value
+
+
+def _encodable(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:  # lone surrogates from JSON escapes
+        return False
+    return True

@@ -101,3 +101,17 @@ def test_every_error_is_operation_outcome(client):
     for r in cases:
         assert 400 <= r.status_code < 500, r.status_code
         assert r.get_json(force=True)["resourceType"] == "OperationOutcome"
+
+
+def test_hostile_bodies_are_400_not_500(client):
+    import json
+
+    deep = '{"resourceType": "Group", "type": "practitioner", "actual": true, "name": "x", "extension": ' + "[{\"url\": \"u\", \"extension\": " * 3000 + "[]" + "}]" * 3000 + "}"
+    for data in (deep, "[" * 100000, json.dumps(team(name="\ud800"))):
+        r = client.post("/Group", data=data, headers={**auth(), "Content-Type": "application/json"})
+        assert_outcome(r, 400, "invalid")
+
+
+def test_hostile_search_values(client):
+    assert client.get(f"/Group?_offset={10**30}", headers=auth()).get_json()["total"] == 3
+    assert_outcome(client.get("/Group?_id=" + ",".join(str(i) for i in range(5000)), headers=auth()), 400)

@@ -24,17 +24,26 @@ def make_server(app: Flask, host: str, port: int, threads: int = 8):  # type: ig
                          max_request_body_size=max(app.config["MOCK"].max_body_bytes * 4, WAITRESS_BODY_LIMIT))
 
 
+def _loop_until(server, stop: threading.Event) -> None:  # type: ignore[no-untyped-def]
+    """waitress's loop in short slices, so shutdown happens on this thread (no fd closed under select)."""
+    socket_map = getattr(server, "_map", None) or server.map
+    while not stop.is_set() and socket_map:
+        wasyncore.loop(timeout=0.05, map=socket_map, use_poll=server.adj.asyncore_use_poll, count=1)
+
+
 @contextmanager
 def run_in_thread(config: MockConfig, host: str = "127.0.0.1", port: int = 0, threads: int = 8) -> Iterator[str]:
     """Serve ``config`` on a background thread; yields the base URL, shuts down on exit."""
     app = create_app(config)
     server = make_server(app, host, port, threads)
-    thread = threading.Thread(target=server.run, name="fhir-mock", daemon=True)
+    stop = threading.Event()
+    thread = threading.Thread(target=_loop_until, args=(server, stop), name="fhir-mock", daemon=True)
     thread.start()
     try:
         yield f"http://{host}:{server.effective_port}"
     finally:
-        server.task_dispatcher.shutdown()
-        wasyncore.close_all(server._map)  # listener, trigger and keep-alive channels: the loop ends
+        stop.set()
         thread.join(timeout=10)
+        server.task_dispatcher.shutdown()
+        wasyncore.close_all(getattr(server, "_map", None) or server.map)
         app.extensions["fhir.store"].close()

@@ -76,8 +76,8 @@ class Store:
         self._lock = threading.RLock()
         self._local = threading.local()
         self._all: list[sqlite3.Connection] = []
-        with self.read() as conn:
-            conn.executescript(SCHEMA)
+        with self._lock:
+            self._conn().executescript(SCHEMA)
 
     def _connect(self) -> sqlite3.Connection:
         conn = sqlite3.connect(self.path, timeout=30, isolation_level=None, check_same_thread=False)
@@ -101,12 +101,22 @@ class Store:
 
     @contextmanager
     def read(self) -> Iterator[sqlite3.Connection]:
-        """A connection for reads (autocommit; WAL gives each statement a consistent snapshot)."""
+        """A connection for reads; a file DB reads in one deferred transaction (one WAL snapshot,
+        so a search's count and page agree). Nested reads on the same thread reuse it."""
         if self.memory:
             with self._lock:
                 yield self._conn()
-        else:
-            yield self._conn()
+            return
+        conn = self._conn()
+        if conn.in_transaction:
+            yield conn
+            return
+        conn.execute("BEGIN")
+        try:
+            yield conn
+        finally:
+            if conn.in_transaction:
+                conn.execute("COMMIT")
 
     @contextmanager
     def write(self) -> Iterator[sqlite3.Connection]:

@@ -73,7 +73,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    try:
+        args = build_parser().parse_args(argv)
+    except SystemExit as exc:  # argparse: --help (0) or a readable usage error (2)
+        return int(exc.code or 0)
     if args.list_deviations:
         for d in DEVIATIONS.values():
             print(f"{d.name}\t{','.join(d.breaks)}\t{d.description}")

@@ -59,7 +59,7 @@ def authorize(rtype: str, mode: str) -> None:
     if scopes is None:
         if deviates("auth-not-enforced"):
             return
-        raise FhirError(401, "Authentication failed")
+        raise FhirError(401, "Authentication failed", headers={"WWW-Authenticate": 'Bearer realm="fhir-mock"'})
     if not covers(scopes, rtype, mode) and not deviates("scopes-not-enforced"):
         raise FhirError(403, "Authorization failed")
 

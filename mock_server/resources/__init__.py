@@ -1,0 +1,1 @@
+"""One blueprint per FHIR resource type; each declares its capabilities."""

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import sqlite3
+from datetime import datetime
 from typing import Any
 from uuid import uuid4
 
@@ -181,7 +182,7 @@ def update(gid: str) -> Response:
     return fhir_response(None, 200, _headers(row))
 
 
-def _if_unmodified_since():  # type: ignore[no-untyped-def]
+def _if_unmodified_since() -> datetime | None:
     value = request.headers.get("If-Unmodified-Since")
     if value is None or deviates("if-unmodified-since-ignored"):
         return None
@@ -191,7 +192,8 @@ def _if_unmodified_since():  # type: ignore[no-untyped-def]
     return when
 
 
-def _preconditions(old: store.Row, since) -> None:  # type: ignore[no-untyped-def]
+def _preconditions(old: store.Row, since: datetime | None) -> None:
+    """412 when If-Unmodified-Since predates the stored version (whole seconds) or If-Match differs."""
     if since is not None and old.last_updated.replace(microsecond=0) > since:
         raise FhirError(412, f"Group/{old.id} was modified after {http_date(since)}")
     match = request.headers.get("If-Match")

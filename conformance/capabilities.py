@@ -1,0 +1,106 @@
+"""What the target says it supports, read from its CapabilityStatement.
+
+Checks declare what they need (a resource interaction, a search parameter, an
+operation, a profile); anything the target does not declare is skipped with the
+reason, never failed. An explicit ``--profile`` overrides detection.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+BULK_COHORT_PROFILE = "http://hl7.org/fhir/uv/bulkdata/StructureDefinition/bulk-cohort-group"
+OAUTH_URIS = "http://fhir-registry.smarthealthit.org/StructureDefinition/oauth-uris"
+
+
+@dataclass(frozen=True)
+class Need:
+    """One thing a check needs the target to declare."""
+
+    resource: str
+    interaction: str | None = None
+    search_param: str | None = None
+    operation: str | None = None
+
+    def describe(self) -> str:
+        if self.search_param:
+            return f"search parameter '{self.search_param}' on {self.resource}"
+        if self.operation:
+            return f"operation '${self.operation}' on {self.resource}"
+        if self.interaction:
+            return f"interaction '{self.interaction}' on {self.resource}"
+        return f"resource {self.resource}"
+
+
+@dataclass
+class Capabilities:
+    """The parts of a CapabilityStatement the suite uses."""
+
+    statement: dict[str, Any] | None
+    resources: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    @classmethod
+    def from_statement(cls, statement: dict[str, Any] | None) -> "Capabilities":
+        resources: dict[str, dict[str, Any]] = {}
+        if statement and statement.get("resourceType") == "CapabilityStatement":
+            for rest in statement.get("rest", []):
+                if rest.get("mode", "server") != "server":
+                    continue
+                for res in rest.get("resource", []):
+                    if isinstance(res, dict) and "type" in res:
+                        resources[res["type"]] = res
+        return cls(statement, resources)
+
+    @property
+    def available(self) -> bool:
+        return bool(self.resources)
+
+    def interactions(self, resource: str) -> set[str]:
+        res = self.resources.get(resource, {})
+        return {i.get("code") for i in res.get("interaction", []) if isinstance(i, dict)}
+
+    def search_params(self, resource: str) -> set[str]:
+        res = self.resources.get(resource, {})
+        return {p.get("name") for p in res.get("searchParam", []) if isinstance(p, dict)}
+
+    def operations(self, resource: str) -> set[str]:
+        res = self.resources.get(resource, {})
+        names = {o.get("name", "").lstrip("$") for o in res.get("operation", []) if isinstance(o, dict)}
+        return names
+
+    def supported_profiles(self, resource: str) -> set[str]:
+        return set(self.resources.get(resource, {}).get("supportedProfile", []))
+
+    def satisfies(self, need: Need) -> bool:
+        if need.resource not in self.resources:
+            return False
+        if need.interaction and need.interaction not in self.interactions(need.resource):
+            return False
+        if need.search_param and need.search_param not in self.search_params(need.resource):
+            return False
+        if need.operation and need.operation not in self.operations(need.resource):
+            return False
+        return True
+
+    def declared_profiles(self) -> set[str]:
+        """Which of the kit's profiles the statement declares."""
+        found: set[str] = set()
+        group = self.interactions("Group")
+        if {"create", "read"} <= group:
+            found.add("canvas")
+        if "export" in self.operations("Group"):
+            found.add("bulk-export")
+        if any(p.split("|")[0] == BULK_COHORT_PROFILE for p in self.supported_profiles("Group")):
+            found.add("bulk-cohort")
+        return found
+
+    def token_url(self) -> str | None:
+        """The OAuth token endpoint advertised under rest.security, if any."""
+        for rest in (self.statement or {}).get("rest", []):
+            for ext in rest.get("security", {}).get("extension", []):
+                if ext.get("url") == OAUTH_URIS:
+                    for sub in ext.get("extension", []):
+                        if sub.get("url") == "token":
+                            return sub.get("valueUri")
+        return None

@@ -1,0 +1,59 @@
+"""Conditional update of Group: If-Unmodified-Since (SPEC §1) and If-Match where ETags are sent."""
+
+from __future__ import annotations
+
+import datetime as dt
+import secrets
+from email.utils import format_datetime, parsedate_to_datetime
+
+import pytest
+
+from conformance.expectations import expect_created, expect_error, expect_read, last_exchange
+from conformance.markers import check, needs, profile
+from conformance.verdicts import expect
+
+pytestmark = [profile("canvas"), needs("Group", interaction="update")]
+
+
+def _patient_group(prefix: str) -> dict:
+    return {"resourceType": "Group", "type": "person", "actual": True, "name": f"{prefix} cond {secrets.token_hex(4)}"}
+
+
+@check("group-update-if-unmodified-since", "FHIR-PRECONDITION-412", "FHIR-LAST-MODIFIED")
+def test_stale_if_unmodified_since_is_refused(groups, target_data, fhir):
+    body = _patient_group(target_data.run_prefix)
+    response, gid = groups.create(body)
+    gid = expect_created(fhir, response, "Group", "CANVAS-GROUP-CREATE", "create")
+    expect_read(fhir, "Group", gid, "CANVAS-GROUP-READ", "read")
+    ex = last_exchange(fhir)
+    header = ex.response_headers.get("last-modified")
+    expect("FHIR-LAST-MODIFIED", header, "read sent no Last-Modified header", ex)
+    try:
+        modified = parsedate_to_datetime(header)
+    except (TypeError, ValueError):
+        expect("FHIR-LAST-MODIFIED", False, f"Last-Modified {header!r} is not an HTTP-date", ex)
+    stale = format_datetime((modified - dt.timedelta(hours=1)).astimezone(dt.timezone.utc), usegmt=True)
+    put = groups.update(gid, {**body, "name": body["name"] + " stale"}, headers={"If-Unmodified-Since": stale})
+    expect_error(fhir, put, "FHIR-PRECONDITION-412", (412,), f"update with If-Unmodified-Since {stale}")
+    after = expect_read(fhir, "Group", gid, "CANVAS-GROUP-READ", "read after the refused update")
+    expect("FHIR-PRECONDITION-412", after.get("name") == body["name"],
+           f"the refused conditional update changed the name to {after.get('name')!r}", last_exchange(fhir))
+    put = groups.update(gid, {**body, "name": body["name"] + " fresh"}, headers={"If-Unmodified-Since": header})
+    expect("FHIR-PRECONDITION-412", put.status_code == 200,
+           f"update with the current Last-Modified as If-Unmodified-Since answered {put.status_code}",
+           last_exchange(fhir))
+
+
+@check("group-update-if-match", "FHIR-IF-MATCH")
+def test_stale_if_match_is_refused(groups, target_data, fhir):
+    body = _patient_group(target_data.run_prefix)
+    response, gid = groups.create(body)
+    gid = expect_created(fhir, response, "Group", "CANVAS-GROUP-CREATE", "create")
+    expect_read(fhir, "Group", gid, "CANVAS-GROUP-READ", "read")
+    old_etag = last_exchange(fhir).response_headers.get("etag")
+    if not old_etag:
+        pytest.skip("the target sends no ETag on read")
+    put = groups.update(gid, {**body, "name": body["name"] + " v2"})
+    expect("FHIR-UPDATE-200", put.status_code == 200, f"update answered {put.status_code}", last_exchange(fhir))
+    put = groups.update(gid, {**body, "name": body["name"] + " v3"}, headers={"If-Match": old_etag})
+    expect_error(fhir, put, "FHIR-IF-MATCH", (412,), f"update with stale If-Match {old_etag}")

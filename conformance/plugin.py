@@ -1,0 +1,268 @@
+"""The pytest plugin: options, fixtures, and the hooks that turn test outcomes into
+conformance verdicts. Thin on purpose: the work is in session.py, verdicts.py
+and report.py.
+
+It stays inert in any pytest session that collects no conformance check, so
+installing the kit does not change other projects' test runs.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any, Iterator
+
+import pytest
+
+from . import report, verdicts
+from .capabilities import Need
+from .client import FhirClient
+from .requirements import catalogue
+from .session import CheckResult, ConformanceRun, TargetUnreachable
+from .settings import Settings, SettingsError, load
+from .target import Ledger, TargetData
+
+RUN_KEY = pytest.StashKey[ConformanceRun]()
+RESULT_KEY = pytest.StashKey[CheckResult]()
+RECORD_KEY = pytest.StashKey[verdicts.CheckRecord]()
+
+OPTIONS = {  # option -> (settings name, help)
+    "--fhir-target": ("target", "base URL of the FHIR server under test"),
+    "--fhir-token": ("token", "bearer token (prefer the FHIR_CONFORMANCE_TOKEN variable)"),
+    "--fhir-client-id": ("client_id", "OAuth client id for client credentials"),
+    "--fhir-client-secret": ("client_secret", "OAuth client secret (prefer FHIR_CONFORMANCE_CLIENT_SECRET)"),
+    "--fhir-token-url": ("token_url", "OAuth token endpoint (default: from the CapabilityStatement)"),
+    "--fhir-limited-token": ("limited_token", "a valid token without write scopes, for the 403 checks"),
+    "--fhir-report-dir": ("report_dir", "where summary.json is written (default reports/)"),
+    "--fhir-examples": ("examples", "Hypothesis examples per property check"),
+    "--fhir-timeout": ("timeout", "seconds per HTTP request"),
+}
+
+
+class InjectedSettings:
+    """Registered by ``fhir-conformance run`` so secrets never travel on argv."""
+
+    def __init__(self, settings: Settings, seed: int | None):
+        self.settings, self.seed = settings, seed
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("fhir-conformance", "FHIR conformance suite")
+    for option, (_, text) in OPTIONS.items():
+        group.addoption(option, default=None, help=text)
+    group.addoption("--fhir-profile", action="append", default=None, help="profile to run (repeatable)")
+    group.addoption("--fhir-requirement", action="append", default=None,
+                    help="run only the checks tied to this requirement id (repeatable)")
+    group.addoption("--fhir-strict", action="store_true", default=None,
+                    help="SHOULD/MAY breaches and exact status codes fail the run")
+    group.addoption("--fhir-notes-replace", action="store_true", default=None,
+                    help="the target replaces Task notes on update instead of appending")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    for line in ("conformance(id, requirements): a conformance check and the requirements it verifies",
+                 "verifies(*ids): requirements verified by one parametrized case",
+                 "needs(resource, interaction, search_param, operation): what the target must declare",
+                 "profile(name): the profile a check belongs to"):
+        config.addinivalue_line("markers", line)
+
+
+def _settings_from(config: pytest.Config) -> tuple[Settings, int | None]:
+    for plugin in config.pluginmanager.get_plugins():
+        if isinstance(plugin, InjectedSettings):
+            return plugin.settings, plugin.seed
+    cli: dict[str, Any] = {name: config.getoption(opt) for opt, (name, _) in OPTIONS.items()}
+    cli["profiles"] = config.getoption("--fhir-profile")
+    cli["requirements"] = config.getoption("--fhir-requirement")
+    cli["strict"] = config.getoption("--fhir-strict")
+    cli["notes_replace"] = config.getoption("--fhir-notes-replace")
+    try:
+        settings = load(cli, os.environ)
+    except SettingsError as exc:
+        raise pytest.UsageError(str(exc)) from None
+    seed = config.getoption("hypothesis_seed", None)
+    return settings, int(seed) if seed is not None else settings.seed
+
+
+def _is_check(item: pytest.Item) -> bool:
+    return item.get_closest_marker("conformance") is not None
+
+
+def item_requirements(item: pytest.Item) -> tuple[str, ...]:
+    ids: list[str] = []
+    for mark in item.iter_markers("conformance"):
+        ids += mark.kwargs.get("requirements", ())
+    for mark in item.iter_markers("verifies"):
+        ids += mark.args
+    return tuple(dict.fromkeys(ids))
+
+
+def item_check_id(item: pytest.Item) -> str:
+    base = item.get_closest_marker("conformance").kwargs["id"]
+    callspec = getattr(item, "callspec", None)
+    return f"{base}[{callspec.id}]" if callspec is not None else base
+
+
+def item_profile(item: pytest.Item) -> str:
+    mark = item.get_closest_marker("profile")
+    if mark:
+        return mark.args[0]
+    reqs = item_requirements(item)
+    return catalogue()[reqs[0]].profile if reqs else "canvas"
+
+
+def ensure_run(config: pytest.Config) -> ConformanceRun:
+    """Create the run once; load the Hypothesis profile before any check module is imported."""
+    run = config.stash.get(RUN_KEY, None)
+    if run is None:
+        settings, seed = _settings_from(config)
+        run = ConformanceRun(settings, seed)
+        config.stash[RUN_KEY] = run
+        _load_hypothesis_profile(settings)
+    return run
+
+
+def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config,
+                                  items: list[pytest.Item]) -> None:
+    checks = [i for i in items if _is_check(i)]
+    if not checks:
+        return
+    settings = ensure_run(config).settings
+    if settings.requirements:
+        unknown = [r for r in settings.requirements if r not in catalogue()]
+        if unknown:
+            raise pytest.UsageError(f"unknown requirement id(s): {', '.join(unknown)}")
+        wanted = set(settings.requirements)
+        keep = [i for i in items if not _is_check(i) or wanted & set(item_requirements(i))]
+        deselected = [i for i in items if i not in keep]
+        if deselected:
+            config.hook.pytest_deselected(items=deselected)
+            items[:] = keep
+
+
+def _load_hypothesis_profile(settings: Settings) -> None:
+    from hypothesis import HealthCheck
+    from hypothesis import settings as hsettings
+    hsettings.register_profile(
+        "fhir-conformance", max_examples=settings.examples, deadline=None, database=None,
+        report_multiple_bugs=False, print_blob=False,
+        suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture,
+                               HealthCheck.filter_too_much, HealthCheck.data_too_large])
+    hsettings.load_profile("fhir-conformance")
+
+
+def _skip_reason(run: ConformanceRun, item: pytest.Item) -> str | None:
+    active, _ = run.active_profiles()
+    profile = item_profile(item)
+    if profile not in active:
+        if run.settings.profiles:
+            return f"profile '{profile}' not selected (selected: {', '.join(sorted(active))})"
+        return (f"profile '{profile}' is not declared in the target's CapabilityStatement "
+                f"(use --profile {profile} to run it anyway)")
+    if run.settings.profiles:
+        return None          # an explicit profile choice overrides what the statement declares
+    for mark in item.iter_markers("needs"):
+        need = Need(**mark.kwargs)
+        if not run.capabilities.satisfies(need):
+            return f"the target's CapabilityStatement does not declare {need.describe()}"
+    return None
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    run = item.config.stash.get(RUN_KEY, None)
+    if run is None or not _is_check(item):
+        return
+    record = verdicts.CheckRecord(item.nodeid, item_check_id(item), item_requirements(item))
+    item.stash[RECORD_KEY] = record
+    run.recorder.clear()
+    verdicts.begin(record, run.settings.strict)
+    reason = _skip_reason(run, item)
+    if reason:
+        pytest.skip(reason)
+
+
+def pytest_runtest_teardown(item: pytest.Item) -> None:
+    verdicts.end()
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo) -> Iterator[None]:
+    outcome = yield
+    rep = outcome.get_result()
+    run = item.config.stash.get(RUN_KEY, None)
+    if run is None or not _is_check(item):
+        return
+    record = item.stash.get(RECORD_KEY, None) or verdicts.CheckRecord(
+        item.nodeid, item_check_id(item), item_requirements(item))
+    result = item.stash.get(RESULT_KEY, None)
+    if result is None and (rep.when == "call" or rep.skipped or rep.failed):
+        result = report.classify(item, rep, call, record, item_profile(item), run.settings.strict)
+        item.stash[RESULT_KEY] = result
+        run.results.append(result)
+        report.attach(rep, result, record, run)
+    elif result is not None and rep.when == "teardown" and rep.failed and result.outcome == "passed":
+        result.outcome, result.message = "error", report.one_line(call.excinfo)
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    run = session.config.stash.get(RUN_KEY, None)
+    if run is None:
+        return
+    run.cleanup()
+    summary = report.write_summary(run, session.config)
+    if exitstatus in (0, 1):
+        session.exitstatus = summary["exit_code"]
+
+
+def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:
+    run = config.stash.get(RUN_KEY, None)
+    if run is not None:
+        report.print_summary(run, terminalreporter.write_line)
+
+
+# -- fixtures -----------------------------------------------------------------
+
+@pytest.fixture(scope="session")
+def conformance_run(request: pytest.FixtureRequest) -> ConformanceRun:
+    run = request.config.stash.get(RUN_KEY, None)
+    if run is None:
+        raise pytest.UsageError("conformance fixtures are only available to conformance checks")
+    return run
+
+
+@pytest.fixture(scope="session")
+def fhir(conformance_run: ConformanceRun) -> FhirClient:
+    """The client with the configured identity; every exchange is recorded."""
+    return conformance_run.client
+
+
+@pytest.fixture(scope="session")
+def anonymous_fhir(fhir: FhirClient) -> FhirClient:
+    """The same target, no Authorization header."""
+    return fhir.with_token(None)
+
+
+@pytest.fixture(scope="session")
+def limited_fhir(fhir: FhirClient, conformance_run: ConformanceRun) -> FhirClient:
+    """A client with a valid token lacking write scopes (skips when none is configured)."""
+    token = conformance_run.settings.limited_token
+    if not token:
+        pytest.skip("no limited token configured (--limited-token / FHIR_CONFORMANCE_LIMITED_TOKEN)")
+    fhir.redact.add(token)
+    return fhir.with_token(token)
+
+
+@pytest.fixture(scope="session")
+def ledger(conformance_run: ConformanceRun) -> Ledger:
+    return conformance_run.ledger
+
+
+@pytest.fixture(scope="session")
+def target_data(conformance_run: ConformanceRun) -> TargetData:
+    """Ids and free responsibilities found on the target, and the run prefix."""
+    return conformance_run.target_data
+
+
+@pytest.fixture(scope="session")
+def settings(conformance_run: ConformanceRun) -> Settings:
+    return conformance_run.settings

@@ -1,0 +1,1 @@
+"""Declarative descriptions of each profile's rules (one place per rule)."""

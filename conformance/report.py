@@ -1,0 +1,241 @@
+"""From test outcomes to conformance verdicts: summary.json, HTML extras, the console.
+
+A check's pytest outcome is not the whole story: one check verifies several
+requirements of different strengths. Here each item is classified (passed,
+failed, warning, skipped, error), each requirement gets a verdict from the items
+tied to it, and the exit code follows SPEC §6: 1 only for a SHALL-level failure
+(any failure with --strict), 3 when the run broke, else 0.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import html
+import json
+from pathlib import Path
+from typing import Any, Callable, Iterable
+
+import pytest
+
+from .requirements import Requirement, catalogue
+from .session import CheckResult, ConformanceRun
+from .settings import PROFILES
+from .verdicts import CheckRecord, RequirementFailed
+
+OUTCOMES = ("passed", "failed", "warning", "skipped", "error")
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_BROKEN = 0, 1, 2, 3
+
+
+def one_line(excinfo: Any) -> str:
+    if excinfo is None:
+        return ""
+    exc = excinfo.value if hasattr(excinfo, "value") else excinfo
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0] if text else ''}".strip()
+
+
+def _requirement_failures(exc: BaseException) -> list[RequirementFailed]:
+    """RequirementFailed instances anywhere in an exception (groups, Hypothesis' Flaky)."""
+    found: list[RequirementFailed] = []
+    stack: list[BaseException] = [exc]
+    seen: set[int] = set()
+    while stack:
+        e = stack.pop()
+        if id(e) in seen:
+            continue
+        seen.add(id(e))
+        if isinstance(e, RequirementFailed):
+            found.append(e)
+        if isinstance(e, BaseExceptionGroup):
+            stack.extend(e.exceptions)
+        for linked in (e.__cause__, e.__context__):
+            if linked is not None:
+                stack.append(linked)
+    return found
+
+
+def _skip_message(rep: pytest.TestReport) -> str:
+    longrepr = rep.longrepr
+    if isinstance(longrepr, tuple) and len(longrepr) == 3:
+        return str(longrepr[2]).removeprefix("Skipped: ")
+    return str(longrepr or "")
+
+
+def classify(item: pytest.Item, rep: pytest.TestReport, call: pytest.CallInfo, record: CheckRecord,
+             profile: str, strict: bool) -> CheckResult:
+    """One test item's outcome in conformance terms."""
+    result = CheckResult(item.nodeid, record.check_id, profile, record.requirements, "passed",
+                         duration=rep.duration)
+    result.warned_requirements = {r: f.message for r, f in record.warnings.items()}
+    result.exchange = next((f.exchange for f in record.warnings.values() if f.exchange), None)
+    if rep.skipped:
+        result.outcome, result.message = "skipped", _skip_message(rep)
+        return result
+    exc = call.excinfo.value if call.excinfo else None
+    if rep.when != "call" and rep.failed and not (exc and _requirement_failures(exc)):
+        result.outcome, result.message = "error", one_line(call.excinfo)
+        return result
+    if rep.passed:
+        result.outcome = "warning" if record.warnings else "passed"
+        result.verified = tuple(r for r in dict.fromkeys([*record.requirements, *record.verified])
+                                if r not in record.warnings)
+        if record.warnings:
+            result.message = "; ".join(f"[{r}] {f.message}" for r, f in record.warnings.items())
+        return result
+    failures = _requirement_failures(exc) if exc else []
+    if failures:
+        result.outcome = "failed"
+        result.failed_requirements = tuple(dict.fromkeys(f.requirement_id for f in failures))
+        result.message = f"[{failures[0].requirement_id}] {failures[0].message}"
+        result.exchange = failures[0].exchange
+    elif isinstance(exc, AssertionError):
+        result.outcome, result.failed_requirements = "failed", record.requirements
+        result.message = one_line(call.excinfo)
+    else:
+        result.outcome, result.message = "error", one_line(call.excinfo)
+    result.verified = tuple(r for r in record.verified if r not in result.failed_requirements)
+    if result.outcome == "failed" and not any(catalogue()[r].mandatory for r in result.failed_requirements):
+        if not strict:
+            result.outcome = "warning"
+            result.warned_requirements.update({r: result.message for r in result.failed_requirements})
+            result.failed_requirements = ()
+    return result
+
+
+def requirement_verdicts(results: Iterable[CheckResult], strict: bool) -> list[dict[str, Any]]:
+    results = list(results)
+    verdicts = []
+    for req in catalogue().values():
+        tied = [r for r in results if req.id in r.requirements or req.id in r.failed_requirements
+                or req.id in r.warned_requirements or req.id in r.verified]
+        verdict, reason = _verdict(req, tied, strict)
+        verdicts.append({"id": req.id, "profile": req.profile, "strength": req.strength, "source": req.source,
+                         "statement": req.statement, "verdict": verdict,
+                         "checks": sorted({r.check_id for r in tied}), "reason": reason})
+    return verdicts
+
+
+def _verdict(req: Requirement, tied: list[CheckResult], strict: bool) -> tuple[str, str]:
+    failed = [r for r in tied if req.id in r.failed_requirements]
+    if failed:
+        verdict = "fail" if (req.mandatory or strict) else "warn"
+        return verdict, f"{failed[0].check_id}: {failed[0].message}"
+    warned = [r for r in tied if req.id in r.warned_requirements]
+    if warned:
+        return ("fail" if strict else "warn"), f"{warned[0].check_id}: {warned[0].warned_requirements[req.id]}"
+    errors = [r for r in tied if r.outcome == "error"]
+    if errors:
+        return "error", f"{errors[0].check_id}: {errors[0].message}"
+    if any(req.id in r.verified for r in tied):
+        return "pass", ""
+    skipped = [r for r in tied if r.outcome == "skipped"]
+    if skipped:
+        return "skip", skipped[0].message
+    if tied:
+        return "untested", "its checks did not verify it"
+    return "untested", "no check selected for it"
+
+
+def exit_code(verdicts: list[dict[str, Any]], results: list[CheckResult]) -> int:
+    if any(v["verdict"] == "fail" for v in verdicts):
+        return EXIT_FAILED
+    if any(r.outcome == "error" for r in results):
+        return EXIT_BROKEN
+    return EXIT_OK
+
+
+def profile_counts(results: Iterable[CheckResult]) -> dict[str, dict[str, int]]:
+    counts = {p: {"passed": 0, "failed": 0, "warnings": 0, "skipped": 0, "errors": 0} for p in PROFILES}
+    key = {"passed": "passed", "failed": "failed", "warning": "warnings", "skipped": "skipped", "error": "errors"}
+    for r in results:
+        counts.setdefault(r.profile, {k: 0 for k in key.values()})[key[r.outcome]] += 1
+    return counts
+
+
+def build_summary(run: ConformanceRun) -> dict[str, Any]:
+    verdicts = requirement_verdicts(run.results, run.settings.strict)
+    return {
+        "target": run.settings.target,
+        "started": run.started,
+        "finished": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "seed": run.seed,
+        "strict": run.settings.strict,
+        "run_prefix": run.run_prefix,
+        "exit_code": exit_code(verdicts, run.results),
+        "profiles": profile_counts(run.results),
+        "requirements": verdicts,
+        "checks": [{"id": r.check_id, "nodeid": r.nodeid, "profile": r.profile, "outcome": r.outcome,
+                    "requirements": list(r.requirements), "failed_requirements": list(r.failed_requirements),
+                    "warned_requirements": sorted(r.warned_requirements), "message": r.message,
+                    "duration": round(r.duration, 3)} for r in run.results],
+        "cleanup_problems": run.cleanup_problems,
+    }
+
+
+def write_summary(run: ConformanceRun, config: pytest.Config) -> dict[str, Any]:
+    summary = build_summary(run)
+    out = Path(run.settings.report_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    text = run.redact(json.dumps(summary, indent=2, ensure_ascii=False))
+    (out / "summary.json").write_text(text + "\n", encoding="utf-8")
+    run.summary = summary
+    return summary
+
+
+def print_summary(run: ConformanceRun, write: Callable[[str], None]) -> None:
+    summary = getattr(run, "summary", None) or build_summary(run)
+    write("")
+    write(f"FHIR conformance of {summary['target']}  (seed {summary['seed']}, run prefix {summary['run_prefix']})")
+    write(f"{'profile':<13}{'passed':>8}{'failed':>8}{'warnings':>10}{'skipped':>9}{'errors':>8}")
+    for name, c in summary["profiles"].items():
+        write(f"{name:<13}{c['passed']:>8}{c['failed']:>8}{c['warnings']:>10}{c['skipped']:>9}{c['errors']:>8}")
+    by = {}
+    for v in summary["requirements"]:
+        by.setdefault(v["verdict"], []).append(v)
+    write("requirements: " + ", ".join(f"{len(by.get(k, []))} {k}" for k in
+                                       ("pass", "fail", "warn", "error", "skip", "untested")))
+    for kind in ("fail", "warn", "error"):
+        for v in by.get(kind, [])[:12]:
+            write(f"  {kind.upper():<5} {v['id']} ({v['strength']}): {v['reason'][:150]}")
+    if summary["cleanup_problems"]:
+        write("clean-up problems: " + "; ".join(summary["cleanup_problems"]))
+    out = Path(run.settings.report_dir)
+    write(f"reports: {out / 'report.html'}  {out / 'junit.xml'}  {out / 'summary.json'}")
+    verdict = {EXIT_OK: "PASS", EXIT_FAILED: "FAIL (SHALL-level failures)", EXIT_BROKEN: "BROKEN (errors)"}
+    write(f"verdict: {verdict.get(summary['exit_code'], '?')} (exit {summary['exit_code']})")
+
+
+# -- attachments ---------------------------------------------------------------
+
+def attach(rep: pytest.TestReport, result: CheckResult, record: CheckRecord, run: ConformanceRun) -> None:
+    """Exchanges, curl and the reproduce line on every failing, warning or broken check."""
+    rep.user_properties.append(("check_id", result.check_id))
+    rep.user_properties.append(("requirements", " ".join(result.requirements)))
+    if result.outcome not in ("failed", "warning", "error"):
+        return
+    exchanges = list(run.recorder.exchanges)[-12:]
+    failing = result.exchange or (exchanges[-1] if exchanges else None)
+    reproduce = (f"fhir-conformance run --target {run.settings.target} --seed {run.seed} "
+                 f"-k '{rep.nodeid.split('::')[-1]}'")
+    text = [f"verdict: {result.outcome}", f"reproduce the run: {reproduce}"]
+    if failing is not None:
+        text.append(f"reproduce the request: {failing.curl()}")
+    rep.sections.append(("conformance", run.redact("\n".join(text))))
+    if result.outcome == "warning":
+        rep.user_properties.append(("warnings", result.message))
+    try:
+        from pytest_html import extras
+    except ImportError:  # pragma: no cover - pytest-html is a dependency
+        return
+    parts = [f"<p><b>{html.escape(result.outcome.upper())}</b> {html.escape(result.message)}</p>",
+             "<ul>" + "".join(f"<li><b>{html.escape(r)}</b> ({catalogue()[r].strength}) "
+                              f"{html.escape(catalogue()[r].statement)} <i>{html.escape(catalogue()[r].source)}</i></li>"
+                              for r in (result.failed_requirements or result.warned_requirements or result.requirements))
+             + "</ul>",
+             f"<p>Reproduce the run: <code>{html.escape(reproduce)}</code></p>"]
+    if failing is not None:
+        parts.append(f"<p>Reproduce the request:</p><pre>{html.escape(failing.curl())}</pre>")
+    for ex in exchanges:
+        parts.append(f"<details><summary>{html.escape(ex.method)} {html.escape(ex.url)} → {ex.status}</summary>"
+                     f"<pre>{html.escape(ex.render())}</pre></details>")
+    rep.extras = getattr(rep, "extras", []) + [extras.html(run.redact("".join(parts)))]

@@ -1,0 +1,126 @@
+"""Run settings, from three places: command line > environment > conformance.toml.
+
+One small frozen dataclass (httpx-style explicit config) that every other module
+receives; nothing reads the environment behind its back. Secrets are kept here
+and nowhere else, and ``secrets()`` lists them so every output can be redacted.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any, Mapping
+
+ENV_PREFIX = "FHIR_CONFORMANCE_"
+CONFIG_FILE = "conformance.toml"
+PROFILES = ("canvas", "bulk-export", "bulk-cohort")
+
+
+class SettingsError(ValueError):
+    """A usage or configuration mistake: the CLI reports it and exits 2."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    target: str | None = None
+    token: str | None = field(default=None, repr=False)
+    client_id: str | None = None
+    client_secret: str | None = field(default=None, repr=False)
+    token_url: str | None = None
+    limited_token: str | None = field(default=None, repr=False)
+    profiles: tuple[str, ...] = ()
+    requirements: tuple[str, ...] = ()
+    strict: bool = False
+    report_dir: Path = Path("reports")
+    seed: int | None = None
+    examples: int = 15
+    timeout: float = 30.0
+    notes_replace: bool = False
+    run_prefix: str | None = None
+
+    def secrets(self) -> list[str]:
+        """Every secret value, for redaction of anything the suite writes."""
+        return [s for s in (self.token, self.client_secret, self.limited_token) if s]
+
+    def validated(self) -> "Settings":
+        if self.target is not None and not self.target.startswith(("http://", "https://")):
+            raise SettingsError(f"target must be an http(s) URL, got {self.target!r}")
+        unknown = [p for p in self.profiles if p not in PROFILES]
+        if unknown:
+            raise SettingsError(f"unknown profile(s) {unknown}; choose from {list(PROFILES)}")
+        if bool(self.client_id) != bool(self.client_secret):
+            raise SettingsError("client id and client secret must be given together")
+        if self.token and self.client_id:
+            raise SettingsError("give either a token or client credentials, not both")
+        if self.examples < 1:
+            raise SettingsError("examples must be at least 1")
+        if self.timeout <= 0:
+            raise SettingsError("timeout must be positive")
+        return self
+
+
+_CONVERTERS = {
+    "profiles": lambda v: tuple(v) if isinstance(v, (list, tuple)) else tuple(
+        p.strip() for p in str(v).replace(",", " ").split() if p.strip()),
+    "requirements": lambda v: tuple(v) if isinstance(v, (list, tuple)) else tuple(
+        p.strip() for p in str(v).replace(",", " ").split() if p.strip()),
+    "strict": lambda v: v if isinstance(v, bool) else str(v).lower() in ("1", "true", "yes", "on"),
+    "notes_replace": lambda v: v if isinstance(v, bool) else str(v).lower() in ("1", "true", "yes", "on"),
+    "report_dir": Path,
+    "seed": int,
+    "examples": int,
+    "timeout": float,
+}
+NAMES = tuple(f.name for f in fields(Settings))
+
+
+def _convert(values: Mapping[str, Any], origin: str) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in values.items():
+        name = key.replace("-", "_")
+        if name not in NAMES:
+            raise SettingsError(f"{origin}: unknown setting {key!r}")
+        if value is None:
+            continue
+        try:
+            out[name] = _CONVERTERS.get(name, str)(value)
+        except (TypeError, ValueError):
+            raise SettingsError(f"{origin}: invalid value for {key!r}: {value!r}") from None
+    return out
+
+
+def from_file(path: Path) -> dict[str, Any]:
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return {}
+    except tomllib.TOMLDecodeError as exc:
+        raise SettingsError(f"{path}: not valid TOML: {exc}") from None
+    section = data.get("conformance", data)
+    return _convert(section, str(path))
+
+
+def from_env(env: Mapping[str, str]) -> dict[str, Any]:
+    picked = {k[len(ENV_PREFIX):].lower(): v for k, v in env.items()
+              if k.startswith(ENV_PREFIX) and v != ""}
+    return _convert(picked, "environment")
+
+
+def load(cli: Mapping[str, Any] | None = None, env: Mapping[str, str] | None = None,
+         config_path: Path | None = None) -> Settings:
+    """Merge the three sources; later ones win: file < environment < command line."""
+    env = os.environ if env is None else env
+    path = config_path or Path(env.get(ENV_PREFIX + "CONFIG", CONFIG_FILE))
+    merged: dict[str, Any] = {}
+    merged.update(from_file(path))
+    merged.update(from_env({k: v for k, v in env.items() if k != ENV_PREFIX + "CONFIG"}))
+    merged.update(_convert({k: v for k, v in (cli or {}).items()}, "command line"))
+    return Settings(**merged).validated()
+
+
+def with_defaults_for_mock(settings: Settings, base_url: str, token: str, limited: str) -> Settings:
+    """Point settings at a freshly started bundled mock."""
+    return replace(settings, target=base_url, token=token, limited_token=limited,
+                   client_id=None, client_secret=None, token_url=None)

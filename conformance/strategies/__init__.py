@@ -1,0 +1,1 @@
+"""Hypothesis strategies built from the declarative profiles in ``profiles/``."""

@@ -1,0 +1,87 @@
+"""Strategy pieces shared by every profile: names, JSON mutations by path."""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+from typing import Any
+
+from hypothesis import strategies as st
+
+from ..profiles.model import Kind, Violation
+
+# Letters and digits from any script, with inner spaces and a few marks: names
+# that exercise encoding and collation without leading/trailing whitespace.
+_NAME_ALPHABET = st.characters(categories=("L", "N"), exclude_characters="\x00")
+_NAME_INNER = st.sampled_from(" -_'.&") | _NAME_ALPHABET
+name_text = st.builds(lambda head, tail: (head + tail).rstrip(" -_'.&") or head,
+                      st.text(_NAME_ALPHABET, min_size=1, max_size=12), st.text(_NAME_INNER, max_size=12))
+
+
+def run_name(prefix: str) -> st.SearchStrategy[str]:
+    """A name carrying the run prefix, so everything created is recognisable."""
+    return name_text.map(lambda text: f"{prefix} {text}")
+
+
+WRONG_TYPE_VALUES: dict[Kind, st.SearchStrategy[Any]] = {
+    Kind.STRING: st.sampled_from([123, True, {"text": "x"}, ["x"]]),
+    Kind.CODE: st.sampled_from([7, False, {"code": "x"}, ["person"]]),
+    Kind.BOOLEAN: st.sampled_from(["true", "false", 1, 0, "yes"]),
+    Kind.INTEGER: st.sampled_from(["3", 2.5, True]),
+    Kind.OBJECT: st.sampled_from(["x", ["x"], 5, True]),
+    Kind.ARRAY: st.sampled_from(["x", 5, True]),
+}
+unknown_element_name = st.from_regex(r"x[A-Z][a-z]{2,8}", fullmatch=True)
+wrong_resource_types = st.sampled_from(["Patient", "Practitioner", "Task", "Bundle", "group", "GROUP"])
+
+
+@dataclass(frozen=True)
+class InvalidPayload:
+    """A payload and the one rule it breaks."""
+
+    payload: dict[str, Any]
+    violation: Violation
+
+    def __repr__(self) -> str:  # what Hypothesis prints as the falsifying example
+        return f"InvalidPayload(breaks={self.violation.label} [{self.violation.requirement}], payload={self.payload!r})"
+
+
+def locate(payload: dict[str, Any], path: str, index: int = 0) -> tuple[Any, str]:
+    """The container and key addressed by ``path`` (``[]`` = element ``index``)."""
+    node: Any = payload
+    parts = path.replace("[]", ".[]").split(".")
+    for part in parts[:-1]:
+        node = node[index] if part == "[]" else node[part]
+    last = parts[-1]
+    if last == "[]":
+        raise ValueError(f"path {path} ends at an array element")
+    return node, last
+
+
+def mutated(payload: dict[str, Any], path: str, value: Any = None, *, delete: bool = False) -> dict[str, Any]:
+    out = copy.deepcopy(payload)
+    parent, key = locate(out, path)
+    if delete:
+        parent.pop(key, None)
+    else:
+        parent[key] = value
+    return out
+
+
+def object_paths(payload: dict[str, Any]) -> list[str]:
+    """Paths of every JSON object in the payload (where an unknown element can go)."""
+    found = [""]
+
+    def walk(node: Any, prefix: str) -> None:
+        if isinstance(node, dict):
+            for key, value in node.items():
+                path = f"{prefix}.{key}" if prefix else key
+                if isinstance(value, dict):
+                    found.append(path)
+                    walk(value, path)
+                elif isinstance(value, list) and value and isinstance(value[0], dict):
+                    found.append(path + "[]")
+                    walk(value[0], path + "[]")
+
+    walk(payload, "")
+    return found

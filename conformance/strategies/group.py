@@ -1,0 +1,150 @@
+"""Valid and labelled-invalid Group payloads, generated from ``profiles.group``.
+
+Strategies draw member ids and free responsibilities from what the suite found
+on the target (``TargetData``), so valid payloads are valid *there*, and every
+invalid payload breaks exactly one rule of the description and says which.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Protocol
+
+from hypothesis import strategies as st
+
+from ..profiles.group import (GROUP, MEMBER_KIND, PATIENT_GROUP, RESPONSIBILITIES, TEAM, TYPE_OF,
+                              responsibility)
+from ..profiles.model import Field, Kind, Violation
+from .common import (WRONG_TYPE_VALUES, InvalidPayload, mutated, object_paths, run_name,
+                     unknown_element_name, wrong_resource_types)
+
+
+class TargetData(Protocol):
+    """What the strategies need to know about the target."""
+
+    run_prefix: str
+    practitioner_ids: list[str]
+    patient_ids: list[str]
+    free_responsibilities: list[str]
+
+    def missing_id(self) -> str: ...
+
+
+def member_ids(data: TargetData, variant: str) -> list[str]:
+    return data.practitioner_ids if variant == TEAM else data.patient_ids
+
+
+def needs(violation: Violation) -> set[str]:
+    """The target data a violation's payload needs ('practitioners', 'patients', 'responsibilities')."""
+    wanted: set[str] = set()
+    container = violation.path.split("[]")[0] if violation.path and "[]" in violation.path else violation.path
+    if container == "characteristic" or violation.name == "characteristic-on-patient-group":
+        wanted.add("responsibilities")
+    if container == "member" or violation.name == "member-wrong-kind":
+        wanted.add("practitioners" if violation.variant == TEAM else "patients")
+    for c in GROUP.constraints:
+        if c.name == violation.name and c.variant == violation.variant:
+            wanted |= set(c.needs)
+    return wanted
+
+
+@st.composite
+def valid_group(draw: st.DrawFn, data: TargetData, variant: str, *,
+                min_members: int = 0, max_members: int = 4,
+                min_responsibilities: int = 0, max_responsibilities: int = 2) -> dict[str, Any]:
+    """A Team or Patient Group that the reference behaviour accepts."""
+    ids = sorted(member_ids(data, variant))
+    payload: dict[str, Any] = {
+        "resourceType": "Group",
+        "type": TYPE_OF[variant],
+        "actual": draw(st.booleans()),   # Canvas reads every group back as actual: true
+        "name": draw(run_name(data.run_prefix)),
+    }
+    if ids and max_members:
+        chosen = draw(st.lists(st.sampled_from(ids), min_size=min(min_members, len(ids)),
+                               max_size=min(max_members, len(ids)), unique=True))
+        if chosen:
+            kind = MEMBER_KIND[variant]
+            payload["member"] = [{"entity": {"reference": f"{kind}/{i}"}} for i in chosen]
+    pool = sorted(data.free_responsibilities)
+    if variant == TEAM and pool and max_responsibilities:
+        texts = draw(st.lists(st.sampled_from(pool), min_size=min(min_responsibilities, len(pool)),
+                              max_size=min(max_responsibilities, len(pool)), unique=True))
+        if texts:
+            payload["characteristic"] = [responsibility(t) for t in texts]
+    return payload
+
+
+def _outside(field: Field) -> st.SearchStrategy[Any]:
+    if field.kind is Kind.BOOLEAN:
+        return st.sampled_from([v for v in (True, False) if v not in field.allowed])
+    near_misses = [v.lower() for v in field.allowed if isinstance(v, str)] + [
+        v.title() for v in field.allowed if isinstance(v, str)]
+    if field.path.endswith("valueCodeableConcept.text"):
+        near_misses += ["MAKE_COFFEE", "COLLECT_SPECIMENS", "REVIEW_COVERAGE"]
+    if field.fhir_codes:
+        near_misses += ["robot", "team", "people", "Practitioners"]
+    return st.sampled_from(sorted({v for v in near_misses if v not in field.allowed
+                                   and v not in (field.fhir_codes or ())}))
+
+
+def violation_base(data: TargetData, violation: Violation) -> st.SearchStrategy[dict[str, Any]]:
+    """The smallest valid payload that holds the element a violation breaks, and nothing else optional."""
+    path = violation.path or ""
+    in_member = path.startswith("member")
+    in_characteristic = path.startswith("characteristic")
+    return valid_group(data, violation.variant,
+                       min_members=1 if in_member else 0, max_members=1 if in_member else 0,
+                       min_responsibilities=1 if in_characteristic else 0,
+                       max_responsibilities=1 if in_characteristic else 0)
+
+
+@st.composite
+def invalid_group(draw: st.DrawFn, data: TargetData, violation: Violation,
+                  base: dict[str, Any] | None = None) -> InvalidPayload:
+    """A payload breaking exactly ``violation``; ``base`` (for updates) is the stored group."""
+    if base is None:
+        base = draw(violation_base(data, violation))
+    payload = base
+    path = violation.path
+    field = GROUP.field(path) if path and path != "id" else None
+    if violation.name == "missing":
+        payload = mutated(base, path, delete=True)
+    elif violation.name == "wrong-type":
+        payload = mutated(base, path, draw(WRONG_TYPE_VALUES[field.kind]))
+    elif violation.name == "empty-string":
+        payload = mutated(base, path, "")
+    elif violation.name in ("outside-enum", "not-a-fhir-code"):
+        payload = mutated(base, path, draw(_outside(field)))
+    elif violation.name == "outside-profile-enum":
+        payload = mutated(base, path, draw(st.sampled_from(
+            sorted(set(field.fhir_codes) - set(field.allowed)))))
+    elif violation.name == "unknown-element":
+        where = draw(st.sampled_from(object_paths(base)))
+        key = draw(unknown_element_name)
+        payload = mutated(base, f"{where}.{key}" if where else key, draw(st.sampled_from(["x", 1, True])))
+    elif violation.name == "wrong-resource-type":
+        payload = mutated(base, "resourceType", draw(wrong_resource_types))
+    elif violation.name == "id-mismatch":
+        payload = mutated(base, "id", data.missing_id())
+    else:
+        constraint = GROUP.constraint(violation.name, violation.variant)
+        payload = constraint.breach(mutated(base, "resourceType", "Group"), data, _Draw(draw))
+    return InvalidPayload(payload, violation)
+
+
+class _Draw:
+    """Lets constraint breaches (declared in profiles/) draw without importing Hypothesis."""
+
+    def __init__(self, draw: st.DrawFn):
+        self._draw = draw
+
+    def sampled_from(self, values: list[Any]) -> Any:
+        return self._draw(st.sampled_from(values))
+
+
+def violations(update: bool = False) -> list[Violation]:
+    return list(GROUP.violations(update=update))
+
+
+__all__ = ["valid_group", "invalid_group", "violation_base", "violations", "needs", "TEAM", "PATIENT_GROUP",
+           "RESPONSIBILITIES"]

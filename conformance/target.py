@@ -1,0 +1,127 @@
+"""What the suite learns about the target, and what it leaves behind there.
+
+Safe on a shared vendor server: everything created carries the run prefix; the
+suite only ever claims responsibilities that were free when it looked (never one
+held by a team it did not create), and on exit it releases every responsibility
+its own teams hold, whatever happened to the checks.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+from dataclasses import dataclass, field
+from typing import Any, Iterator
+
+from .client import FhirClient, json_or_none
+from .profiles.group import RESPONSIBILITIES
+
+log = logging.getLogger(__name__)
+MAX_DISCOVERY_PAGES = 50
+
+
+def new_run_prefix() -> str:
+    return f"fhirck-{secrets.token_hex(4)}"
+
+
+def bundle_resources(body: Any) -> list[dict[str, Any]]:
+    if not isinstance(body, dict):
+        return []
+    return [e["resource"] for e in body.get("entry", []) or []
+            if isinstance(e, dict) and isinstance(e.get("resource"), dict)]
+
+
+def next_link(body: Any) -> str | None:
+    if not isinstance(body, dict):
+        return None
+    for link in body.get("link", []) or []:
+        if isinstance(link, dict) and link.get("relation") == "next":
+            return link.get("url")
+    return None
+
+
+def iterate_search(client: FhirClient, resource_type: str, params: dict[str, Any],
+                   max_pages: int = MAX_DISCOVERY_PAGES) -> Iterator[dict[str, Any]]:
+    """Every resource of a search, following next links (bounded)."""
+    response = client.search(resource_type, params)
+    for _ in range(max_pages):
+        if response.status_code != 200:
+            return
+        body = json_or_none(response)
+        yield from bundle_resources(body)
+        link = next_link(body)
+        if not link:
+            return
+        response = client.get(link)
+
+
+def responsibilities_of(group: dict[str, Any]) -> set[str]:
+    texts = set()
+    for c in group.get("characteristic", []) or []:
+        text = ((c or {}).get("valueCodeableConcept") or {}).get("text")
+        if text:
+            texts.add(text)
+    return texts
+
+
+@dataclass(repr=False)
+class TargetData:
+    """Ids and free responsibilities found on the target, and the run prefix."""
+
+    run_prefix: str
+    practitioner_ids: list[str] = field(default_factory=list)
+    patient_ids: list[str] = field(default_factory=list)
+    free_responsibilities: list[str] = field(default_factory=list)
+    held_elsewhere: dict[str, str] = field(default_factory=dict)   # responsibility -> group id
+
+    def __repr__(self) -> str:
+        return (f"TargetData(run_prefix={self.run_prefix!r}, {len(self.practitioner_ids)} practitioners, "
+                f"{len(self.patient_ids)} patients, free={self.free_responsibilities!r})")
+
+    def missing_id(self) -> str:
+        """An id no resource on the target has (random, prefixed)."""
+        return f"{self.run_prefix}-missing-{secrets.token_hex(6)}"
+
+
+def discover(client: FhirClient, run_prefix: str, own_groups: set[str]) -> TargetData:
+    data = TargetData(run_prefix)
+    for rtype, dest in (("Practitioner", data.practitioner_ids), ("Patient", data.patient_ids)):
+        response = client.search(rtype, {"_count": 50})
+        if response.status_code == 200:
+            dest.extend(r["id"] for r in bundle_resources(json_or_none(response)) if r.get("id"))
+    held: dict[str, str] = {}
+    for team in iterate_search(client, "Group", {"type": "practitioner", "_count": 100}):
+        if team.get("id") in own_groups:
+            continue
+        for text in responsibilities_of(team):
+            held[text] = team.get("id", "?")
+    data.held_elsewhere = held
+    data.free_responsibilities = [r for r in RESPONSIBILITIES if r not in held]
+    return data
+
+
+@dataclass(repr=False)
+class Ledger:
+    """Everything this run created on the target, for clean-up."""
+
+    groups: dict[str, dict[str, Any]] = field(default_factory=dict)   # id -> last body we sent
+
+    def created_group(self, gid: str, body: dict[str, Any]) -> None:
+        self.groups[gid] = body
+
+    def release_all(self, client: FhirClient) -> list[str]:
+        """Drop the responsibilities of every team we created; returns problems met."""
+        problems = []
+        for gid in list(self.groups):
+            response = client.read("Group", gid)
+            if response.status_code != 200:
+                continue
+            current = json_or_none(response) or {}
+            if not current.get("characteristic"):
+                continue
+            body = {k: v for k, v in current.items() if k not in ("characteristic", "meta", "quantity")}
+            body["id"] = gid
+            put = client.update(body, gid)
+            if put.status_code >= 300:
+                problems.append(f"could not release responsibilities of Group/{gid}: HTTP {put.status_code}")
+        return problems

@@ -51,6 +51,9 @@ def _parser() -> argparse.ArgumentParser:
                      help="SHOULD/MAY breaches and inexact status codes fail the run")
     run.add_argument("--notes-replace", action="store_true", default=None,
                      help="the target replaces Task notes on update (instead of appending)")
+    run.add_argument("--no-shrink", action="store_false", dest="shrink", default=None,
+                     help="report failing examples as found, without minimising them (faster)")
+    run.add_argument("-x", "--exitfirst", action="store_true", help="stop at the first failing check")
     run.add_argument("--report-dir", help="where reports are written (default reports/)")
     run.add_argument("--seed", type=int, help="Hypothesis seed (printed in every report)")
     run.add_argument("--examples", type=int, help="Hypothesis examples per property check")
@@ -73,7 +76,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _list(args.format)
     cli = {k: getattr(args, k) for k in ("target", "token", "client_id", "client_secret", "token_url",
                                          "limited_token", "profiles", "requirements", "strict",
-                                         "notes_replace", "report_dir", "seed", "examples", "timeout")}
+                                         "notes_replace", "shrink", "report_dir", "seed", "examples", "timeout")}
     try:
         settings = load(cli, os.environ, args.config)
     except SettingsError as exc:
@@ -92,7 +95,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if problem:
             print(f"fhir-conformance: target unreachable: {problem}", file=sys.stderr)
             return EXIT_BROKEN
-        return run_pytest(settings, seed, args.keyword, args.verbose)
+        return run_pytest(settings, seed, args.keyword, args.verbose, args.exitfirst)
 
 
 def preflight(settings: Settings) -> str | None:
@@ -105,7 +108,7 @@ def preflight(settings: Settings) -> str | None:
     return None
 
 
-def run_pytest(settings: Settings, seed: int, keyword: str | None, verbose: bool) -> int:
+def run_pytest(settings: Settings, seed: int, keyword: str | None, verbose: bool, exitfirst: bool = False) -> int:
     import pytest
 
     from .plugin import InjectedSettings
@@ -121,6 +124,8 @@ def run_pytest(settings: Settings, seed: int, keyword: str | None, verbose: bool
             "-v" if verbose else "-q", "--tb=short", "-rfE"]
     if keyword:
         args += ["-k", keyword]
+    if exitfirst:
+        args.append("-x")
     code = pytest.main(args, plugins=[InjectedSettings(settings, seed)])
     summary_path = report_dir / "summary.json"
     if code in (pytest.ExitCode.USAGE_ERROR,):

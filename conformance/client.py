@@ -170,6 +170,10 @@ class FhirClient:
             if secret:
                 self.redact.add(secret)
 
+    def _repr_pretty_(self, printer: Any, cycle: bool) -> None:
+        """Hypothesis pretty-prints dataclasses field by field; keep falsifying examples short."""
+        printer.text(repr(self))
+
     def __repr__(self) -> str:
         return f"FhirClient({self.base_url!r})"
 

@@ -54,6 +54,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                     help="run only the checks tied to this requirement id (repeatable)")
     group.addoption("--fhir-strict", action="store_true", default=None,
                     help="SHOULD/MAY breaches and exact status codes fail the run")
+    group.addoption("--fhir-no-shrink", action="store_false", dest="fhir_shrink", default=None,
+                    help="report the first failing example as found (faster on slow targets)")
     group.addoption("--fhir-notes-replace", action="store_true", default=None,
                     help="the target replaces Task notes on update instead of appending")
 
@@ -75,6 +77,7 @@ def _settings_from(config: pytest.Config) -> tuple[Settings, int | None]:
     cli["requirements"] = config.getoption("--fhir-requirement")
     cli["strict"] = config.getoption("--fhir-strict")
     cli["notes_replace"] = config.getoption("--fhir-notes-replace")
+    cli["shrink"] = config.getoption("fhir_shrink")
     try:
         settings = load(cli, os.environ)
     except SettingsError as exc:
@@ -140,10 +143,11 @@ def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config
 
 
 def _load_hypothesis_profile(settings: Settings) -> None:
-    from hypothesis import HealthCheck
+    from hypothesis import HealthCheck, Phase
     from hypothesis import settings as hsettings
+    phases = [Phase.explicit, Phase.reuse, Phase.generate, Phase.target] + ([Phase.shrink] if settings.shrink else [])
     hsettings.register_profile(
-        "fhir-conformance", max_examples=settings.examples, deadline=None, database=None,
+        "fhir-conformance", max_examples=settings.examples, deadline=None, database=None, phases=phases,
         report_multiple_bugs=False, print_blob=False,
         suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture,
                                HealthCheck.filter_too_much, HealthCheck.data_too_large])

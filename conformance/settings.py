@@ -38,6 +38,7 @@ class Settings:
     examples: int = 15
     timeout: float = 30.0
     notes_replace: bool = False
+    shrink: bool = True
     run_prefix: str | None = None
 
     def secrets(self) -> list[str]:
@@ -67,6 +68,7 @@ _CONVERTERS = {
     "requirements": lambda v: tuple(v) if isinstance(v, (list, tuple)) else tuple(
         p.strip() for p in str(v).replace(",", " ").split() if p.strip()),
     "strict": lambda v: v if isinstance(v, bool) else str(v).lower() in ("1", "true", "yes", "on"),
+    "shrink": lambda v: v if isinstance(v, bool) else str(v).lower() in ("1", "true", "yes", "on"),
     "notes_replace": lambda v: v if isinstance(v, bool) else str(v).lower() in ("1", "true", "yes", "on"),
     "report_dir": Path,
     "seed": int,

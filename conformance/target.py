@@ -74,6 +74,10 @@ class TargetData:
     free_responsibilities: list[str] = field(default_factory=list)
     held_elsewhere: dict[str, str] = field(default_factory=dict)   # responsibility -> group id
 
+    def _repr_pretty_(self, printer: Any, cycle: bool) -> None:
+        """Hypothesis pretty-prints dataclasses field by field; keep falsifying examples short."""
+        printer.text(repr(self))
+
     def __repr__(self) -> str:
         return (f"TargetData(run_prefix={self.run_prefix!r}, {len(self.practitioner_ids)} practitioners, "
                 f"{len(self.patient_ids)} patients, free={self.free_responsibilities!r})")

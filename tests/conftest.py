@@ -99,3 +99,25 @@ def create(client: FlaskClient) -> Callable[[dict[str, Any]], str]:
         return r.headers["Location"].rsplit("/", 1)[1]
 
     return do
+
+
+# -- the deviation matrix, printed at the end of the session ---------------------
+
+_MATRIX: list[tuple[str, str, str, int]] = []
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    """Collect matrix rows (also from xdist workers, whose reports reach the controller)."""
+    if report.when == "call":
+        _MATRIX.extend(value for key, value in report.user_properties if key == "deviation_matrix")
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    if not _MATRIX:
+        return
+    write = terminalreporter.write_line
+    write("")
+    write(f"deviation matrix: {sum(r[2] == 'caught' for r in _MATRIX)}/{len(_MATRIX)} caught")
+    write(f"{'deviation':<40} {'breaks':<30} {'result':<8} failing checks")
+    for name, breaks, result, checks in sorted(_MATRIX):
+        write(f"{name:<40} {breaks:<30} {result:<8} {checks}")

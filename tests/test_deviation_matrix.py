@@ -1,0 +1,44 @@
+"""The suite's own power: against each named deviation of the mock, the checks tied to
+the requirement it breaks must report a failure (or, for SHOULD/MAY, a warning).
+
+The matrix is printed at the end of the test session (see conftest.py).
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from conformance.requirements import catalogue
+from mock_server import MockConfig
+from mock_server.deviations import DEVIATIONS
+from mock_server.server import run_in_thread
+
+from suite_runner import TOKENS, run_suite
+
+pytestmark = pytest.mark.slow
+
+
+def test_every_deviation_names_catalogued_requirements():
+    for deviation in DEVIATIONS.values():
+        assert deviation.breaks and set(deviation.breaks) <= set(catalogue()), deviation
+
+
+@pytest.mark.parametrize("name", sorted(DEVIATIONS))
+def test_deviation_is_caught(name, tmp_path, record_property):
+    deviation = DEVIATIONS[name]
+    config = MockConfig(db=str(tmp_path / "mock.sqlite3"), tokens=TOKENS, deviations=frozenset({name}))
+    selection = [arg for rid in deviation.breaks for arg in ("--requirement", rid)]
+    with run_in_thread(config) as base_url:
+        run = run_suite(tmp_path / "reports", "--seed", "11", "--examples", "5", "--no-shrink", "-x",
+                        *selection, target=base_url)
+    verdicts = run.verdicts()
+    caught = {rid: verdicts[rid] for rid in deviation.breaks if verdicts[rid] in ("fail", "warn")}
+    checks = sorted({c["id"] for c in run.summary["checks"]
+                     if set(c["failed_requirements"]) & set(deviation.breaks)
+                     or set(c["warned_requirements"]) & set(deviation.breaks)})
+    record_property("deviation_matrix", (name, ",".join(deviation.breaks),
+                                         "caught" if caught else "MISSED", len(checks)))
+    assert caught, (f"deviation {name} ({deviation.description}) was not caught; verdicts "
+                    f"{ {r: verdicts[r] for r in deviation.breaks} }\n{run.output[-3000:]}")
+    mandatory = any(catalogue()[r].mandatory for r in caught)
+    assert run.exit_code == (1 if mandatory else 0), run.output[-2000:]

@@ -1,0 +1,183 @@
+"""Unit tests of the suite's own machinery: settings, redaction, verdicts, capabilities,
+strategies and the CLI's exit codes."""
+
+from __future__ import annotations
+
+import json
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from fhir.resources.R4B.group import Group
+from hypothesis import HealthCheck, given, settings as hsettings
+from hypothesis import strategies as st
+
+from conformance import settings as cfg
+from conformance.capabilities import BULK_COHORT_PROFILE, Capabilities, Need
+from conformance.client import Exchange, Redactor
+from conformance.report import EXIT_BROKEN, EXIT_FAILED, EXIT_OK, exit_code, requirement_verdicts
+from conformance.session import CheckResult
+from conformance.strategies.common import locate
+from conformance.strategies.group import PATIENT_GROUP, TEAM, invalid_group, valid_group, violations
+from conformance.target import TargetData
+
+# -- settings --------------------------------------------------------------------
+
+
+def test_command_line_beats_environment_beats_file(tmp_path: Path):
+    conf = tmp_path / "conformance.toml"
+    conf.write_text('[conformance]\ntarget = "http://file"\nexamples = 3\ntimeout = 9\nprofiles = ["canvas"]\n')
+    env = {"FHIR_CONFORMANCE_TARGET": "http://env", "FHIR_CONFORMANCE_EXAMPLES": "4"}
+    s = cfg.load({"target": "http://cli"}, env, conf)
+    assert (s.target, s.examples, s.timeout, s.profiles) == ("http://cli", 4, 9.0, ("canvas",))
+    assert cfg.load({}, env, conf).target == "http://env"
+    assert cfg.load({}, {}, conf).target == "http://file"
+
+
+@pytest.mark.parametrize("cli, env, message", [
+    ({"target": "ftp://x"}, {}, r"http\(s\) URL"),
+    ({"profiles": ["nope"]}, {}, "unknown profile"),
+    ({}, {"FHIR_CONFORMANCE_EXAMPLES": "many"}, "invalid value"),
+    ({"client_id": "a"}, {}, "together"),
+    ({}, {"FHIR_CONFORMANCE_COLOUR": "blue"}, "unknown setting"),
+])
+def test_bad_settings_are_reported_readably(tmp_path, cli, env, message):
+    with pytest.raises(cfg.SettingsError, match=message):
+        cfg.load(cli, env, tmp_path / "absent.toml")
+
+
+def test_secrets_are_not_in_the_settings_repr():
+    s = cfg.Settings(target="http://x", token="tok-123", client_secret="sec-456")
+    assert "tok-123" not in repr(s) and "sec-456" not in repr(s)
+    assert set(s.secrets()) == {"tok-123", "sec-456"}
+
+
+# -- recording and redaction -------------------------------------------------------
+
+
+def test_curl_uses_an_environment_reference_instead_of_the_token():
+    ex = Exchange("POST", "http://t/Group", {"Authorization": "Bearer [REDACTED]", "Content-Type": "application/json"},
+                  '{"a": "it\'s"}', 400, {}, "", 1.0)
+    curl = ex.curl()
+    assert "${FHIR_CONFORMANCE_TOKEN}" in curl and "[REDACTED]" not in curl
+    assert "--data-raw" in curl and "-X POST" in curl
+
+
+def test_redactor_replaces_every_secret_wherever_it_appears():
+    redact = Redactor(["abc", "abcdef"])
+    redact.add("zzz")
+    assert redact("x abcdef y abc zzz") == "x [REDACTED] y [REDACTED] [REDACTED]"
+
+
+# -- verdicts and exit codes -----------------------------------------------------------
+
+
+def result(outcome: str, reqs: tuple[str, ...], **kw) -> CheckResult:
+    return CheckResult("n", "c", "canvas", reqs, outcome, **kw)
+
+
+def verdict_of(rid: str, results: list[CheckResult], strict: bool = False) -> str:
+    return {v["id"]: v["verdict"] for v in requirement_verdicts(results, strict)}[rid]
+
+
+def test_requirement_verdicts():
+    assert verdict_of("CANVAS-GROUP-TYPE", [result("passed", ("CANVAS-GROUP-TYPE",), verified=("CANVAS-GROUP-TYPE",))]) == "pass"
+    assert verdict_of("CANVAS-GROUP-TYPE", [result("failed", ("CANVAS-GROUP-TYPE",),
+                                                   failed_requirements=("CANVAS-GROUP-TYPE",))]) == "fail"
+    assert verdict_of("CANVAS-GROUP-TYPE", [result("skipped", ("CANVAS-GROUP-TYPE",), message="why")]) == "skip"
+    assert verdict_of("CANVAS-GROUP-TYPE", [result("error", ("CANVAS-GROUP-TYPE",))]) == "error"
+    assert verdict_of("CANVAS-GROUP-TYPE", []) == "untested"
+    warned = [result("warning", ("FHIR-REJECT-STATUS",), warned_requirements={"FHIR-REJECT-STATUS": "400 not 422"})]
+    assert verdict_of("FHIR-REJECT-STATUS", warned) == "warn"
+    assert verdict_of("FHIR-REJECT-STATUS", warned, strict=True) == "fail"
+
+
+def test_exit_code_is_one_only_for_shall_failures():
+    failing = [result("failed", ("CANVAS-GROUP-TYPE",), failed_requirements=("CANVAS-GROUP-TYPE",))]
+    warning = [result("warning", ("FHIR-REJECT-STATUS",), warned_requirements={"FHIR-REJECT-STATUS": "x"})]
+    broken = [result("error", ("CANVAS-GROUP-TYPE",))]
+    assert exit_code(requirement_verdicts(failing, False), failing) == EXIT_FAILED
+    assert exit_code(requirement_verdicts(warning, False), warning) == EXIT_OK
+    assert exit_code(requirement_verdicts(warning, True), warning) == EXIT_FAILED
+    assert exit_code(requirement_verdicts(broken, False), broken) == EXIT_BROKEN
+
+
+# -- capabilities ------------------------------------------------------------------------
+
+
+def test_capabilities_decide_profiles_and_needs():
+    statement = {"resourceType": "CapabilityStatement", "rest": [{"mode": "server", "resource": [
+        {"type": "Group", "interaction": [{"code": "read"}, {"code": "create"}],
+         "searchParam": [{"name": "type"}], "operation": [{"name": "export"}],
+         "supportedProfile": [BULK_COHORT_PROFILE + "|3.0.0"]}]}]}
+    caps = Capabilities.from_statement(statement)
+    assert caps.declared_profiles() == {"canvas", "bulk-export", "bulk-cohort"}
+    assert caps.satisfies(Need("Group", search_param="type"))
+    assert not caps.satisfies(Need("Group", search_param="member"))
+    assert "search parameter 'member'" in Need("Group", search_param="member").describe()
+    assert Capabilities.from_statement(None).declared_profiles() == set()
+
+
+# -- strategies -----------------------------------------------------------------------------
+
+DATA = TargetData("fhirck-test", practitioner_ids=["p1", "p2", "p3"], patient_ids=["q1", "q2"],
+                  free_responsibilities=["PROCESS_REFILL_REQUESTS", "REVIEW_COVERAGES"])
+
+
+@hsettings(max_examples=40, suppress_health_check=[HealthCheck.too_slow])
+@given(variant=st.sampled_from([TEAM, PATIENT_GROUP]), data=st.data())
+def test_valid_payloads_are_valid_r4_groups_of_the_right_kind(variant, data):
+    payload = data.draw(valid_group(DATA, variant))
+    Group.model_validate(payload)        # structure, per fhir.resources (lax, so not the only judge)
+    assert payload["name"].startswith("fhirck-test ")
+    kind = "Practitioner" if variant == TEAM else "Patient"
+    assert all(m["entity"]["reference"].startswith(kind + "/") for m in payload.get("member", []))
+    if variant == PATIENT_GROUP:
+        assert "characteristic" not in payload
+
+
+@pytest.mark.parametrize("violation", violations(update=True), ids=lambda v: f"{v.variant}-{v.name}-{v.path}")
+@hsettings(max_examples=10, suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+@given(data=st.data())
+def test_each_invalid_payload_breaks_its_labelled_element(violation, data):
+    base = {**data.draw(valid_group(DATA, violation.variant, min_members=1, min_responsibilities=1)), "id": "g1"}
+    invalid = data.draw(invalid_group(DATA, violation, base=base))
+    as_json = lambda v: json.dumps(v, sort_keys=True)  # noqa: E731 - 1 == True in Python, not in JSON
+    assert invalid.violation is violation and as_json(invalid.payload) != as_json(base)
+    if violation.name == "missing":
+        parent, key = locate(invalid.payload, violation.path)
+        assert key not in parent
+    elif violation.name == "empty-string":
+        parent, key = locate(invalid.payload, violation.path)
+        assert parent[key] == ""
+    elif violation.name == "wrong-resource-type":
+        assert invalid.payload["resourceType"] != "Group"
+
+
+# -- the CLI -------------------------------------------------------------------------------------
+
+
+def cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "conformance.cli", *args], capture_output=True, text=True,
+                          cwd=cwd, timeout=120)
+
+
+def test_cli_configuration_error_exits_2(tmp_path):
+    proc = cli("run", "--target", "not-a-url", cwd=tmp_path)
+    assert proc.returncode == 2 and "configuration error" in proc.stderr
+
+
+def test_cli_unreachable_target_exits_3_and_says_so(tmp_path):
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]          # bound, never listening: connections are refused
+        proc = cli("run", "--target", f"http://127.0.0.1:{port}", "--report-dir", str(tmp_path / "r"), cwd=tmp_path)
+    assert proc.returncode == 3 and "unreachable" in proc.stderr
+
+
+def test_cli_lists_the_catalogue(tmp_path):
+    proc = cli("list", "--format", "json", cwd=tmp_path)
+    ids = {r["id"] for r in json.loads(proc.stdout)}
+    assert proc.returncode == 0 and {"CANVAS-GROUP-RESP-UNIQUE", "FHIR-AUTH-401"} <= ids

@@ -13,6 +13,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from conformance.client import created_id
 from conformance.expectations import expect_created, expect_error, expect_read, last_exchange
 from conformance.markers import check, needs, profile, verifies
 from conformance.profiles.task import OMISSION
@@ -152,3 +153,19 @@ def test_read_and_update_of_unknown_task_are_404(fhir, target_data):
     body = {**_simple(target_data.run_prefix, (sorted(target_data.practitioner_ids) or ["x"])[0]), "id": missing}
     response = fhir.put(f"Task/{missing}", json_body=body)
     expect_error(fhir, response, "FHIR-NOT-FOUND", (404,), "update of an unknown Task", code="not-found")
+
+
+@check("task-auth", "FHIR-AUTH-401", "FHIR-AUTH-403", "FHIR-ERROR-OUTCOME")
+@needs("Task", interaction="create")
+def test_task_requests_need_a_token_and_the_scope(anonymous_fhir, limited_fhir, fhir, tasks, target_data, ledger):
+    body = _simple(target_data.run_prefix, (sorted(target_data.practitioner_ids) or ["x"])[0])
+    for what, response in (("search", anonymous_fhir.search("Task", {"_count": 1})),
+                           ("read", anonymous_fhir.read("Task", target_data.missing_id())),
+                           ("create", anonymous_fhir.create(body))):
+        if response.status_code == 201 and created_id(response, "Task"):
+            ledger.created_task(created_id(response, "Task"), body)
+        expect_error(anonymous_fhir, response, "FHIR-AUTH-401", (401,), f"Task {what} without a token")
+    response = limited_fhir.create(body)
+    if response.status_code == 201 and created_id(response, "Task"):
+        ledger.created_task(created_id(response, "Task"), body)
+    expect_error(limited_fhir, response, "FHIR-AUTH-403", (403,), "Task create with a token lacking write scope")

@@ -26,12 +26,12 @@ from conformance.client import json_or_none
 from conformance.markers import check, needs, profile
 from conformance.profiles.group import responsibility
 from conformance.profiles.task import OMISSION, group_extension
-from conformance.strategies.task import note, valid_task
-from conformance.target import bundle_resources, responsibilities_of
+from conformance.strategies.task import valid_task
+from conformance.target import responsibilities_of
 from conformance.verdicts import expect
 
 from .conftest import GroupApi, require
-from .task_support import TaskApi, content, instant, labels, notes, ref, team_value
+from .task_support import TaskApi, content, instant, notes, team_value
 
 pytestmark = [profile("canvas"), needs("Task", interaction="update"), needs("Group", interaction="update")]
 MODEL = "CANVAS-TASK-MODEL"
@@ -60,7 +60,6 @@ def _compact(text: str | None) -> str:
 
 def make_machine(fhir, tasks: TaskApi, groups: GroupApi, data, notes_replace: bool) -> type:
     pool = sorted(data.free_responsibilities)[:4]
-    practitioners = sorted(data.practitioner_ids)
 
     class TeamsAndTasks(RuleBasedStateMachine):
         teams = Bundle("teams")

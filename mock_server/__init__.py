@@ -12,7 +12,7 @@ __all__ = ["MockConfig", "create_app"]
 def create_app(config: MockConfig | None = None) -> Flask:
     """Application factory: storage, fixtures, auth, resource blueprints, error handlers."""
     from . import auth, capabilities, loader, outcomes, payload
-    from .resources import directory, group
+    from .resources import directory, group, task
 
     config = config or MockConfig()
     app = Flask(__name__)
@@ -27,6 +27,7 @@ def create_app(config: MockConfig | None = None) -> Flask:
     app.register_blueprint(capabilities.bp)
     app.register_blueprint(auth.bp)
     app.register_blueprint(group.bp)
+    app.register_blueprint(task.bp)
     for bp in directory.BLUEPRINTS:
         app.register_blueprint(bp)
 

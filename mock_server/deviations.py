@@ -53,6 +53,26 @@ DEVIATIONS: dict[str, Deviation] = dict(
     ]
 )
 
+# Task (SPEC §3): each breaks one Task rule.
+DEVIATIONS.update(
+    [
+        _d("task-owner-kept-when-omitted", "CANVAS-TASK-OMIT-OWNER-CLEARED", "An update without owner keeps the old owner."),
+        _d("task-restriction-kept-when-omitted", "CANVAS-TASK-OMIT-RESTRICTION-CLEARED", "An update without restriction keeps the old due date."),
+        _d("task-input-kept-when-omitted", "CANVAS-TASK-OMIT-INPUT-CLEARED", "An update without input keeps the old labels."),
+        _d("task-description-kept-when-omitted", "CANVAS-TASK-OMIT-DESCRIPTION", "An update (or create) without description is accepted; an update keeps the old one."),
+        _d("task-authored-cleared-when-omitted", "CANVAS-TASK-OMIT-AUTHORED-KEPT", "An update without authoredOn clears it."),
+        _d("task-group-cleared-when-omitted", "CANVAS-TASK-OMIT-GROUP-KEPT", "An update without the task-group extension removes the team."),
+        _d("task-notes-replaced", "CANVAS-TASK-NOTES-APPEND", "Notes in an update replace the stored notes instead of being appended."),
+        _d("task-intent-not-enforced", "CANVAS-TASK-INTENT", "Any intent string is accepted and stored."),
+        _d("task-owner-kind-unchecked", "CANVAS-TASK-OWNER", "An owner referencing an existing non-Practitioner (e.g. a Patient) is accepted."),
+        _d("task-label-search-ignored", "CANVAS-TASK-SEARCH-LABEL", "Task search ignores the label parameter."),
+        _d("task-status-search-ignored", "CANVAS-TASK-SEARCH-STATUS", "Task search ignores the status parameter."),
+        _d("task-sort-ignored", "CANVAS-TASK-SORT", "Task search ignores _sort (creation order)."),
+        _d("task-due-lt-as-le", "CANVAS-TASK-SEARCH-DUE", "The due prefix lt is treated as le (a task due exactly then matches)."),
+        _d("task-group-display-stale", "CANVAS-TASK-MODEL", "The team display is the team's name when the task was written, not its current name."),
+    ]
+)
+
 
 def validate_names(names: Iterable[str]) -> None:
     """Reject unknown deviation names early, listing the valid ones."""

@@ -46,7 +46,7 @@ class NotJson(TargetError, ValueError):
 
 
 def _mb(n: int) -> str:
-    return f"{n / (1024 * 1024):g} MB"
+    return f"{round(n / (1024 * 1024), 1):g} MB"
 
 
 def _where(request: httpx.Request) -> str:
@@ -529,6 +529,9 @@ class FhirClient:
         _guard_json(response, where)
         if record:
             self.recorder.add(self._exchange(request, response, started))
+        problem = _not_json_problem(response, where)
+        if problem:
+            raise NotJson(problem)
         return response
 
     def _send_capped(self, request: httpx.Request, started: float) -> httpx.Response:
@@ -600,6 +603,29 @@ class FhirClient:
     def close(self) -> None:
         if self.http is not None:
             self.http.close()
+
+
+def _not_json_problem(response: httpx.Response, where: str) -> str | None:
+    """A successful answer that is HTML, or claims JSON and is not, is no FHIR answer at all.
+
+    Error answers (4xx/5xx) are left to the checks (a missing OperationOutcome is a
+    conformance failure), and so are NDJSON and other non-JSON media types (bulk files).
+    """
+    if not 200 <= response.status_code < 300 or not response.content.strip():
+        return None
+    ctype = response.headers.get("content-type", "").lower()
+    looks_html = "html" in ctype or (not ctype and response.content.lstrip()[:1] == b"<")
+    claims_json = "json" in ctype and "ndjson" not in ctype
+    if not (looks_html or claims_json):
+        return None
+    if claims_json:
+        try:
+            json.loads(response.content)
+            return None
+        except ValueError:
+            pass
+    return (f"target answered {response.status_code} with a body that is not JSON "
+            f"({ctype or 'no Content-Type'}, {len(response.content)} bytes) on {where}")
 
 
 def _guard_json(response: httpx.Response, where: str) -> None:

@@ -142,7 +142,8 @@ def preflight(settings: Settings) -> str | None:
     except (OSError, ValueError) as exc:   # unreadable CA bundle / client certificate
         return f"{settings.target}: TLS setup failed: {exc}"
     finally:
-        run.http.close()
+        if "http" in run.__dict__:
+            run.http.close()
     return None
 
 

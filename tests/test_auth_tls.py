@@ -170,3 +170,32 @@ def test_smart_run_end_to_end_keeps_key_material_out_of_every_report(tmp_path):
         for member in ("d", "p", "q", "dp", "dq", "qi"):
             assert private[member] not in text, f"private key member {member} leaked into {name}"
     assert private["d"] not in run.output
+
+
+def test_fhir_mock_command_serves_https_with_a_jwks_client(tmp_path):
+    """The command-line options: --tls-cert/--tls-key/--tls-client-ca and --jwks-client."""
+    import subprocess
+    import sys
+
+    certs, key = pki(tmp_path), rsa_jwk(tmp_path)
+    jwks = tmp_path / "jwks.json"
+    jwks.write_text(json.dumps(key.jwks))
+    proc = subprocess.Popen([sys.executable, "-m", "mock_server", "--port", "0", "--db", ":memory:",
+                             "--tls-cert", str(certs.server_cert), "--tls-key", str(certs.server_key),
+                             "--tls-client-ca", str(certs.ca), "--jwks-client", f"smart-app:{jwks}"],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        line = ""
+        while "listening on" not in line:
+            line = proc.stdout.readline()
+            assert line or proc.poll() is None, "fhir-mock exited"
+        url = line.strip().rsplit(" ", 1)[-1]
+        assert url.startswith("https://")
+        run = ConformanceRun(Settings(target=url, client_id="smart-app", private_key=str(key.private_path),
+                                      ca_bundle=str(certs.ca), client_cert=str(certs.client_cert),
+                                      client_key=str(certs.client_key)))
+        assert run.client.search("Group", {"_count": 1}).status_code == 200
+        assert run.client.tokens.token_url == f"{url}/auth/token/"
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)

@@ -41,8 +41,10 @@ def test_rate_limit_spaces_requests_across_clients_and_threads():
             t.join()
         spacing = gaps(srv.arrivals)
     assert len(srv.arrivals) == 8
-    assert min(spacing) >= 0.085, spacing          # 0.1 s, less scheduling jitter
+    # sends are 0.1 s apart; arrivals carry the server's scheduling jitter (a loaded CI box)
     assert sum(spacing) >= 0.65, spacing
+    assert min(a + b for a, b in zip(spacing, spacing[1:])) >= 0.16, spacing
+    assert min(spacing) >= 0.05, spacing
 
 
 def test_without_a_rate_limit_the_same_requests_are_not_spaced():
@@ -52,7 +54,7 @@ def test_without_a_rate_limit_the_same_requests_are_not_spaced():
         for _ in range(8):
             fhir.get("Group")
         spacing = gaps(srv.arrivals)
-    assert min(spacing) < 0.085
+    assert sum(spacing) < 0.65 and min(spacing) < 0.05, spacing
 
 
 def test_concurrency_cap_bounds_requests_in_flight():

@@ -60,13 +60,21 @@ class _Handler(socketserver.BaseRequestHandler):
             srv.arrivals.append((time.monotonic(), path))
             srv.in_flight += 1
             srv.max_in_flight = max(srv.max_in_flight, srv.in_flight)
+        self.counted = True
         try:
             self.answer(srv, sock, path)
         except OSError:
             pass
         finally:
-            with srv.lock:
+            self.done(srv)
+
+    def done(self, srv: "Misbehaving") -> None:
+        """No longer in flight; called before the last byte goes out, so a client that waits
+        for the answer before its next request can never be counted twice."""
+        with srv.lock:
+            if self.counted:
                 srv.in_flight -= 1
+                self.counted = False
 
     def answer(self, srv: "Misbehaving", sock: socket.socket, path: str) -> None:
         if srv.metadata_ok and path.startswith("/metadata"):
@@ -120,6 +128,7 @@ class _Handler(socketserver.BaseRequestHandler):
         else:  # ok
             if srv.hold:
                 srv.stop.wait(srv.hold)
+            self.done(srv)
             _send(sock, 200, json.dumps(BUNDLE).encode(), "application/fhir+json")
 
 

@@ -48,6 +48,8 @@ def test_es384_pem_assertion_with_explicit_kid_and_token_url(tmp_path):
     with run_in_thread(config) as base_url:
         run = smart_run(base_url, "ec-app", key.private_path, key_id=key.kid, token_url=f"{base_url}/auth/token/")
         assert run.client.search("Group", {"_count": 1}).status_code == 200
+        body = [line for line in key.private_text.splitlines() if not line.startswith("-----") and len(line) >= 16]
+        assert all(run.redact(line) == "[REDACTED]" for line in body)
 
 
 def test_assertion_signed_by_an_unregistered_key_is_refused(tmp_path):

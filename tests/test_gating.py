@@ -8,8 +8,6 @@ import csv
 import io
 import json
 import shlex
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest

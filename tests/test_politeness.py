@@ -136,3 +136,17 @@ def test_no_fixed_sleeps_anywhere_in_the_suite():
                 if name in ("sleep", "wait") and node.args and isinstance(node.args[0], ast.Constant):
                     offenders.append(f"{path.relative_to(SUITE)}:{node.lineno}")
     assert offenders == []
+
+
+def test_settings_reach_the_run_s_shared_limiter(tmp_path):
+    from conformance import settings as cfg
+    from conformance.session import ConformanceRun
+
+    env = {"FHIR_CONFORMANCE_MAX_RPS": "5", "FHIR_CONFORMANCE_MAX_CONCURRENCY": "2",
+           "FHIR_CONFORMANCE_MAX_RETRY_WAIT": "7", "FHIR_CONFORMANCE_MAX_BODY_MB": "3"}
+    run = ConformanceRun(cfg.load({"target": "http://127.0.0.1:9"}, env, tmp_path / "none.toml"))
+    assert (run.polite.max_rps, run.polite.max_retry_wait) == (5.0, 7.0)
+    assert run.client.polite is run.polite and run.client.with_token(None).polite is run.polite
+    assert run.client.max_body == 3 * 1024 * 1024
+    with pytest.raises(cfg.SettingsError):
+        cfg.load({"target": "http://x", "max_rps": "0"}, {}, tmp_path / "none.toml")

@@ -17,7 +17,7 @@ from . import report, verdicts
 from .capabilities import Need
 from .client import FhirClient
 from .requirements import catalogue
-from .session import CheckResult, ConformanceRun, TargetUnreachable
+from .session import CheckResult, ConformanceRun
 from .settings import Settings, SettingsError, load
 from .target import Ledger, TargetData
 
@@ -95,7 +95,9 @@ def _settings_from(config: pytest.Config) -> tuple[Settings, int | None]:
     cli["insecure"] = config.getoption("--fhir-insecure")
     try:
         settings = load(cli, os.environ)
-    except SettingsError as exc:
+        if settings.baseline:
+            report.load_summary(settings.baseline)
+    except (SettingsError, ValueError) as exc:
         raise pytest.UsageError(str(exc)) from None
     seed = config.getoption("hypothesis_seed", None)
     return settings, int(seed) if seed is not None else settings.seed

@@ -33,6 +33,25 @@ def _client(value: str) -> tuple[str, str, str]:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
+def _jwks_client(value: str) -> tuple[str, dict, str]:
+    import json
+
+    client_id, _, rest = value.partition(":")
+    path, _, scopes = rest.partition(":")
+    if not client_id or not path:
+        raise argparse.ArgumentTypeError("expected ID:JWKS_FILE[:SCOPES]")
+    try:
+        jwks = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise argparse.ArgumentTypeError(f"cannot read JWKS {path}: {exc}") from None
+    if "keys" not in jwks:
+        jwks = {"keys": [jwks]}
+    try:
+        return client_id, jwks, " ".join(parse_scopes(scopes))
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 def _deviation(value: str) -> str:
     if value not in DEVIATIONS:
         raise argparse.ArgumentTypeError(f"unknown deviation '{value}'; valid: {', '.join(sorted(DEVIATIONS))}")
@@ -64,6 +83,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="static bearer token (repeatable; replaces dev-token/dev-readonly-token)")
     p.add_argument("--client", type=_client, action="append", metavar="ID:SECRET[:SCOPES]",
                    help="client for POST /auth/token/ (repeatable; replaces dev-client)")
+    p.add_argument("--jwks-client", type=_jwks_client, action="append", metavar="ID:JWKS_FILE[:SCOPES]",
+                   help="SMART Backend Services client: assertions signed by a key of this JWKS (repeatable)")
+    p.add_argument("--tls-cert", metavar="PEM", help="serve HTTPS with this certificate (chain)")
+    p.add_argument("--tls-key", metavar="PEM", help="private key of --tls-cert")
+    p.add_argument("--tls-client-ca", metavar="PEM", help="require client certificates signed by this CA (mutual TLS)")
     p.add_argument("--deviate", type=_deviation, action="append", default=[], metavar="NAME",
                    help="break one rule on purpose (repeatable; see --list-deviations)")
     p.add_argument("--list-deviations", action="store_true", help="list deviations and exit")
@@ -89,22 +113,33 @@ def main(argv: Sequence[str] | None = None) -> int:
         kwargs["tokens"] = dict(args.token)
     if args.client:
         kwargs["clients"] = {cid: (secret, scopes) for cid, secret, scopes in args.client}
+    if args.jwks_client:
+        kwargs["jwks_clients"] = {cid: (jwks, scopes) for cid, jwks, scopes in args.jwks_client}
     if args.fixtures is not None:
         kwargs["fixtures_dir"] = args.fixtures
+    if bool(args.tls_cert) != bool(args.tls_key) or (args.tls_client_ca and not args.tls_cert):
+        print("fhir-mock: error: --tls-cert and --tls-key go together (and --tls-client-ca needs them)",
+              file=sys.stderr)
+        return 2
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
     from . import create_app
-    from .server import make_server
+    from .server import make_server, make_tls_server
 
     try:
         app = create_app(MockConfig(**kwargs))
-        server = make_server(app, args.host, args.port, args.threads)
+        if args.tls_cert:
+            server = make_tls_server(app, args.host, args.port, args.tls_cert, args.tls_key, args.tls_client_ca)
+            url, serve = f"https://{args.host}:{server.server_address[1]}", server.serve_forever
+        else:
+            server = make_server(app, args.host, args.port, args.threads)
+            url, serve = f"http://{args.host}:{server.effective_port}", server.run
     except (OSError, ValueError) as exc:
         print(f"fhir-mock: error: {exc}", file=sys.stderr)
         return 2
-    print(f"fhir-mock listening on http://{args.host}:{server.effective_port}", flush=True)
+    print(f"fhir-mock listening on {url}", flush=True)
     try:
-        server.run()
+        serve()
     except KeyboardInterrupt:
         pass
     finally:

@@ -17,12 +17,15 @@ class MockConfig:
     """Everything the app needs to know; immutable so threads can share it.
 
     ``tokens`` maps a static bearer token to its scope string ("" = full access);
-    ``clients`` maps a client id to ``(secret, allowed scopes)`` for the token endpoint.
+    ``clients`` maps a client id to ``(secret, allowed scopes)`` for the token endpoint;
+    ``jwks_clients`` maps a client id to ``(JWKS, allowed scopes)``: SMART Backend Services
+    clients that authenticate with a JWT assertion signed by one of the JWKS's keys.
     """
 
     db: str = "fhir-mock.sqlite3"
     tokens: dict[str, str] = field(default_factory=lambda: dict(DEFAULT_TOKENS))
     clients: dict[str, tuple[str, str]] = field(default_factory=lambda: dict(DEFAULT_CLIENTS))
+    jwks_clients: dict[str, tuple[dict, str]] = field(default_factory=dict)
     deviations: frozenset[str] = frozenset()
     max_body_bytes: int = 1024 * 1024
     page_default: int = 10

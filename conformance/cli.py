@@ -58,6 +58,7 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--seed", type=int, help="Hypothesis seed (printed in every report)")
     run.add_argument("--examples", type=int, help="Hypothesis examples per property check")
     run.add_argument("--timeout", type=float, help="seconds per HTTP request")
+    run.add_argument("--export-timeout", type=float, help="seconds a bulk export may take (default 120)")
     run.add_argument("--config", type=Path, help="settings file (default ./conformance.toml)")
     run.add_argument("-k", dest="keyword", help="only checks matching this pytest -k expression")
     run.add_argument("-v", "--verbose", action="store_true", help="one line per check")
@@ -76,7 +77,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _list(args.format)
     cli = {k: getattr(args, k) for k in ("target", "token", "client_id", "client_secret", "token_url",
                                          "limited_token", "profiles", "requirements", "strict",
-                                         "notes_replace", "shrink", "report_dir", "seed", "examples", "timeout")}
+                                         "notes_replace", "shrink", "report_dir", "seed", "examples", "timeout", "export_timeout")}
     try:
         settings = load(cli, os.environ, args.config)
     except SettingsError as exc:

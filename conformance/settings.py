@@ -40,6 +40,8 @@ class Settings:
     notes_replace: bool = False
     shrink: bool = True
     run_prefix: str | None = None
+    export_timeout: float = 120.0      # seconds a bulk export may take before the suite gives up on it
+    export_validate_lines: int = 5000  # per file, lines validated against the R4 model (0: all)
 
     def secrets(self) -> list[str]:
         """Every secret value, for redaction of anything the suite writes."""
@@ -59,6 +61,10 @@ class Settings:
             raise SettingsError("examples must be at least 1")
         if self.timeout <= 0:
             raise SettingsError("timeout must be positive")
+        if self.export_timeout <= 0:
+            raise SettingsError("export timeout must be positive")
+        if self.export_validate_lines < 0:
+            raise SettingsError("export_validate_lines must be 0 (all) or more")
         return self
 
 
@@ -74,6 +80,8 @@ _CONVERTERS = {
     "seed": int,
     "examples": int,
     "timeout": float,
+    "export_timeout": float,
+    "export_validate_lines": int,
 }
 NAMES = tuple(f.name for f in fields(Settings))
 

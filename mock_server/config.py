@@ -41,6 +41,7 @@ class MockConfig:
     export_retry_after: int = 1        # seconds asked in Retry-After while a job runs
     export_poll_min: float = 0.0       # >0: a poll sooner than this after the last one gets 429
     export_ttl: int = 3600             # seconds until a manifest's files expire (Expires header)
+    export_min_seconds: float = 0.3    # a job stays in progress at least this long (clients see a 202 first)
     faults: frozenset[str] = frozenset()
     slow_job_seconds: float = 2.0      # the slow-job fault's pause per batch of members
 

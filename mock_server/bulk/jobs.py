@@ -267,6 +267,7 @@ def run_job(app: Flask, job: dict[str, Any]) -> None:
         if "failed-job" in config.faults:
             raise RuntimeError("simulated failure (fault failed-job)")
         counts = Exporter(app, job).run(directory)
+        time.sleep(max(0.0, job["created"] + config.export_min_seconds - time.time()))
     except Cancelled:
         shutil.rmtree(directory, ignore_errors=True)
         return

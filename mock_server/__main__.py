@@ -121,6 +121,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         pass
     finally:
+        from .bulk.jobs import shutdown
+
+        shutdown(app)
         app.extensions["fhir.store"].close()
     return 0
 

@@ -95,6 +95,10 @@ class Cancelled(Exception):
     """The job was deleted while running."""
 
 
+class Interrupted(Exception):
+    """The mock is shutting down: the job stays 'running' and is queued again at the next start."""
+
+
 class Writer:
     """One NDJSON file per resource type, opened on first use; counts lines."""
 
@@ -167,6 +171,9 @@ class Exporter:
             yield [tuple(v.split("/", 1)) for (v,) in rows]  # type: ignore[misc]
 
     def check_cancelled(self) -> None:
+        worker = self.app.extensions.get("fhir.bulk.worker")
+        if worker is not None and worker.stop.is_set():
+            raise Interrupted()
         if deviates("export-delete-not-stopping"):
             return
         with self.db.read() as conn:
@@ -184,7 +191,8 @@ class Exporter:
             for batch in self.members():
                 self.check_cancelled()
                 if "slow-job" in config.faults:
-                    time.sleep(config.slow_job_seconds)
+                    worker = self.app.extensions.get("fhir.bulk.worker")
+                    worker.stop.wait(config.slow_job_seconds) if worker else time.sleep(config.slow_job_seconds)
                     self.check_cancelled()
                 self._write_batch(writer, batch, first)
                 first = False
@@ -271,6 +279,8 @@ def run_job(app: Flask, job: dict[str, Any]) -> None:
     except Cancelled:
         shutil.rmtree(directory, ignore_errors=True)
         return
+    except Interrupted:
+        return
     except Exception as exc:  # the job fails; the status URL reports it
         log.warning("export %s failed: %s", job["id"], exc)
         with db.write() as conn:
@@ -315,6 +325,13 @@ class Worker:
             conn.execute("UPDATE export_job SET status = 'queued' WHERE status = 'running'")  # resumed after a restart
         self.thread.start()
 
+    def shutdown(self, timeout: float = 5.0) -> None:
+        """Stop taking jobs; a running job stops at its next batch and resumes at the next start."""
+        self.stop.set()
+        self.wake.set()
+        if self.thread.is_alive() and threading.current_thread() is not self.thread:
+            self.thread.join(timeout)
+
     def _next(self) -> dict[str, Any] | None:
         db: store.Store = self.app.extensions["fhir.store"]
         with db.write() as conn:
@@ -327,7 +344,10 @@ class Worker:
         return job
 
     def _loop(self) -> None:
+        db: store.Store = self.app.extensions["fhir.store"]
         while not self.stop.is_set():
+            if not db._all:  # the store was closed (app discarded without shutdown): stop quietly
+                return
             try:
                 with self.app.app_context():
                     job = self._next()
@@ -341,6 +361,12 @@ class Worker:
                 time.sleep(0.2)
             self.wake.wait(0.5)
             self.wake.clear()
+
+
+def shutdown(app: Flask) -> None:
+    worker = app.extensions.get("fhir.bulk.worker")
+    if worker is not None:
+        worker.shutdown()
 
 
 def start_worker(app: Flask) -> Worker:

@@ -83,7 +83,10 @@ def export_group(conformance_run: ConformanceRun, fhir: FhirClient, target_data:
         return cached
     group = None
     caps = conformance_run.capabilities
-    if "create" in caps.interactions("Group") and len(target_data.patient_ids) >= 2:
+    chosen_id = conformance_run.settings.export_group
+    if chosen_id:
+        group = ExportGroup(chosen_id, read_members(fhir, chosen_id))
+    elif "create" in caps.interactions("Group") and len(target_data.patient_ids) >= 2:
         chosen = target_data.patient_ids[:GROUP_SIZE]
         body = {"resourceType": "Group", "type": "person", "actual": True,
                 "name": f"{target_data.run_prefix} export cohort {secrets.token_hex(3)}",

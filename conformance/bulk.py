@@ -57,10 +57,6 @@ def is_transient(body: Any) -> bool:
         for i in body.get("issue", []) or [])
 
 
-def kickoff_params(**values: Any) -> dict[str, Any]:
-    return {k: v for k, v in values.items() if v is not None}
-
-
 def parameters_body(pairs: Iterable[tuple[str, str, str]]) -> dict[str, Any]:
     """A Parameters resource from (name, value[x] key, value) triples."""
     params = []

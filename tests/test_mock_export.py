@@ -211,3 +211,15 @@ def test_created_patient_group_exports_its_members(client, create):
     gid = create(patient_group(members=members))
     _, got = export(client, "?_type=Patient", gid=gid)
     assert {p["id"] for p in got["Patient"]} == set(members)
+
+
+def test_cli_options_for_population_and_faults():
+    from mock_server.__main__ import build_parser, main
+
+    args = build_parser().parse_args(["--patients", "1000", "--fault", "slow-job", "--fault", "transient-error",
+                                      "--retry-after", "2", "--poll-min", "0.5"])
+    assert (args.patients, sorted(args.fault), args.retry_after, args.poll_min) == \
+        (1000, ["slow-job", "transient-error"], 2, 0.5)
+    assert main(["--fault", "no-such-fault"]) == 2
+    with pytest.raises(ValueError, match="unknown fault"):
+        MockConfig(db=":memory:", faults=frozenset({"nope"}))

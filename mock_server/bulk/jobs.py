@@ -275,7 +275,9 @@ def run_job(app: Flask, job: dict[str, Any]) -> None:
         if "failed-job" in config.faults:
             raise RuntimeError("simulated failure (fault failed-job)")
         counts = Exporter(app, job).run(directory)
-        time.sleep(max(0.0, job["created"] + config.export_min_seconds - time.time()))
+        pause = max(0.0, job["created"] + config.export_min_seconds - time.time())
+        worker = app.extensions.get("fhir.bulk.worker")
+        worker.stop.wait(pause) if worker else time.sleep(pause)
     except Cancelled:
         shutil.rmtree(directory, ignore_errors=True)
         return
@@ -354,8 +356,8 @@ class Worker:
                     if job is not None:
                         run_job(self.app, job)
                         continue
-            except Exception:  # the store closed under us at shutdown, or a bug: keep the thread alive
-                if self.stop.is_set():
+            except Exception as exc:  # the store closed under us at shutdown, or a bug: keep the thread alive
+                if self.stop.is_set() or "no such table" in str(exc):  # stopped, or the store was closed
                     return
                 log.exception("export worker error")
                 time.sleep(0.2)

@@ -59,6 +59,7 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--seed", type=int, help="Hypothesis seed (printed in every report)")
     run.add_argument("--examples", type=int, help="Hypothesis examples per property check")
     run.add_argument("--timeout", type=float, help="seconds per HTTP request")
+    run.add_argument("--export-timeout", type=float, help="seconds a bulk export may take (default 120)")
     run.add_argument("--config", type=Path, help="settings file (default ./conformance.toml)")
     run.add_argument("-k", dest="keyword", help="only checks matching this pytest -k expression")
     run.add_argument("-v", "--verbose", action="store_true", help="one line per check")
@@ -105,7 +106,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                                          "notes_replace", "shrink", "report_dir", "seed", "examples", "timeout",
                                          "private_key", "key_id", "scope", "ca_bundle", "client_cert",
                                          "client_key", "insecure", "max_rps", "max_concurrency",
-                                         "max_retry_wait", "max_body_mb", "max_redirects", "baseline")}
+                                         "max_retry_wait", "max_body_mb", "max_redirects", "baseline",
+                                         "export_timeout")}
     try:
         settings = load(cli, os.environ, args.config)
         if settings.baseline:

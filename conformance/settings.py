@@ -57,6 +57,9 @@ class Settings:
     max_retry_wait: float = 30.0
     # gating
     baseline: Path | None = None
+    export_timeout: float = 120.0      # seconds a bulk export may take before the suite gives up on it
+    export_validate_lines: int = 5000  # per file, lines validated against the R4 model (0: all)
+    export_group: str | None = None    # export this existing Group instead of creating a small one
 
     def secrets(self) -> list[str]:
         """Every secret value, for redaction of anything the suite writes."""
@@ -94,6 +97,10 @@ class Settings:
             raise SettingsError("examples must be at least 1")
         if self.timeout <= 0:
             raise SettingsError("timeout must be positive")
+        if self.export_timeout <= 0:
+            raise SettingsError("export timeout must be positive")
+        if self.export_validate_lines < 0:
+            raise SettingsError("export_validate_lines must be 0 (all) or more")
         return self
 
 
@@ -116,6 +123,8 @@ _CONVERTERS = {
     "seed": int,
     "examples": int,
     "timeout": float,
+    "export_timeout": float,
+    "export_validate_lines": int,
 }
 NAMES = tuple(f.name for f in fields(Settings))
 

@@ -11,7 +11,7 @@ __all__ = ["MockConfig", "create_app"]
 
 def create_app(config: MockConfig | None = None) -> Flask:
     """Application factory: storage, fixtures, auth, resource blueprints, error handlers."""
-    from . import auth, capabilities, loader, outcomes, payload
+    from . import auth, bulk, capabilities, loader, outcomes, payload, population
     from .resources import directory, group, task
 
     config = config or MockConfig()
@@ -31,5 +31,9 @@ def create_app(config: MockConfig | None = None) -> Flask:
     for bp in directory.BLUEPRINTS:
         app.register_blueprint(bp)
 
+    app.register_blueprint(bulk.bp)  # Group $export (issue 4)
+
     loader.load_fixtures(app, config.fixtures_dir)
+    population.setup(app, config.patients)
+    bulk.init_app(app)
     return app

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Sequence
 
 from .auth import parse_scopes
-from .config import MockConfig
+from .config import FAULTS, MockConfig
 from .deviations import DEVIATIONS
 
 
@@ -92,6 +92,12 @@ def build_parser() -> argparse.ArgumentParser:
                    help="break one rule on purpose (repeatable; see --list-deviations)")
     p.add_argument("--list-deviations", action="store_true", help="list deviations and exit")
     p.add_argument("--fixtures", type=Path, metavar="DIR", help="fixtures directory (default: bundled)")
+    p.add_argument("--patients", type=_positive, metavar="N",
+                   help="add N generated patients (with conditions, encounters, observations) in one Patient Group")
+    p.add_argument("--fault", action="append", default=[], choices=sorted(FAULTS), metavar="NAME",
+                   help=f"simulate an export fault (repeatable): {', '.join(sorted(FAULTS))}")
+    p.add_argument("--retry-after", type=_positive, metavar="S", help="Retry-After seconds of running exports (default 1)")
+    p.add_argument("--poll-min", type=float, metavar="S", help="answer 429 to status polls closer than S seconds")
     p.add_argument("--threads", type=_positive, default=8, help="waitress worker threads")
     return p
 
@@ -121,6 +127,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("fhir-mock: error: --tls-cert and --tls-key go together (and --tls-client-ca needs them)",
               file=sys.stderr)
         return 2
+    kwargs["faults"] = frozenset(args.fault)
+    if args.patients:
+        kwargs["patients"] = args.patients
+    if args.retry_after:
+        kwargs["export_retry_after"] = args.retry_after
+    if args.poll_min is not None:
+        kwargs["export_poll_min"] = args.poll_min
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
     from . import create_app
@@ -143,6 +156,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         pass
     finally:
+        from .bulk.jobs import shutdown
+
+        shutdown(app)
         app.extensions["fhir.store"].close()
     return 0
 

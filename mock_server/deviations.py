@@ -73,6 +73,28 @@ DEVIATIONS.update(
     ]
 )
 
+# Bulk Data Group export (issue 4; mock_server/bulk)
+DEVIATIONS.update(
+    [
+        _d("export-content-location-missing", "BULK-EXPORT-KICKOFF", "Kick-off answers 202 without Content-Location."),
+        _d("export-request-no-query", "BULK-EXPORT-MANIFEST", "The manifest's request omits the kick-off query string."),
+        _d("export-non-member-patient", "BULK-EXPORT-MEMBERS", "A Patient who is not a group member is exported too."),
+        _d("export-missing-member", "BULK-EXPORT-MEMBERS", "One member Patient is left out of the export."),
+        _d("export-foreign-compartment", "BULK-EXPORT-COMPARTMENT", "One compartment resource references a non-exported patient."),
+        _d("export-type-ignored", "BULK-EXPORT-TYPE", "_type is ignored: every type is exported."),
+        _d("export-since-ignored", "BULK-EXPORT-SINCE", "_since is ignored: older resources are exported too."),
+        _d("export-delete-not-stopping", "BULK-EXPORT-DELETE", "DELETE answers 202 but the job goes on and stays pollable."),
+        _d("export-download-without-token", "BULK-EXPORT-FILE-AUTH", "Files download without a bearer token although requiresAccessToken is true."),
+        _d("export-retry-after-missing", "BULK-EXPORT-RETRY-AFTER", "In-progress status answers carry no Retry-After."),
+        _d("export-output-url-relative", "BULK-EXPORT-MANIFEST", "Manifest output urls are relative paths."),
+        _d("export-wrong-line-type", "BULK-EXPORT-FILE-LINES", "Patient and Practitioner files' lines claim resourceType Observation."),
+        _d("export-unknown-group-accepted", "BULK-EXPORT-UNKNOWN-GROUP", "Kick-off for an unknown group answers 202 (an empty export)."),
+        _d("export-output-format-strict", "BULK-EXPORT-OUTPUT-FORMAT", "Only _outputFormat=application/fhir+ndjson is accepted."),
+        _d("export-kickoff-auth-not-enforced", "BULK-EXPORT-AUTH", "Kick-off without a bearer token is accepted."),
+        _d("export-file-content-type-wrong", "BULK-EXPORT-FILE-LINES", "Files are served as application/json."),
+    ]
+)
+
 
 def validate_names(names: Iterable[str]) -> None:
     """Reject unknown deviation names early, listing the valid ones."""

@@ -14,6 +14,7 @@ from waitress import wasyncore
 from waitress.server import create_server
 
 from . import create_app
+from .bulk import jobs as bulk_jobs
 from .config import MockConfig
 
 # waitress answers bodies above its own limit with a plain-text 413; keep it far above
@@ -50,6 +51,7 @@ def run_in_thread(config: MockConfig, host: str = "127.0.0.1", port: int = 0, th
         thread.join(timeout=10)
         server.task_dispatcher.shutdown()
         wasyncore.close_all(getattr(server, "_map", None) or server.map)
+        bulk_jobs.shutdown(app)
         app.extensions["fhir.store"].close()
 
 

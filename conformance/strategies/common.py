@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import copy
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Callable
 
 from hypothesis import strategies as st
 
-from ..profiles.model import Kind, Violation
+from ..profiles.model import Field, Kind, ResourceProfile, Violation
 
 # Letters and digits from any script, with inner spaces and a few marks: names
 # that exercise encoding and collation without leading/trailing whitespace.
@@ -85,3 +85,46 @@ def object_paths(payload: dict[str, Any]) -> list[str]:
 
     walk(payload, "")
     return found
+
+
+class DrawAdapter:
+    """Lets constraint breaches (declared in profiles/) draw without importing Hypothesis."""
+
+    def __init__(self, draw: st.DrawFn):
+        self._draw = draw
+
+    def sampled_from(self, values: list[Any]) -> Any:
+        return self._draw(st.sampled_from(values))
+
+
+def breach(draw: st.DrawFn, profile: ResourceProfile, violation: Violation, base: dict[str, Any], data: Any,
+           outside: Callable[[Field], st.SearchStrategy[Any]]) -> dict[str, Any]:
+    """``base`` turned into a payload breaking exactly ``violation``.
+
+    The base-FHIR breaches (missing, wrong type, empty string, enums, unknown element,
+    resourceType, id mismatch) are the same for every profile; a profile constraint
+    applies its own declared breach. ``outside`` draws a value outside a field's enum.
+    """
+    path, name = violation.path, violation.name
+    field = profile.field(path) if path and path != "id" else None
+    if name == "missing":
+        return mutated(base, path, delete=True)
+    if name == "wrong-type":
+        return mutated(base, path, draw(WRONG_TYPE_VALUES[field.kind]))
+    if name == "empty-string":
+        return mutated(base, path, "")
+    if name in ("outside-enum", "not-a-fhir-code"):
+        return mutated(base, path, draw(outside(field)))
+    if name == "outside-profile-enum":
+        return mutated(base, path, draw(st.sampled_from(sorted(set(field.fhir_codes) - set(field.allowed)))))
+    if name == "unknown-element":
+        where = draw(st.sampled_from(object_paths(base)))
+        key = draw(unknown_element_name)
+        return mutated(base, f"{where}.{key}" if where else key, draw(st.sampled_from(["x", 1, True])))
+    if name == "wrong-resource-type":
+        return mutated(base, "resourceType",
+                       draw(wrong_resource_types.filter(lambda t: t != profile.resource_type)))
+    if name == "id-mismatch":
+        return mutated(base, "id", data.missing_id())
+    constraint = profile.constraint(name, violation.variant)
+    return constraint.breach(mutated(base, "resourceType", profile.resource_type), data, DrawAdapter(draw))

@@ -14,8 +14,7 @@ from hypothesis import strategies as st
 from ..profiles.group import (GROUP, MEMBER_KIND, PATIENT_GROUP, RESPONSIBILITIES, TEAM, TYPE_OF,
                               responsibility)
 from ..profiles.model import Field, Kind, Violation
-from .common import (WRONG_TYPE_VALUES, InvalidPayload, mutated, object_paths, run_name,
-                     unknown_element_name, wrong_resource_types)
+from .common import InvalidPayload, breach, run_name
 
 
 class TargetData(Protocol):
@@ -104,42 +103,7 @@ def invalid_group(draw: st.DrawFn, data: TargetData, violation: Violation,
     """A payload breaking exactly ``violation``; ``base`` (for updates) is the stored group."""
     if base is None:
         base = draw(violation_base(data, violation))
-    payload = base
-    path = violation.path
-    field = GROUP.field(path) if path and path != "id" else None
-    if violation.name == "missing":
-        payload = mutated(base, path, delete=True)
-    elif violation.name == "wrong-type":
-        payload = mutated(base, path, draw(WRONG_TYPE_VALUES[field.kind]))
-    elif violation.name == "empty-string":
-        payload = mutated(base, path, "")
-    elif violation.name in ("outside-enum", "not-a-fhir-code"):
-        payload = mutated(base, path, draw(_outside(field)))
-    elif violation.name == "outside-profile-enum":
-        payload = mutated(base, path, draw(st.sampled_from(
-            sorted(set(field.fhir_codes) - set(field.allowed)))))
-    elif violation.name == "unknown-element":
-        where = draw(st.sampled_from(object_paths(base)))
-        key = draw(unknown_element_name)
-        payload = mutated(base, f"{where}.{key}" if where else key, draw(st.sampled_from(["x", 1, True])))
-    elif violation.name == "wrong-resource-type":
-        payload = mutated(base, "resourceType", draw(wrong_resource_types))
-    elif violation.name == "id-mismatch":
-        payload = mutated(base, "id", data.missing_id())
-    else:
-        constraint = GROUP.constraint(violation.name, violation.variant)
-        payload = constraint.breach(mutated(base, "resourceType", "Group"), data, _Draw(draw))
-    return InvalidPayload(payload, violation)
-
-
-class _Draw:
-    """Lets constraint breaches (declared in profiles/) draw without importing Hypothesis."""
-
-    def __init__(self, draw: st.DrawFn):
-        self._draw = draw
-
-    def sampled_from(self, values: list[Any]) -> Any:
-        return self._draw(st.sampled_from(values))
+    return InvalidPayload(breach(draw, GROUP, violation, base, data, _outside), violation)
 
 
 def violations(update: bool = False) -> list[Violation]:

@@ -14,9 +14,8 @@ from hypothesis import strategies as st
 
 from ..profiles.model import Field, Kind, Violation
 from ..profiles.task import STATUSES, TASK, TASK_VARIANT, group_extension, label
-from .common import (WRONG_TYPE_VALUES, InvalidPayload, mutated, object_paths, run_name,
-                     unknown_element_name, wrong_resource_types)
-from .group import TargetData, _Draw
+from .common import InvalidPayload, breach, run_name
+from .group import TargetData
 
 ZONES = (dt.timezone.utc, dt.timezone(dt.timedelta(hours=2)), dt.timezone(dt.timedelta(hours=-5)))
 
@@ -101,30 +100,7 @@ def invalid_task(draw: st.DrawFn, data: TargetData, teams: Sequence[str], violat
     """A payload breaking exactly ``violation``; the base is a full valid task (or ``base`` for updates)."""
     if base is None:
         base = draw(valid_task(data, teams, full=True, status="requested"))
-    path = violation.path
-    field = TASK.field(path) if path and path != "id" else None
-    if violation.name == "missing":
-        payload = mutated(base, path, delete=True)
-    elif violation.name == "wrong-type":
-        payload = mutated(base, path, draw(WRONG_TYPE_VALUES[field.kind]))
-    elif violation.name == "empty-string":
-        payload = mutated(base, path, "")
-    elif violation.name in ("outside-enum", "not-a-fhir-code"):
-        payload = mutated(base, path, draw(_outside(field)))
-    elif violation.name == "outside-profile-enum":
-        payload = mutated(base, path, draw(st.sampled_from(sorted(set(field.fhir_codes) - set(field.allowed)))))
-    elif violation.name == "unknown-element":
-        where = draw(st.sampled_from(object_paths(base)))
-        key = draw(unknown_element_name)
-        payload = mutated(base, f"{where}.{key}" if where else key, draw(st.sampled_from(["x", 1, True])))
-    elif violation.name == "wrong-resource-type":
-        payload = mutated(base, "resourceType", draw(wrong_resource_types.filter(lambda t: t != "Task")))
-    elif violation.name == "id-mismatch":
-        payload = mutated(base, "id", data.missing_id())
-    else:
-        constraint = TASK.constraint(violation.name, violation.variant)
-        payload = constraint.breach(mutated(base, "resourceType", "Task"), data, _Draw(draw))
-    return InvalidPayload(payload, violation)
+    return InvalidPayload(breach(draw, TASK, violation, base, data, _outside), violation)
 
 
 def violations(update: bool = False) -> list[Violation]:

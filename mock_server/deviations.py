@@ -69,7 +69,9 @@ DEVIATIONS.update(
         _d("task-status-search-ignored", "CANVAS-TASK-SEARCH-STATUS", "Task search ignores the status parameter."),
         _d("task-sort-ignored", "CANVAS-TASK-SORT", "Task search ignores _sort (creation order)."),
         _d("task-due-lt-as-le", "CANVAS-TASK-SEARCH-DUE", "The due prefix lt is treated as le (a task due exactly then matches)."),
-        _d("task-group-display-stale", "CANVAS-TASK-MODEL", "The team display is the team's name when the task was written, not its current name."),
+        ("task-group-display-stale", Deviation(
+            "task-group-display-stale", "The team display is the team's name when the task was written, not its current name.",
+            ("CANVAS-TASK-GROUP-DISPLAY", "CANVAS-TASK-MODEL"))),
     ]
 )
 

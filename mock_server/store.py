@@ -28,7 +28,8 @@ CREATE INDEX IF NOT EXISTS search_string_owner ON search_string (rtype, id);
 CREATE TABLE IF NOT EXISTS search_token (    -- token and reference params (type, member, ...)
     rtype TEXT NOT NULL, id TEXT NOT NULL, param TEXT NOT NULL, value TEXT NOT NULL
 );
-CREATE INDEX IF NOT EXISTS search_token_value ON search_token (rtype, param, value);
+CREATE INDEX IF NOT EXISTS search_token_value_id ON search_token (rtype, param, value, id);  -- the probe of each candidate is a seek
+DROP INDEX IF EXISTS search_token_value;
 CREATE INDEX IF NOT EXISTS search_token_owner ON search_token (rtype, id);
 CREATE TABLE IF NOT EXISTS responsibility (  -- the database enforces one team per responsibility
     name TEXT PRIMARY KEY,

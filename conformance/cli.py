@@ -2,7 +2,8 @@
 
     fhir-conformance run                      # starts the bundled mock, runs everything
     fhir-conformance run --target URL         # a server of yours (token from the environment)
-    fhir-conformance list                     # the requirement catalogue
+    fhir-conformance list                     # every requirement and the checks tied to it
+    fhir-conformance diff OLD NEW             # compare two summary.json files
 
 Exit codes (SPEC §6): 0 no SHALL failure, 1 a SHALL failure (any with --strict),
 2 usage or configuration error, 3 target unreachable or the run broke.
@@ -26,7 +27,7 @@ from typing import Iterator, Sequence
 
 import httpx
 
-from .report import EXIT_BROKEN, EXIT_FAILED, EXIT_OK, EXIT_USAGE
+from .report import EXIT_BROKEN, EXIT_FAILED, EXIT_OK, EXIT_USAGE, compare, load_summary, render_comparison
 from .requirements import catalogue
 from .settings import PROFILES, Settings, SettingsError, load
 
@@ -58,11 +59,35 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--seed", type=int, help="Hypothesis seed (printed in every report)")
     run.add_argument("--examples", type=int, help="Hypothesis examples per property check")
     run.add_argument("--timeout", type=float, help="seconds per HTTP request")
+    run.add_argument("--export-timeout", type=float, help="seconds a bulk export may take (default 120)")
     run.add_argument("--config", type=Path, help="settings file (default ./conformance.toml)")
     run.add_argument("-k", dest="keyword", help="only checks matching this pytest -k expression")
     run.add_argument("-v", "--verbose", action="store_true", help="one line per check")
-    lst = sub.add_parser("list", help="print the requirement catalogue")
+    smart = run.add_argument_group("SMART Backend Services (client credentials with a signed JWT)")
+    smart.add_argument("--private-key", metavar="FILE", help="JWK/JWKS or PEM private key (RS384 or ES384)")
+    smart.add_argument("--key-id", help="kid registered with the server (default: the JWK's kid)")
+    smart.add_argument("--scope", help="scopes to request, e.g. 'system/*.read system/Group.write'")
+    tls = run.add_argument_group("TLS")
+    tls.add_argument("--ca-bundle", metavar="PEM", help="CA certificates to trust for the target")
+    tls.add_argument("--client-cert", metavar="PEM", help="client certificate for mutual TLS")
+    tls.add_argument("--client-key", metavar="PEM", help="private key of the client certificate")
+    tls.add_argument("--insecure", action="store_true", default=None,
+                     help="do not verify the target's certificate (every report says so loudly)")
+    polite = run.add_argument_group("robustness and politeness")
+    polite.add_argument("--max-rps", type=float, help="global request-rate limit (requests per second)")
+    polite.add_argument("--max-concurrency", type=int, help="requests in flight at once (default 4)")
+    polite.add_argument("--max-retry-wait", type=float,
+                        help="longest wait a 429 Retry-After may ask for before the check reports it (default 30 s)")
+    polite.add_argument("--max-body-mb", type=float, help="largest response body read (default 20 MB)")
+    polite.add_argument("--max-redirects", type=int, help="redirects followed per request (default 5)")
+    run.add_argument("--baseline", metavar="SUMMARY",
+                     help="a previous summary.json: the exit code reflects only regressions against it")
+    lst = sub.add_parser("list", help="print every requirement and the checks tied to it")
     lst.add_argument("--format", choices=("text", "json"), default="text")
+    diff = sub.add_parser("diff", help="compare two summary.json files (exit 1 when NEW regressed)")
+    diff.add_argument("old", type=Path, help="the earlier summary.json (the baseline)")
+    diff.add_argument("new", type=Path, help="the later summary.json")
+    diff.add_argument("--format", choices=("text", "json"), default="text")
     return parser
 
 
@@ -74,12 +99,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(exc.code or 0)
     if args.command == "list":
         return _list(args.format)
+    if args.command == "diff":
+        return _diff(args.old, args.new, args.format)
     cli = {k: getattr(args, k) for k in ("target", "token", "client_id", "client_secret", "token_url",
                                          "limited_token", "profiles", "requirements", "strict",
-                                         "notes_replace", "shrink", "report_dir", "seed", "examples", "timeout")}
+                                         "notes_replace", "shrink", "report_dir", "seed", "examples", "timeout",
+                                         "private_key", "key_id", "scope", "ca_bundle", "client_cert",
+                                         "client_key", "insecure", "max_rps", "max_concurrency",
+                                         "max_retry_wait", "max_body_mb", "max_redirects", "baseline",
+                                         "export_timeout")}
     try:
         settings = load(cli, os.environ, args.config)
-    except SettingsError as exc:
+        if settings.baseline:
+            load_summary(settings.baseline)
+    except (SettingsError, ValueError) as exc:
         print(f"fhir-conformance: configuration error: {exc}", file=sys.stderr)
         return EXIT_USAGE
     seed = settings.seed if settings.seed is not None else random.randrange(2**31)
@@ -99,12 +132,20 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def preflight(settings: Settings) -> str | None:
-    """None when the target answers HTTP at all, else the one-line reason."""
+    """None when the target answers HTTP at all (within --timeout), else the one-line reason."""
+    from .client import TokenSource
+    from .session import ConformanceRun
+
+    run = ConformanceRun(settings)
     try:
-        httpx.get(settings.target.rstrip("/") + "/metadata", timeout=settings.timeout,
-                  headers={"Accept": "application/fhir+json"})
-    except httpx.HTTPError as exc:
-        return f"{settings.target}: {type(exc).__name__}: {exc}"
+        run.new_client(TokenSource(None)).get("metadata", auth=False)
+    except httpx.HTTPError as exc:     # TargetError: already one line, in the reader's terms
+        return f"{settings.target}: {exc}"
+    except (OSError, ValueError) as exc:   # unreadable CA bundle / client certificate
+        return f"{settings.target}: TLS setup failed: {exc}"
+    finally:
+        if "http" in run.__dict__:
+            run.http.close()
     return None
 
 
@@ -150,7 +191,7 @@ def bundled_mock(settings: Settings) -> Iterator[Settings]:
         try:
             url = _await_listening(proc)
             yield replace(settings, target=url, token=token, limited_token=limited,
-                          client_id=None, client_secret=None, token_url=None)
+                          client_id=None, client_secret=None, token_url=None, private_key=None, key_id=None)
         finally:
             proc.terminate()
             try:
@@ -187,14 +228,82 @@ def _drain(proc: subprocess.Popen) -> None:
     threading.Thread(target=pump, daemon=True).start()
 
 
+class _Collector:
+    """Records every conformance check pytest collects (id, requirements, profile)."""
+
+    def __init__(self) -> None:
+        self.checks: list[dict[str, object]] = []
+
+    def pytest_collection_finish(self, session) -> None:  # type: ignore[no-untyped-def]
+        from .plugin import _is_check, item_check_id, item_profile, item_requirements
+
+        for item in session.items:
+            if _is_check(item):
+                self.checks.append({"id": item_check_id(item), "nodeid": item.nodeid,
+                                    "profile": item_profile(item), "requirements": list(item_requirements(item))})
+
+
+def collect_checks() -> list[dict[str, object]]:
+    """Every check shipped in the package, without contacting any target."""
+    import io
+
+    import pytest
+
+    from .plugin import InjectedSettings
+
+    checks_dir = Path(__file__).parent / "checks"
+    collector = _Collector()
+    with contextlib.redirect_stdout(io.StringIO()):
+        pytest.main([str(checks_dir), "--rootdir", str(checks_dir), "-c", str(checks_dir / "pytest.ini"),
+                     "-p", "no:cacheprovider", "--collect-only", "-q",
+                     "-W", "ignore::pytest.PytestAssertRewriteWarning"],
+                    plugins=[InjectedSettings(Settings(), 0), collector])
+    return collector.checks
+
+
 def _list(fmt: str) -> int:
     reqs = list(catalogue().values())
+    checks = collect_checks()
+    by_req: dict[str, list[str]] = {}
+    for c in checks:
+        for rid in c["requirements"]:  # type: ignore[union-attr]
+            by_req.setdefault(rid, []).append(str(c["id"]))
     if fmt == "json":
-        print(json.dumps([r.__dict__ for r in reqs], indent=2))
+        print(json.dumps([{**r.__dict__, "checks": by_req.get(r.id, [])} for r in reqs], indent=2))
         return EXIT_OK
+    print(f"{len(reqs)} requirements, {len(checks)} checks")
     for r in reqs:
         print(f"{r.id:<32} {r.strength:<7} {r.profile:<12} {r.statement}\n{'':<53}source: {r.source}")
+        tied = by_req.get(r.id, [])
+        print(f"{'':<53}checks ({len(tied)}): {', '.join(tied) if tied else '(none)'}")
+    print("\nchecks:")
+    for c in checks:
+        print(f"  {c['id']:<70} {c['profile']:<12} {' '.join(c['requirements'])}")  # type: ignore[arg-type]
     return EXIT_OK
+
+
+def _diff(old_path: Path, new_path: Path, fmt: str) -> int:
+    """A readable comparison of two summaries; exit 1 when NEW has regressions against OLD."""
+    try:
+        old, new = load_summary(old_path), load_summary(new_path)
+    except ValueError as exc:
+        print(f"fhir-conformance: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    comparison = compare(old, new["requirements"])
+    if fmt == "json":
+        print(json.dumps(comparison, indent=2))
+    else:
+        for label, s in (("old", old), ("new", new)):
+            print(f"{label}: {s.get('target')}  started {s.get('started')}  seed {s.get('seed')}  "
+                  f"exit {s.get('exit_code')}")
+        for label, s in (("old", old), ("new", new)):
+            counts: dict[str, int] = {}
+            for r in s["requirements"]:
+                counts[r.get("verdict", "?")] = counts.get(r.get("verdict", "?"), 0) + 1
+            print(f"{label} verdicts: " + ", ".join(f"{counts.get(k, 0)} {k}" for k in
+                                                     ("pass", "fail", "warn", "error", "skip", "untested")))
+        render_comparison(comparison, print, limit=1000)
+    return EXIT_FAILED if comparison["regressions"] else EXIT_OK
 
 
 if __name__ == "__main__":  # pragma: no cover

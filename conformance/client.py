@@ -7,12 +7,17 @@ the token replaced by an environment variable reference (Schemathesis-style).
 
 from __future__ import annotations
 
+import email.utils
 import json
 import shlex
+import ssl
+import threading
 import time
 from collections import deque
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Mapping
+import secrets
+from pathlib import Path
+from typing import Any, Callable, Iterable, Mapping
 from urllib.parse import urljoin
 
 import httpx
@@ -21,6 +26,146 @@ FHIR_JSON = "application/fhir+json"
 BODY_PREVIEW = 8_000
 REDACTED = "[REDACTED]"
 SENSITIVE_HEADERS = {"authorization", "cookie", "set-cookie", "proxy-authorization"}
+DEFAULT_MAX_BODY = 20 * 1024 * 1024
+DEFAULT_MAX_REDIRECTS = 5
+CLIENT_ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
+
+
+class TargetError(httpx.TransportError):
+    """The target misbehaved below the FHIR level: no answer, too slow, too big, a redirect
+    loop, a dropped connection, a body that is not JSON, a rate limit too long to wait for.
+
+    A subclass of ``httpx.TransportError`` so code catching ``httpx.HTTPError`` keeps
+    working; its message is one line naming the cause and the request. A check that
+    raises it is reported as an *error* (never a pass), with that line and no traceback.
+    """
+
+
+class NotJson(TargetError, ValueError):
+    """A response body that does not parse as JSON (also a ``ValueError``, like json's own)."""
+
+
+def _mb(n: int) -> str:
+    return f"{round(n / (1024 * 1024), 1):g} MB"
+
+
+def _where(request: httpx.Request) -> str:
+    path = request.url.raw_path.decode("ascii", errors="replace")
+    return f"{request.method} {path[:120]}"
+
+
+def describe_transport_error(exc: BaseException, request: httpx.Request, timeout: float,
+                             max_redirects: int = DEFAULT_MAX_REDIRECTS) -> str:
+    """One line, in the reader's terms, for an httpx error on ``request``."""
+    kind = type(exc).__name__
+    where = _where(request)
+    if isinstance(exc, httpx.ConnectTimeout):
+        cause = f"target did not accept the connection within {timeout:g} s"
+    elif isinstance(exc, (httpx.ReadTimeout, httpx.WriteTimeout, httpx.PoolTimeout, httpx.TimeoutException)):
+        cause = f"target did not answer within {timeout:g} s"
+    elif isinstance(exc, httpx.ConnectError):
+        text = str(exc)
+        if "CERTIFICATE_VERIFY_FAILED" in text or "certificate" in text.lower():
+            cause = f"TLS certificate not trusted ({text.splitlines()[0][:160]})"
+        elif "SSL" in text or "TLS" in text or "handshake" in text.lower():
+            cause = f"TLS handshake failed ({text.splitlines()[0][:160]})"
+        else:
+            cause = "target refused the connection or cannot be reached"
+    elif isinstance(exc, httpx.TooManyRedirects):
+        cause = f"target redirected more than {max_redirects} times (redirect loop?)"
+    elif isinstance(exc, (httpx.RemoteProtocolError, httpx.ReadError)):
+        cause = "target dropped the connection or broke HTTP mid-response"
+    else:
+        cause = f"transport failure: {str(exc).splitlines()[0][:160] if str(exc) else kind}"
+    return f"{cause} ({kind}) on {where}"
+
+
+def retry_after_seconds(value: str | None, now: float | None = None) -> float | None:
+    """Seconds to wait from a ``Retry-After`` header (delta-seconds or HTTP-date), else None."""
+    if not value:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if when is None:
+        return None
+    now = time.time() if now is None else now
+    return max(0.0, when.timestamp() - now)
+
+
+class Politeness:
+    """What keeps the suite polite and bounded, shared by every client of a run.
+
+    * a global token bucket (``max_rps`` requests per second, monotonic clock; burst 1),
+    * a concurrency cap (at most ``max_concurrency`` requests in flight),
+    * a shared "not before" instant set by a ``429 Retry-After``, honoured by every request,
+    * a circuit breaker: after ``max_consecutive_failures`` transport failures in a row the
+      target is treated as gone and further requests fail at once (the run stays within
+      its timeout budget instead of waiting out every remaining request).
+    """
+
+    def __init__(self, max_rps: float | None = None, max_concurrency: int = 4, max_retry_wait: float = 30.0,
+                 max_retries: int = 3, max_consecutive_failures: int = 5,
+                 clock: Any = time.monotonic, sleep: Any = time.sleep):
+        self.max_rps = max_rps if max_rps and max_rps > 0 else None
+        self.max_retry_wait, self.max_retries = max_retry_wait, max_retries
+        self.max_consecutive_failures = max_consecutive_failures
+        self._slots = threading.BoundedSemaphore(max(1, max_concurrency))
+        self._lock = threading.Lock()
+        self._next = 0.0
+        self._clock, self._sleep = clock, sleep
+        self.failures = 0
+        self.last_failure = ""
+
+    def acquire(self) -> None:
+        """Block until this request may be sent (rate, 429 waits); then take a concurrency slot."""
+        self._slots.acquire()
+        with self._lock:
+            now = self._clock()
+            start = max(now, self._next)
+            if self.max_rps:
+                self._next = start + 1.0 / self.max_rps
+            wait = start - now
+        if wait > 0:
+            self._sleep(wait)
+
+    def release(self) -> None:
+        self._slots.release()
+
+    def defer(self, seconds: float) -> None:
+        """Nobody sends before ``seconds`` from now (a 429 Retry-After applies to the whole run)."""
+        with self._lock:
+            self._next = max(self._next, self._clock() + seconds)
+
+    def succeeded(self) -> None:
+        self.failures = 0
+
+    def failed(self, why: str) -> None:
+        self.failures += 1
+        self.last_failure = why
+
+    @property
+    def tripped(self) -> bool:
+        return self.max_consecutive_failures > 0 and self.failures >= self.max_consecutive_failures
+
+
+def tls_context(ca_bundle: str | None = None, client_cert: str | None = None, client_key: str | None = None,
+                insecure: bool = False) -> ssl.SSLContext | bool:
+    """httpx ``verify``: a context with the CA bundle and client certificate (mutual TLS), or
+    verification switched off (``insecure``, which the report marks loudly)."""
+    if not (ca_bundle or client_cert or insecure):
+        return True
+    ctx = ssl.create_default_context(cafile=ca_bundle) if ca_bundle else ssl.create_default_context()
+    if insecure:
+        ctx.check_hostname = False
+        ctx.verify_mode = ssl.CERT_NONE
+    if client_cert:
+        ctx.load_cert_chain(client_cert, client_key)
+    return ctx
 
 
 @dataclass
@@ -120,40 +265,167 @@ def _preview(raw: bytes, headers: Mapping[str, str]) -> str:
     return text
 
 
+class AuthError(RuntimeError):
+    """The suite could not obtain a token (wrong credentials, token endpoint refused)."""
+
+
+PRIVATE_JWK_MEMBERS = ("d", "p", "q", "dp", "dq", "qi", "k")
+
+
+def load_signing_key(path: str, key_id: str | None = None, alg: str | None = None,
+                     redact: "Redactor | None" = None) -> tuple[Any, str, str]:
+    """A private key for SMART Backend Services from a JWK (or JWKS) or PEM file: (key, alg, kid).
+
+    RSA keys sign RS384, P-384 EC keys ES384 (the two algorithms SMART requires servers to
+    support). Every piece of key material is handed to the redactor before anything else.
+    """
+    import jwt
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ec, rsa
+
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except OSError as exc:
+        raise AuthError(f"cannot read private key file {path}: {exc.strerror}") from None
+    if redact is not None:
+        redact.add(text.strip())
+        for line in text.splitlines():
+            if len(line.strip()) >= 16 and not line.startswith("-----"):
+                redact.add(line.strip())
+    kid = key_id
+    if text.lstrip().startswith("{"):
+        try:
+            data = json.loads(text)
+        except ValueError:
+            raise AuthError(f"{path}: neither a JWK (JSON) nor a PEM private key") from None
+        if "keys" in data:
+            private = [k for k in data["keys"] if isinstance(k, dict) and "d" in k]
+            if key_id:
+                private = [k for k in private if k.get("kid") == key_id] or private
+            if not private:
+                raise AuthError(f"{path}: the JWKS holds no private key")
+            data = private[0]
+        if redact is not None:
+            for member in PRIVATE_JWK_MEMBERS:
+                if isinstance(data.get(member), str):
+                    redact.add(data[member])
+        if "d" not in data:
+            raise AuthError(f"{path}: the JWK is a public key; a private key is needed to sign")
+        try:
+            key = jwt.PyJWK(data).key
+        except (jwt.PyJWKError, ValueError, KeyError) as exc:
+            raise AuthError(f"{path}: unusable JWK ({exc})") from None
+        kid = kid or data.get("kid")
+        alg = alg or data.get("alg")
+    else:
+        try:
+            key = serialization.load_pem_private_key(text.encode(), password=None)
+        except (ValueError, TypeError):
+            raise AuthError(f"{path}: not a readable unencrypted PEM private key") from None
+    if isinstance(key, rsa.RSAPrivateKey):
+        alg = alg or "RS384"
+    elif isinstance(key, ec.EllipticCurvePrivateKey):
+        if key.curve.name != "secp384r1":
+            raise AuthError(f"{path}: ES384 needs a P-384 key, this one is {key.curve.name}")
+        alg = alg or "ES384"
+    else:
+        raise AuthError(f"{path}: only RSA (RS384) and P-384 EC (ES384) keys are supported")
+    if alg not in ("RS384", "ES384"):
+        raise AuthError(f"{path}: algorithm {alg} not supported (RS384 or ES384)")
+    if not kid:
+        raise AuthError(f"{path}: a key id is needed (set key_id / --key-id, or 'kid' in the JWK)")
+    return key, alg, kid
+
+
 class TokenSource:
-    """Where the bearer token comes from: a static token or client credentials."""
+    """Where the bearer token comes from: a static token, client id + secret, or SMART Backend
+    Services (client credentials with a signed JWT assertion). Tokens from a token endpoint are
+    refreshed before they expire, and once more when the target answers 401 to one of them."""
 
     def __init__(self, token: str | None = None, client_id: str | None = None,
-                 client_secret: str | None = None, token_url: str | None = None):
+                 client_secret: str | None = None, token_url: str | None = None, *,
+                 private_key: str | None = None, key_id: str | None = None, alg: str | None = None,
+                 scope: str | None = None, discover: Callable[[], str | None] | None = None):
         self.static = token
         self.client_id, self.client_secret, self.token_url = client_id, client_secret, token_url
+        self.private_key, self.key_id, self.alg, self.scope = private_key, key_id, alg, scope
+        self.discover = discover
+        self._signing: tuple[Any, str, str] | None = None
         self._token: str | None = None
         self._expires = 0.0
+        self.fetched = 0                 # how many tokens were obtained (refreshes show here)
 
-    def get(self, http: httpx.Client, redact: Redactor) -> str | None:
+    @property
+    def refreshable(self) -> bool:
+        return not self.static and bool(self.client_id)
+
+    def invalidate(self) -> None:
+        self._token, self._expires = None, 0.0
+
+    def assertion(self, redact: "Redactor") -> str:
+        """A fresh signed client assertion (RFC 7523 / SMART Backend Services)."""
+        import jwt
+
+        if self._signing is None:
+            self._signing = load_signing_key(self.private_key, self.key_id, self.alg, redact)
+        key, alg, kid = self._signing
+        now = int(time.time())
+        claims = {"iss": self.client_id, "sub": self.client_id, "aud": self.token_url,
+                  "exp": now + 240, "iat": now, "jti": secrets.token_urlsafe(16)}
+        signed = jwt.encode(claims, key, algorithm=alg, headers={"kid": kid, "typ": "JWT"})
+        redact.add(signed)
+        return signed
+
+    def get(self, http: httpx.Client, redact: "Redactor",
+            send: Callable[[httpx.Request], httpx.Response] | None = None) -> str | None:
         if self.static:
             return self.static
         if not self.client_id:
             return None
-        if self._token and time.monotonic() < self._expires - 30:
+        if self._token and time.monotonic() < self._expires:
             return self._token
+        if not self.token_url and self.discover is not None:
+            self.token_url = self.discover()
         if not self.token_url:
-            raise RuntimeError("client credentials given but no token URL (set token_url)")
-        response = http.post(self.token_url, data={
-            "grant_type": "client_credentials", "client_id": self.client_id,
-            "client_secret": self.client_secret or ""})
+            raise AuthError("client credentials given but no token URL (set token_url; the target's "
+                            ".well-known/smart-configuration and CapabilityStatement name none)")
+        form = {"grant_type": "client_credentials"}
+        if self.scope:
+            form["scope"] = self.scope
+        if self.private_key:
+            form.update(client_assertion_type=CLIENT_ASSERTION_TYPE, client_assertion=self.assertion(redact))
+        else:
+            form.update(client_id=self.client_id, client_secret=self.client_secret or "")
+        request = http.build_request("POST", self.token_url, data=form, headers={"Accept": "application/json"})
+        response = send(request) if send is not None else http.send(request)
         if response.status_code != 200:
-            raise RuntimeError(f"token endpoint {self.token_url} answered {response.status_code}")
-        body = response.json()
+            body = json_or_none(response)
+            detail = ""
+            if isinstance(body, dict) and body.get("error"):
+                detail = f" ({body['error']}: {str(body.get('error_description', ''))[:120]})"
+            raise AuthError(f"token endpoint {self.token_url} answered {response.status_code}{detail}")
+        body = json_or_none(response)
+        if not isinstance(body, dict) or not isinstance(body.get("access_token"), str):
+            raise AuthError(f"token endpoint {self.token_url} answered without an access_token")
         self._token = body["access_token"]
         redact.add(self._token)
-        self._expires = time.monotonic() + float(body.get("expires_in", 300))
+        try:
+            lifetime = float(body.get("expires_in", 300))
+        except (TypeError, ValueError):
+            lifetime = 300.0
+        self._expires = time.monotonic() + lifetime - min(30.0, lifetime * 0.1)
+        self.fetched += 1
         return self._token
 
 
 @dataclass
 class FhirClient:
-    """A FHIR REST client bound to one base URL and one identity."""
+    """A FHIR REST client bound to one base URL and one identity.
+
+    Every request goes through the run's ``Politeness`` (rate limit, concurrency cap, 429
+    waits, circuit breaker), reads the body with a size cap and a deadline, and turns
+    every transport failure into a one-line ``TargetError``.
+    """
 
     base_url: str
     tokens: TokenSource
@@ -161,11 +433,16 @@ class FhirClient:
     redact: Redactor = field(default_factory=lambda: Redactor([]))
     timeout: float = 30.0
     http: httpx.Client | None = None
+    polite: Politeness = field(default_factory=Politeness)
+    max_body: int = DEFAULT_MAX_BODY
+    max_redirects: int = DEFAULT_MAX_REDIRECTS
+    verify: Any = True
 
     def __post_init__(self) -> None:
         self.base_url = self.base_url.rstrip("/")
         if self.http is None:
-            self.http = httpx.Client(timeout=self.timeout, follow_redirects=False)
+            self.http = httpx.Client(timeout=self.timeout, follow_redirects=True,
+                                     max_redirects=self.max_redirects, verify=self.verify)
         for secret in (self.tokens.static, self.tokens.client_secret):
             if secret:
                 self.redact.add(secret)
@@ -180,7 +457,7 @@ class FhirClient:
     def with_token(self, token: str | None) -> "FhirClient":
         """The same target seen with another identity (or none: token=None)."""
         return FhirClient(self.base_url, TokenSource(token), self.recorder, self.redact,
-                          self.timeout, self.http)
+                          self.timeout, self.http, self.polite, self.max_body, self.max_redirects, self.verify)
 
     def url(self, path: str) -> str:
         if path.startswith(("http://", "https://")):
@@ -190,25 +467,95 @@ class FhirClient:
     def request(self, method: str, path: str, *, json_body: Any = None, content: bytes | str | None = None,
                 params: Any = None, data: Mapping[str, Any] | None = None,
                 headers: Mapping[str, str] | None = None, auth: bool = True) -> httpx.Response:
-        all_headers = {"Accept": FHIR_JSON}
         if json_body is not None:
             content = json.dumps(json_body)
-            all_headers["Content-Type"] = FHIR_JSON
-        all_headers.update(headers or {})
-        if auth:
-            token = self.tokens.get(self.http, self.redact)
-            if token:
-                all_headers["Authorization"] = f"Bearer {token}"
-        request = self.http.build_request(method, self.url(path), content=content, params=params,
-                                          data=data, headers=all_headers)
+        refreshed = False
+        for attempt in range(self.polite.max_retries + 1):
+            all_headers = {"Accept": FHIR_JSON}
+            if json_body is not None:
+                all_headers["Content-Type"] = FHIR_JSON
+            all_headers.update(headers or {})
+            if auth:
+                token = self.tokens.get(self.http, self.redact, lambda r: self.send(r, record=False))
+                if token:
+                    all_headers["Authorization"] = f"Bearer {token}"
+            request = self.http.build_request(method, self.url(path), content=content, params=params,
+                                              data=data, headers=all_headers)
+            response = self.send(request, record=True)
+            if response.status_code == 401 and auth and self.tokens.refreshable and not refreshed:
+                refreshed = True             # the token expired early or was revoked: one fresh one
+                self.tokens.invalidate()
+                continue
+            if response.status_code != 429:
+                return response
+            self._wait_for_429(response, request, attempt)
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _wait_for_429(self, response: httpx.Response, request: httpx.Request, attempt: int) -> None:
+        wait = retry_after_seconds(response.headers.get("retry-after"))
+        where = _where(request)
+        if wait is None:
+            wait = min(2.0 ** attempt, self.polite.max_retry_wait)
+        if wait > self.polite.max_retry_wait:
+            raise TargetError(f"target rate-limited the suite (429) and asked to wait {wait:.0f} s, more than "
+                              f"the {self.polite.max_retry_wait:g} s cap, on {self.redact(where)}")
+        if attempt >= self.polite.max_retries:
+            raise TargetError(f"target still answered 429 after {attempt} waits on {self.redact(where)}")
+        self.polite.defer(wait)
+
+    def send(self, request: httpx.Request, record: bool = True) -> httpx.Response:
+        """Send one request politely; the body is read with a size cap and a deadline."""
+        where = self.redact(_where(request))
+        if self.polite.tripped:
+            raise TargetError(f"target unresponsive: {self.polite.failures} requests in a row failed "
+                              f"(last: {self.polite.last_failure}); not sent: {where}")
+        self.polite.acquire()
         started = time.perf_counter()
         try:
-            response = self.http.send(request)
-            response.read()
-        except httpx.HTTPError as exc:
-            self.recorder.add(self._exchange(request, None, started, error=f"{type(exc).__name__}: {exc}"))
+            response = self._send_capped(request, started)
+        except TargetError as exc:
+            if record:
+                self.recorder.add(self._exchange(request, None, started, error=str(exc)))
             raise
-        self.recorder.add(self._exchange(request, response, started))
+        except httpx.HTTPError as exc:
+            message = self.redact(describe_transport_error(exc, request, self.timeout, self.max_redirects))
+            self.polite.failed(message)
+            if record:
+                self.recorder.add(self._exchange(request, None, started, error=message))
+            raise TargetError(message) from None
+        finally:
+            self.polite.release()
+        self.polite.succeeded()
+        _guard_json(response, where)
+        if record:
+            self.recorder.add(self._exchange(request, response, started))
+        problem = _not_json_problem(response, where)
+        if problem:
+            raise NotJson(problem)
+        return response
+
+    def _send_capped(self, request: httpx.Request, started: float) -> httpx.Response:
+        deadline = started + self.timeout
+        response = self.http.send(request, stream=True)
+        chunks: list[bytes] = []
+        try:
+            declared = response.headers.get("content-length", "")
+            if declared.isdigit() and int(declared) > self.max_body:
+                raise TargetError(f"response body of {_mb(int(declared))} exceeds the {_mb(self.max_body)} cap "
+                                  f"(Content-Length) on {self.redact(_where(request))}")
+            size = 0
+            for chunk in response.iter_bytes():
+                size += len(chunk)
+                if size > self.max_body:
+                    raise TargetError(f"response body exceeds the {_mb(self.max_body)} cap "
+                                      f"(read {_mb(size)} so far) on {self.redact(_where(request))}")
+                if time.perf_counter() > deadline:
+                    raise TargetError(f"target did not finish answering within {self.timeout:g} s "
+                                      f"(slow body, {size} bytes so far) on {self.redact(_where(request))}")
+                chunks.append(chunk)
+        finally:
+            response.close()
+        response._content = b"".join(chunks)      # what response.read() would have set
         return response
 
     def _exchange(self, request: httpx.Request, response: httpx.Response | None, started: float,
@@ -256,6 +603,44 @@ class FhirClient:
     def close(self) -> None:
         if self.http is not None:
             self.http.close()
+
+
+def _not_json_problem(response: httpx.Response, where: str) -> str | None:
+    """A successful answer that is HTML, or claims JSON and is not, is no FHIR answer at all.
+
+    Error answers (4xx/5xx) are left to the checks (a missing OperationOutcome is a
+    conformance failure), and so are NDJSON and other non-JSON media types (bulk files).
+    """
+    if not 200 <= response.status_code < 300 or not response.content.strip():
+        return None
+    ctype = response.headers.get("content-type", "").lower()
+    looks_html = "html" in ctype or (not ctype and response.content.lstrip()[:1] == b"<")
+    claims_json = "json" in ctype and "ndjson" not in ctype
+    if not (looks_html or claims_json):
+        return None
+    if claims_json:
+        try:
+            json.loads(response.content)
+            return None
+        except ValueError:
+            pass
+    return (f"target answered {response.status_code} with a body that is not JSON "
+            f"({ctype or 'no Content-Type'}, {len(response.content)} bytes) on {where}")
+
+
+def _guard_json(response: httpx.Response, where: str) -> None:
+    """``response.json()`` on a body that is not JSON raises a one-line ``NotJson``."""
+    original = response.json
+
+    def json_checked(**kwargs: Any) -> Any:
+        try:
+            return original(**kwargs)
+        except ValueError:
+            ctype = response.headers.get("content-type", "no Content-Type")
+            raise NotJson(f"target answered {response.status_code} with a body that is not JSON "
+                          f"({ctype}, {len(response.content)} bytes) on {where}") from None
+
+    response.json = json_checked  # type: ignore[method-assign]
 
 
 def json_or_none(response: httpx.Response) -> Any:

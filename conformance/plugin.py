@@ -17,7 +17,7 @@ from . import report, verdicts
 from .capabilities import Need
 from .client import FhirClient
 from .requirements import catalogue
-from .session import CheckResult, ConformanceRun, TargetUnreachable
+from .session import CheckResult, ConformanceRun
 from .settings import Settings, SettingsError, load
 from .target import Ledger, TargetData
 
@@ -35,6 +35,18 @@ OPTIONS = {  # option -> (settings name, help)
     "--fhir-report-dir": ("report_dir", "where summary.json is written (default reports/)"),
     "--fhir-examples": ("examples", "Hypothesis examples per property check"),
     "--fhir-timeout": ("timeout", "seconds per HTTP request"),
+    "--fhir-private-key": ("private_key", "SMART Backend Services: JWK/JWKS or PEM private key file"),
+    "--fhir-key-id": ("key_id", "SMART Backend Services: the key id (kid) registered with the server"),
+    "--fhir-scope": ("scope", "scopes to request at the token endpoint"),
+    "--fhir-ca-bundle": ("ca_bundle", "PEM file of CA certificates to trust"),
+    "--fhir-client-cert": ("client_cert", "client certificate (PEM) for mutual TLS"),
+    "--fhir-client-key": ("client_key", "client certificate's private key (PEM) for mutual TLS"),
+    "--fhir-max-body-mb": ("max_body_mb", "largest response body read, in MB (default 20)"),
+    "--fhir-max-redirects": ("max_redirects", "redirects followed per request (default 5)"),
+    "--fhir-max-rps": ("max_rps", "global request-rate limit, requests per second"),
+    "--fhir-max-concurrency": ("max_concurrency", "requests in flight at once (default 4)"),
+    "--fhir-max-retry-wait": ("max_retry_wait", "longest 429 Retry-After wait, seconds (default 30)"),
+    "--fhir-baseline": ("baseline", "a previous summary.json: the exit code reflects only regressions"),
 }
 
 
@@ -58,6 +70,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                     help="report the first failing example as found (faster on slow targets)")
     group.addoption("--fhir-notes-replace", action="store_true", default=None,
                     help="the target replaces Task notes on update instead of appending")
+    group.addoption("--fhir-insecure", action="store_true", default=None,
+                    help="do not verify the target's TLS certificate (marked loudly in every report)")
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -78,9 +92,12 @@ def _settings_from(config: pytest.Config) -> tuple[Settings, int | None]:
     cli["strict"] = config.getoption("--fhir-strict")
     cli["notes_replace"] = config.getoption("--fhir-notes-replace")
     cli["shrink"] = config.getoption("fhir_shrink")
+    cli["insecure"] = config.getoption("--fhir-insecure")
     try:
         settings = load(cli, os.environ)
-    except SettingsError as exc:
+        if settings.baseline:
+            report.load_summary(settings.baseline)
+    except (SettingsError, ValueError) as exc:
         raise pytest.UsageError(str(exc)) from None
     seed = config.getoption("hypothesis_seed", None)
     return settings, int(seed) if seed is not None else settings.seed
@@ -206,8 +223,29 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo) -> Itera
         report.attach(rep, result, record, run)
     elif result is not None and rep.when == "teardown" and rep.failed and result.outcome == "passed":
         result.outcome, result.message = "error", report.one_line(call.excinfo)
+    _shorten(rep, call)
 
 
+def _shorten(rep: pytest.TestReport, call: pytest.CallInfo) -> None:
+    """A misbehaving target is one line in the terminal and JUnit, not a traceback."""
+    if not rep.failed or call.excinfo is None:
+        return
+    exc = call.excinfo.value
+    problem = report.target_problem(exc)
+    if problem is not None and not report._requirement_failures(exc):
+        rep.longrepr = report.one_line(problem)
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_html_results_summary(prefix: list, summary: list, postfix: list, session: pytest.Session) -> None:
+    """report.html opens with the requirement coverage matrix."""
+    run = session.config.stash.get(RUN_KEY, None)
+    if run is None or run.summary is None:
+        return
+    prefix.append(run.redact(report.matrix_html(run.summary)))
+
+
+@pytest.hookimpl(tryfirst=True)
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     run = session.config.stash.get(RUN_KEY, None)
     if run is None:

@@ -9,16 +9,19 @@ tied to it, and the exit code follows SPEC §6: 1 only for a SHALL-level failure
 
 from __future__ import annotations
 
+import csv
 import datetime as dt
 import html
+import io
 import json
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
 import pytest
 
+from .client import AuthError, TargetError
 from .requirements import Requirement, catalogue
-from .session import CheckResult, ConformanceRun
+from .session import CheckResult, ConformanceRun, TargetUnreachable
 from .settings import PROFILES
 from .verdicts import CheckRecord, RequirementFailed
 
@@ -32,6 +35,32 @@ def one_line(excinfo: Any) -> str:
     exc = excinfo.value if hasattr(excinfo, "value") else excinfo
     text = str(exc).strip().splitlines()
     return f"{type(exc).__name__}: {text[0] if text else ''}".strip()
+
+
+def _chain(exc: BaseException) -> Iterable[BaseException]:
+    stack: list[BaseException] = [exc]
+    seen: set[int] = set()
+    while stack:
+        e = stack.pop()
+        if id(e) in seen:
+            continue
+        seen.add(id(e))
+        yield e
+        if isinstance(e, BaseExceptionGroup):
+            stack.extend(e.exceptions)
+        for linked in (e.__cause__, e.__context__):
+            if linked is not None:
+                stack.append(linked)
+
+
+def target_problem(exc: BaseException | None) -> BaseException | None:
+    """The target's misbehaviour (or an unusable identity) behind an exception, if that is what it is."""
+    if exc is None:
+        return None
+    for e in _chain(exc):
+        if isinstance(e, (TargetError, AuthError, TargetUnreachable)):
+            return e
+    return None
 
 
 def _requirement_failures(exc: BaseException) -> list[RequirementFailed]:
@@ -72,6 +101,10 @@ def classify(item: pytest.Item, rep: pytest.TestReport, call: pytest.CallInfo, r
         result.outcome, result.message = "skipped", _skip_message(rep)
         return result
     exc = call.excinfo.value if call.excinfo else None
+    problem = target_problem(exc)
+    if problem is not None and not _requirement_failures(exc):
+        result.outcome, result.message = "error", one_line(problem)
+        return result
     if rep.when != "call" and rep.failed and not (exc and _requirement_failures(exc)):
         result.outcome, result.message = "error", one_line(call.excinfo)
         return result
@@ -144,6 +177,75 @@ def exit_code(verdicts: list[dict[str, Any]], results: list[CheckResult]) -> int
     return EXIT_OK
 
 
+BAD = ("fail", "error")
+
+
+def compare(old: dict[str, Any], new_requirements: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
+    """Requirement verdicts against a baseline summary.
+
+    *regressions*: failing or broken now (``fail``/``error``) but not in the baseline
+    (including requirements the baseline did not have); *fixes*: failing or broken in the
+    baseline, ``pass``/``warn`` now; *unchanged failures*: failing or broken in both;
+    *other changes*: any other verdict change (e.g. pass -> skip), for information.
+    """
+    before = {r["id"]: r.get("verdict", "untested") for r in old.get("requirements", []) if isinstance(r, dict)}
+    out: dict[str, list[dict[str, Any]]] = {"regressions": [], "fixes": [], "unchanged_failures": [],
+                                            "other_changes": []}
+    for req in new_requirements:
+        was, now = before.get(req["id"]), req["verdict"]
+        row = {"id": req["id"], "strength": req.get("strength", ""), "was": was or "absent", "now": now,
+               "reason": req.get("reason", "")}
+        if now in BAD and was not in BAD:
+            out["regressions"].append(row)
+        elif was in BAD and now in ("pass", "warn"):
+            out["fixes"].append(row)
+        elif was in BAD and now in BAD:
+            out["unchanged_failures"].append(row)
+        elif was is not None and was != now:
+            out["other_changes"].append(row)
+    return out
+
+
+def gated_exit_code(comparison: dict[str, list[dict[str, Any]]]) -> int:
+    """With a baseline, only regressions count: 1 for a new failure, 3 for a new error only."""
+    verdicts = {r["now"] for r in comparison["regressions"]}
+    if "fail" in verdicts:
+        return EXIT_FAILED
+    if "error" in verdicts:
+        return EXIT_BROKEN
+    return EXIT_OK
+
+
+def load_summary(path: Path) -> dict[str, Any]:
+    """A ``summary.json`` (ValueError with a readable reason when it is not one)."""
+    try:
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise ValueError(f"cannot read {path}: {exc.strerror}") from None
+    except ValueError:
+        raise ValueError(f"{path} is not JSON") from None
+    if not isinstance(data, dict) or not isinstance(data.get("requirements"), list):
+        raise ValueError(f"{path} is not a fhir-conformance summary.json (no 'requirements' list)")
+    return data
+
+
+def render_comparison(comparison: dict[str, list[dict[str, Any]]], write: Callable[[str], None],
+                      limit: int = 50) -> None:
+    titles = (("regressions", "REGRESSED"), ("fixes", "FIXED"), ("unchanged_failures", "STILL FAILING"),
+              ("other_changes", "CHANGED"))
+    write("against the baseline: " + ", ".join(f"{len(comparison[k])} {k.replace('_', ' ')}" for k, _ in titles))
+    for key, label in titles:
+        rows = comparison[key]
+        if not rows:
+            continue
+        write(f"{label} ({len(rows)}):")
+        for row in rows[:limit]:
+            reason = f": {row['reason'][:120]}" if row["reason"] and row["now"] in BAD else ""
+            write(f"  {row['id']} ({row['strength']}) {row['was']} -> {row['now']}{reason}")
+        if len(rows) > limit:
+            write(f"  … and {len(rows) - limit} more")
+
+
 def profile_counts(results: Iterable[CheckResult]) -> dict[str, dict[str, int]]:
     counts = {p: {"passed": 0, "failed": 0, "warnings": 0, "skipped": 0, "errors": 0} for p in PROFILES}
     key = {"passed": "passed", "failed": "failed", "warning": "warnings", "skipped": "skipped", "error": "errors"}
@@ -154,14 +256,17 @@ def profile_counts(results: Iterable[CheckResult]) -> dict[str, dict[str, int]]:
 
 def build_summary(run: ConformanceRun) -> dict[str, Any]:
     verdicts = requirement_verdicts(run.results, run.settings.strict)
-    return {
+    absolute = exit_code(verdicts, run.results)
+    summary: dict[str, Any] = {
         "target": run.settings.target,
         "started": run.started,
         "finished": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
         "seed": run.seed,
         "strict": run.settings.strict,
         "run_prefix": run.run_prefix,
-        "exit_code": exit_code(verdicts, run.results),
+        "exit_code": absolute,
+        "tls": {"insecure": run.settings.insecure, "ca_bundle": bool(run.settings.ca_bundle),
+                "client_certificate": bool(run.settings.client_cert)},
         "profiles": profile_counts(run.results),
         "requirements": verdicts,
         "checks": [{"id": r.check_id, "nodeid": r.nodeid, "profile": r.profile, "outcome": r.outcome,
@@ -170,6 +275,64 @@ def build_summary(run: ConformanceRun) -> dict[str, Any]:
                     "duration": round(r.duration, 3)} for r in run.results],
         "cleanup_problems": run.cleanup_problems,
     }
+    if run.settings.baseline:
+        comparison = compare(load_summary(run.settings.baseline), verdicts)
+        summary["baseline"] = {"path": str(run.settings.baseline), **comparison}
+        summary["exit_code_without_baseline"] = absolute
+        summary["exit_code"] = gated_exit_code(comparison)
+    return summary
+
+
+MATRIX_VERDICTS = ("pass", "fail", "warn", "error", "skip", "untested")
+
+
+def matrix_csv(summary: dict[str, Any]) -> str:
+    """The requirement coverage matrix: one row per requirement, one column per verdict."""
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(["requirement", "profile", "strength", "verdict", *MATRIX_VERDICTS, "checks", "source", "reason"])
+    for r in summary["requirements"]:
+        writer.writerow([r["id"], r.get("profile", ""), r["strength"], r["verdict"],
+                         *("x" if r["verdict"] == v else "" for v in MATRIX_VERDICTS),
+                         " ".join(r["checks"]), r["source"], r["reason"]])
+    return out.getvalue()
+
+
+def matrix_html(summary: dict[str, Any]) -> str:
+    """The coverage matrix that opens report.html (requirement × verdict, checks, source)."""
+    esc = html.escape
+    colours = {"pass": "#2e7d32", "fail": "#c62828", "warn": "#ef6c00", "error": "#6a1b9a",
+               "skip": "#757575", "untested": "#9e9e9e"}
+    head = "".join(f"<th>{v}</th>" for v in MATRIX_VERDICTS)
+    rows = []
+    for r in summary["requirements"]:
+        cells = "".join(
+            f'<td style="text-align:center;color:{colours[v]}">{"&#9679;" if r["verdict"] == v else ""}</td>'
+            for v in MATRIX_VERDICTS)
+        checks = ", ".join(f'<a href="#results-table" title="filter the results table with this id">'
+                           f"<code>{esc(c)}</code></a>" for c in r["checks"][:8])
+        if len(r["checks"]) > 8:
+            checks += f" … (+{len(r['checks']) - 8})"
+        source = r["source"]
+        source_html = (f'<a href="{esc(source)}">{esc(source)}</a>' if source.startswith(("http://", "https://"))
+                       else esc(source))
+        rows.append(f'<tr id="req-{esc(r["id"])}" title="{esc(r.get("statement", ""))}"><td><b>{esc(r["id"])}</b>'
+                    f'</td><td>{esc(r["strength"])}</td>{cells}<td>{checks}</td><td>{source_html}</td>'
+                    f'<td>{esc(r["reason"][:200])}</td></tr>')
+    banner = ""
+    if summary.get("tls", {}).get("insecure"):
+        banner = ('<p style="background:#c62828;color:white;padding:8px;font-weight:bold">'
+                  "TLS CERTIFICATE VERIFICATION WAS DISABLED (--insecure): the identity of the target was "
+                  "not checked; do not rely on this run for a production server.</p>")
+    gating = ""
+    if "baseline" in summary:
+        b = summary["baseline"]
+        gating = (f"<p>Against baseline <code>{esc(b['path'])}</code>: {len(b['regressions'])} regressions, "
+                  f"{len(b['fixes'])} fixes, {len(b['unchanged_failures'])} unchanged failures.</p>")
+    return (f"{banner}<h2>Requirement coverage</h2>{gating}"
+            '<table class="coverage-matrix" border="1" style="border-collapse:collapse;font-size:12px">'
+            f"<tr><th>requirement</th><th>strength</th>{head}<th>checks</th><th>source</th><th>reason</th></tr>"
+            + "".join(rows) + "</table>")
 
 
 def write_summary(run: ConformanceRun, config: pytest.Config) -> dict[str, Any]:
@@ -178,6 +341,7 @@ def write_summary(run: ConformanceRun, config: pytest.Config) -> dict[str, Any]:
     out.mkdir(parents=True, exist_ok=True)
     text = run.redact(json.dumps(summary, indent=2, ensure_ascii=False))
     (out / "summary.json").write_text(text + "\n", encoding="utf-8")
+    (out / "requirements.csv").write_text(run.redact(matrix_csv(summary)), encoding="utf-8")
     run.summary = summary
     return summary
 
@@ -185,6 +349,8 @@ def write_summary(run: ConformanceRun, config: pytest.Config) -> dict[str, Any]:
 def print_summary(run: ConformanceRun, write: Callable[[str], None]) -> None:
     summary = getattr(run, "summary", None) or build_summary(run)
     write("")
+    if summary.get("tls", {}).get("insecure"):
+        write("WARNING: TLS certificate verification was DISABLED (--insecure); the target's identity was not checked")
     write(f"FHIR conformance of {summary['target']}  (seed {summary['seed']}, run prefix {summary['run_prefix']})")
     write(f"{'profile':<13}{'passed':>8}{'failed':>8}{'warnings':>10}{'skipped':>9}{'errors':>8}")
     for name, c in summary["profiles"].items():
@@ -199,9 +365,14 @@ def print_summary(run: ConformanceRun, write: Callable[[str], None]) -> None:
             write(f"  {kind.upper():<5} {v['id']} ({v['strength']}): {v['reason'][:150]}")
     if summary["cleanup_problems"]:
         write("clean-up problems: " + "; ".join(summary["cleanup_problems"]))
+    if "baseline" in summary:
+        render_comparison(summary["baseline"], write, limit=12)
     out = Path(run.settings.report_dir)
-    write(f"reports: {out / 'report.html'}  {out / 'junit.xml'}  {out / 'summary.json'}")
+    write(f"reports: {out / 'report.html'}  {out / 'junit.xml'}  {out / 'summary.json'}  {out / 'requirements.csv'}")
     verdict = {EXIT_OK: "PASS", EXIT_FAILED: "FAIL (SHALL-level failures)", EXIT_BROKEN: "BROKEN (errors)"}
+    if "baseline" in summary:
+        verdict = {EXIT_OK: "PASS (no regression against the baseline)", EXIT_FAILED: "FAIL (regressions)",
+                   EXIT_BROKEN: "BROKEN (new errors against the baseline)"}
     write(f"verdict: {verdict.get(summary['exit_code'], '?')} (exit {summary['exit_code']})")
 
 

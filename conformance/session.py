@@ -14,8 +14,8 @@ from functools import cached_property
 import httpx
 
 from .capabilities import Capabilities
-from .client import FhirClient, Recorder, Redactor, TokenSource, json_or_none
-from .settings import Settings
+from .client import FhirClient, Politeness, Recorder, Redactor, TokenSource, json_or_none, tls_context
+from .settings import Settings, max_body_bytes
 from .target import Ledger, TargetData, discover, new_run_prefix
 
 
@@ -54,6 +54,33 @@ class ConformanceRun:
     def __post_init__(self) -> None:
         self.run_prefix = self.settings.run_prefix or new_run_prefix()
         self.redact = Redactor(self.settings.secrets())
+        s = self.settings
+        self.polite = Politeness(max_rps=s.max_rps, max_concurrency=s.max_concurrency,
+                                 max_retry_wait=s.max_retry_wait)
+
+    @cached_property
+    def http(self) -> httpx.Client:
+        """One connection pool for the run, with its TLS setup and bounded redirects."""
+        s = self.settings
+        return httpx.Client(timeout=s.timeout, follow_redirects=True, max_redirects=s.max_redirects,
+                            verify=tls_context(s.ca_bundle, s.client_cert, s.client_key, s.insecure))
+
+    def new_client(self, tokens: TokenSource) -> FhirClient:
+        s = self.settings
+        return FhirClient(self.target, tokens, self.recorder, self.redact, s.timeout, self.http, self.polite,
+                          max_body_bytes(s), s.max_redirects)
+
+    def discover_token_url(self) -> str | None:
+        """SMART: ``[base]/.well-known/smart-configuration``, else the CapabilityStatement's oauth-uris."""
+        probe = self.new_client(TokenSource(None))
+        try:
+            response = probe.get(".well-known/smart-configuration", auth=False, headers={"Accept": "application/json"})
+            body = json_or_none(response) if response.status_code == 200 else None
+            if isinstance(body, dict) and isinstance(body.get("token_endpoint"), str):
+                return body["token_endpoint"]
+        except httpx.HTTPError:
+            pass
+        return self.capabilities.token_url()
 
     @property
     def target(self) -> str:
@@ -63,7 +90,7 @@ class ConformanceRun:
 
     @cached_property
     def capabilities(self) -> Capabilities:
-        probe = FhirClient(self.target, TokenSource(None), self.recorder, self.redact, self.settings.timeout)
+        probe = self.new_client(TokenSource(None))
         try:
             response = probe.get("metadata", auth=False)
         except httpx.HTTPError as exc:
@@ -74,9 +101,9 @@ class ConformanceRun:
     @cached_property
     def client(self) -> FhirClient:
         s = self.settings
-        token_url = s.token_url or (self.capabilities.token_url() if s.client_id else None)
-        tokens = TokenSource(s.token, s.client_id, s.client_secret, token_url)
-        return FhirClient(self.target, tokens, self.recorder, self.redact, s.timeout)
+        tokens = TokenSource(s.token, s.client_id, s.client_secret, s.token_url, private_key=s.private_key,
+                             key_id=s.key_id, scope=s.scope, discover=self.discover_token_url)
+        return self.new_client(tokens)
 
     @cached_property
     def target_data(self) -> TargetData:

@@ -40,6 +40,26 @@ class Settings:
     notes_replace: bool = False
     shrink: bool = True
     run_prefix: str | None = None
+    # SMART Backend Services (client credentials with a signed JWT assertion)
+    private_key: str | None = None           # path to a JWK/JWKS or PEM private key file
+    key_id: str | None = None
+    scope: str | None = None
+    # TLS
+    ca_bundle: str | None = None
+    client_cert: str | None = None
+    client_key: str | None = None
+    insecure: bool = False
+    # robustness and politeness
+    max_body_mb: float = 20.0
+    max_redirects: int = 5
+    max_rps: float | None = None
+    max_concurrency: int = 4
+    max_retry_wait: float = 30.0
+    # gating
+    baseline: Path | None = None
+    export_timeout: float = 120.0      # seconds a bulk export may take before the suite gives up on it
+    export_validate_lines: int = 5000  # per file, lines validated against the R4 model (0: all)
+    export_group: str | None = None    # export this existing Group instead of creating a small one
 
     def secrets(self) -> list[str]:
         """Every secret value, for redaction of anything the suite writes."""
@@ -51,14 +71,36 @@ class Settings:
         unknown = [p for p in self.profiles if p not in PROFILES]
         if unknown:
             raise SettingsError(f"unknown profile(s) {unknown}; choose from {list(PROFILES)}")
-        if bool(self.client_id) != bool(self.client_secret):
-            raise SettingsError("client id and client secret must be given together")
+        if self.private_key and not self.client_id:
+            raise SettingsError("a private key (SMART Backend Services) needs a client id")
+        if self.private_key and self.client_secret:
+            raise SettingsError("give either a client secret or a private key, not both")
+        if not self.private_key and bool(self.client_id) != bool(self.client_secret):
+            raise SettingsError("client id and client secret (or private key) must be given together")
+        for name in ("private_key", "ca_bundle", "client_cert", "client_key", "baseline"):
+            value = getattr(self, name)
+            if value and not Path(value).is_file():
+                raise SettingsError(f"{name.replace('_', ' ')} file not found: {value}")
+        if self.client_key and not self.client_cert:
+            raise SettingsError("a client key needs a client certificate")
+        if self.insecure and self.ca_bundle:
+            raise SettingsError("give either a CA bundle or insecure, not both")
+        if self.max_body_mb <= 0 or self.max_redirects < 0 or self.max_concurrency < 1:
+            raise SettingsError("max body must be positive, max redirects >= 0, max concurrency >= 1")
+        if self.max_rps is not None and self.max_rps <= 0:
+            raise SettingsError("max rps must be positive")
+        if self.max_retry_wait < 0:
+            raise SettingsError("max retry wait must not be negative")
         if self.token and self.client_id:
             raise SettingsError("give either a token or client credentials, not both")
         if self.examples < 1:
             raise SettingsError("examples must be at least 1")
         if self.timeout <= 0:
             raise SettingsError("timeout must be positive")
+        if self.export_timeout <= 0:
+            raise SettingsError("export timeout must be positive")
+        if self.export_validate_lines < 0:
+            raise SettingsError("export_validate_lines must be 0 (all) or more")
         return self
 
 
@@ -70,10 +112,19 @@ _CONVERTERS = {
     "strict": lambda v: v if isinstance(v, bool) else str(v).lower() in ("1", "true", "yes", "on"),
     "shrink": lambda v: v if isinstance(v, bool) else str(v).lower() in ("1", "true", "yes", "on"),
     "notes_replace": lambda v: v if isinstance(v, bool) else str(v).lower() in ("1", "true", "yes", "on"),
+    "insecure": lambda v: v if isinstance(v, bool) else str(v).lower() in ("1", "true", "yes", "on"),
     "report_dir": Path,
+    "baseline": Path,
+    "max_body_mb": float,
+    "max_redirects": int,
+    "max_rps": float,
+    "max_concurrency": int,
+    "max_retry_wait": float,
     "seed": int,
     "examples": int,
     "timeout": float,
+    "export_timeout": float,
+    "export_validate_lines": int,
 }
 NAMES = tuple(f.name for f in fields(Settings))
 
@@ -125,4 +176,8 @@ def load(cli: Mapping[str, Any] | None = None, env: Mapping[str, str] | None = N
 def with_defaults_for_mock(settings: Settings, base_url: str, token: str, limited: str) -> Settings:
     """Point settings at a freshly started bundled mock."""
     return replace(settings, target=base_url, token=token, limited_token=limited,
-                   client_id=None, client_secret=None, token_url=None)
+                   client_id=None, client_secret=None, token_url=None, private_key=None, key_id=None)
+
+
+def max_body_bytes(settings: Settings) -> int:
+    return int(settings.max_body_mb * 1024 * 1024)

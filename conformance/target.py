@@ -109,9 +109,13 @@ class Ledger:
     """Everything this run created on the target, for clean-up."""
 
     groups: dict[str, dict[str, Any]] = field(default_factory=dict)   # id -> last body we sent
+    tasks: dict[str, dict[str, Any]] = field(default_factory=dict)    # id -> body we created it with
 
     def created_group(self, gid: str, body: dict[str, Any]) -> None:
         self.groups[gid] = body
+
+    def created_task(self, tid: str, body: dict[str, Any]) -> None:
+        self.tasks[tid] = body
 
     def release_all(self, client: FhirClient) -> list[str]:
         """Drop the responsibilities of every team we created; returns problems met."""
@@ -128,4 +132,22 @@ class Ledger:
             put = client.update(body, gid)
             if put.status_code >= 300:
                 problems.append(f"could not release responsibilities of Group/{gid}: HTTP {put.status_code}")
+        problems += self.cancel_tasks(client)
+        return problems
+
+    def cancel_tasks(self, client: FhirClient) -> list[str]:
+        """Leave every task this run created ``cancelled``, keeping its other content."""
+        problems = []
+        for tid in list(self.tasks):
+            response = client.read("Task", tid)
+            if response.status_code != 200:
+                continue
+            current = json_or_none(response) or {}
+            if current.get("status") == "cancelled":
+                continue
+            body = {k: v for k, v in current.items() if k not in ("meta", "lastModified", "note")}
+            body.update(id=tid, status="cancelled")
+            put = client.update(body, tid)
+            if put.status_code >= 300:
+                problems.append(f"could not cancel Task/{tid}: HTTP {put.status_code}")
         return problems

@@ -11,8 +11,8 @@ __all__ = ["MockConfig", "create_app"]
 
 def create_app(config: MockConfig | None = None) -> Flask:
     """Application factory: storage, fixtures, auth, resource blueprints, error handlers."""
-    from . import auth, capabilities, loader, outcomes, payload
-    from .resources import directory, group
+    from . import auth, bulk, capabilities, loader, outcomes, payload, population
+    from .resources import directory, group, task
 
     config = config or MockConfig()
     app = Flask(__name__)
@@ -27,8 +27,13 @@ def create_app(config: MockConfig | None = None) -> Flask:
     app.register_blueprint(capabilities.bp)
     app.register_blueprint(auth.bp)
     app.register_blueprint(group.bp)
+    app.register_blueprint(task.bp)
     for bp in directory.BLUEPRINTS:
         app.register_blueprint(bp)
 
+    app.register_blueprint(bulk.bp)  # Group $export (issue 4)
+
     loader.load_fixtures(app, config.fixtures_dir)
+    population.setup(app, config.patients)
+    bulk.init_app(app)
     return app

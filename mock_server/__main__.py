@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Sequence
 
 from .auth import parse_scopes
-from .config import MockConfig
+from .config import FAULTS, MockConfig
 from .deviations import DEVIATIONS
 
 
@@ -29,6 +29,25 @@ def _client(value: str) -> tuple[str, str, str]:
         raise argparse.ArgumentTypeError("expected ID:SECRET[:SCOPES]")
     try:
         return client_id, secret, " ".join(parse_scopes(scopes))
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _jwks_client(value: str) -> tuple[str, dict, str]:
+    import json
+
+    client_id, _, rest = value.partition(":")
+    path, _, scopes = rest.partition(":")
+    if not client_id or not path:
+        raise argparse.ArgumentTypeError("expected ID:JWKS_FILE[:SCOPES]")
+    try:
+        jwks = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise argparse.ArgumentTypeError(f"cannot read JWKS {path}: {exc}") from None
+    if "keys" not in jwks:
+        jwks = {"keys": [jwks]}
+    try:
+        return client_id, jwks, " ".join(parse_scopes(scopes))
     except ValueError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
@@ -64,10 +83,21 @@ def build_parser() -> argparse.ArgumentParser:
                    help="static bearer token (repeatable; replaces dev-token/dev-readonly-token)")
     p.add_argument("--client", type=_client, action="append", metavar="ID:SECRET[:SCOPES]",
                    help="client for POST /auth/token/ (repeatable; replaces dev-client)")
+    p.add_argument("--jwks-client", type=_jwks_client, action="append", metavar="ID:JWKS_FILE[:SCOPES]",
+                   help="SMART Backend Services client: assertions signed by a key of this JWKS (repeatable)")
+    p.add_argument("--tls-cert", metavar="PEM", help="serve HTTPS with this certificate (chain)")
+    p.add_argument("--tls-key", metavar="PEM", help="private key of --tls-cert")
+    p.add_argument("--tls-client-ca", metavar="PEM", help="require client certificates signed by this CA (mutual TLS)")
     p.add_argument("--deviate", type=_deviation, action="append", default=[], metavar="NAME",
                    help="break one rule on purpose (repeatable; see --list-deviations)")
     p.add_argument("--list-deviations", action="store_true", help="list deviations and exit")
     p.add_argument("--fixtures", type=Path, metavar="DIR", help="fixtures directory (default: bundled)")
+    p.add_argument("--patients", type=_positive, metavar="N",
+                   help="add N generated patients (with conditions, encounters, observations) in one Patient Group")
+    p.add_argument("--fault", action="append", default=[], choices=sorted(FAULTS), metavar="NAME",
+                   help=f"simulate an export fault (repeatable): {', '.join(sorted(FAULTS))}")
+    p.add_argument("--retry-after", type=_positive, metavar="S", help="Retry-After seconds of running exports (default 1)")
+    p.add_argument("--poll-min", type=float, metavar="S", help="answer 429 to status polls closer than S seconds")
     p.add_argument("--threads", type=_positive, default=8, help="waitress worker threads")
     return p
 
@@ -89,25 +119,46 @@ def main(argv: Sequence[str] | None = None) -> int:
         kwargs["tokens"] = dict(args.token)
     if args.client:
         kwargs["clients"] = {cid: (secret, scopes) for cid, secret, scopes in args.client}
+    if args.jwks_client:
+        kwargs["jwks_clients"] = {cid: (jwks, scopes) for cid, jwks, scopes in args.jwks_client}
     if args.fixtures is not None:
         kwargs["fixtures_dir"] = args.fixtures
+    if bool(args.tls_cert) != bool(args.tls_key) or (args.tls_client_ca and not args.tls_cert):
+        print("fhir-mock: error: --tls-cert and --tls-key go together (and --tls-client-ca needs them)",
+              file=sys.stderr)
+        return 2
+    kwargs["faults"] = frozenset(args.fault)
+    if args.patients:
+        kwargs["patients"] = args.patients
+    if args.retry_after:
+        kwargs["export_retry_after"] = args.retry_after
+    if args.poll_min is not None:
+        kwargs["export_poll_min"] = args.poll_min
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
     from . import create_app
-    from .server import make_server
+    from .server import make_server, make_tls_server
 
     try:
         app = create_app(MockConfig(**kwargs))
-        server = make_server(app, args.host, args.port, args.threads)
+        if args.tls_cert:
+            server = make_tls_server(app, args.host, args.port, args.tls_cert, args.tls_key, args.tls_client_ca)
+            url, serve = f"https://{args.host}:{server.server_address[1]}", server.serve_forever
+        else:
+            server = make_server(app, args.host, args.port, args.threads)
+            url, serve = f"http://{args.host}:{server.effective_port}", server.run
     except (OSError, ValueError) as exc:
         print(f"fhir-mock: error: {exc}", file=sys.stderr)
         return 2
-    print(f"fhir-mock listening on http://{args.host}:{server.effective_port}", flush=True)
+    print(f"fhir-mock listening on {url}", flush=True)
     try:
-        server.run()
+        serve()
     except KeyboardInterrupt:
         pass
     finally:
+        from .bulk.jobs import shutdown
+
+        shutdown(app)
         app.extensions["fhir.store"].close()
     return 0
 

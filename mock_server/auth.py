@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import re
 import secrets
+import threading
 import time
 from functools import wraps
 from typing import Any, Callable, TypeVar
@@ -12,6 +13,11 @@ from flask import Blueprint, Response, current_app, jsonify, request
 from .deviations import deviates
 from .outcomes import FhirError
 
+CLIENT_ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
+ASSERTION_ALGS = ("RS384", "ES384")
+MAX_ASSERTION_LIFETIME = 300
+_seen_jti: dict[str, float] = {}
+_jti_lock = threading.Lock()
 SCOPE_RE = re.compile(r"^(user|system|patient)/([A-Za-z]+|\*)\.(read|write|\*)$")
 FULL_ACCESS = "system/*.*"
 F = TypeVar("F", bound=Callable[..., Any])
@@ -85,20 +91,86 @@ def _oauth_error(status: int, error: str, description: str) -> Response:
     return resp
 
 
+def token_endpoint() -> str:
+    return request.url_root.rstrip("/") + "/auth/token/"
+
+
+@bp.get("/.well-known/smart-configuration")
+def smart_configuration() -> Response:
+    """SMART App Launch discovery: where the token endpoint is and what it accepts."""
+    resp = jsonify({
+        "token_endpoint": token_endpoint(),
+        "grant_types_supported": ["client_credentials"],
+        "token_endpoint_auth_methods_supported": ["private_key_jwt", "client_secret_post", "client_secret_basic"],
+        "token_endpoint_auth_signing_alg_values_supported": list(ASSERTION_ALGS),
+        "scopes_supported": ["system/*.read", "system/*.write", "system/*.*"],
+        "capabilities": ["client-confidential-asymmetric", "client-confidential-symmetric"],
+    })
+    return resp
+
+
+def verify_assertion(assertion: str) -> tuple[str | None, str]:
+    """SMART Backend Services: (client id, "") for a valid signed assertion, else (None, why)."""
+    import jwt
+
+    try:
+        header = jwt.get_unverified_header(assertion)
+        unverified = jwt.decode(assertion, options={"verify_signature": False})
+    except jwt.PyJWTError:
+        return None, "client_assertion is not a JWT"
+    client_id = unverified.get("iss")
+    registered = current_app.config["MOCK"].jwks_clients
+    if not isinstance(client_id, str) or client_id not in registered:
+        return None, "unknown client (iss)"
+    alg, kid = header.get("alg"), header.get("kid")
+    if alg not in ASSERTION_ALGS:
+        return None, f"alg must be one of {', '.join(ASSERTION_ALGS)}"
+    keys = [k for k in registered[client_id][0].get("keys", []) if k.get("kid") == kid]
+    if not kid or not keys:
+        return None, "no registered key with that kid"
+    try:
+        key = jwt.PyJWK(keys[0], algorithm=alg).key
+        claims = jwt.decode(assertion, key, algorithms=[alg], audience=token_endpoint(), issuer=client_id,
+                            options={"require": ["iss", "sub", "aud", "exp", "jti"]})
+    except jwt.PyJWTError as exc:
+        return None, f"invalid client_assertion: {exc}"
+    if claims["sub"] != client_id:
+        return None, "sub must equal iss (the client id)"
+    now = time.time()
+    if claims["exp"] > now + MAX_ASSERTION_LIFETIME + 5:
+        return None, f"exp more than {MAX_ASSERTION_LIFETIME} s in the future"
+    with _jti_lock:
+        for old in [j for j, exp in _seen_jti.items() if exp < now]:
+            del _seen_jti[old]
+        if claims["jti"] in _seen_jti:
+            return None, "jti already used (replayed assertion)"
+        _seen_jti[claims["jti"]] = claims["exp"]
+    return client_id, ""
+
+
 @bp.post("/auth/token/")
 def token() -> Response:
-    """Client-credentials grant: form fields or HTTP Basic client authentication."""
+    """Client-credentials grant: form fields, HTTP Basic, or a signed JWT assertion (SMART Backend Services)."""
     form = request.form
     if form.get("grant_type") != "client_credentials":
         return _oauth_error(400, "unsupported_grant_type", "only client_credentials is supported")
-    client_id, secret = form.get("client_id"), form.get("client_secret")
-    if request.authorization and request.authorization.type == "basic":
-        client_id, secret = request.authorization.username, request.authorization.password
-    clients = current_app.config["MOCK"].clients
-    if not client_id or client_id not in clients or not secrets.compare_digest(clients[client_id][0], secret or ""):
-        return _oauth_error(401, "invalid_client", "unknown client or wrong secret")
+    if form.get("client_assertion_type") == CLIENT_ASSERTION_TYPE or form.get("client_assertion"):
+        if form.get("client_assertion_type") != CLIENT_ASSERTION_TYPE:
+            return _oauth_error(400, "invalid_request", f"client_assertion_type must be {CLIENT_ASSERTION_TYPE}")
+        client_id, why = verify_assertion(form.get("client_assertion", ""))
+        if client_id is None:
+            return _oauth_error(401, "invalid_client", why)
+        allowed_text = current_app.config["MOCK"].jwks_clients[client_id][1]
+    else:
+        client_id, secret = form.get("client_id"), form.get("client_secret")
+        if request.authorization and request.authorization.type == "basic":
+            client_id, secret = request.authorization.username, request.authorization.password
+        clients = current_app.config["MOCK"].clients
+        if not client_id or client_id not in clients or not secrets.compare_digest(clients[client_id][0], secret or ""):
+            return _oauth_error(401, "invalid_client", "unknown client or wrong secret")
+        allowed_text = clients[client_id][1]
     try:
-        allowed = parse_scopes(clients[client_id][1])
+        allowed = parse_scopes(allowed_text)
         requested = parse_scopes(form.get("scope", ""))
     except ValueError as exc:
         return _oauth_error(400, "invalid_scope", str(exc))

@@ -53,6 +53,48 @@ DEVIATIONS: dict[str, Deviation] = dict(
     ]
 )
 
+# Task (SPEC §3): each breaks one Task rule.
+DEVIATIONS.update(
+    [
+        _d("task-owner-kept-when-omitted", "CANVAS-TASK-OMIT-OWNER-CLEARED", "An update without owner keeps the old owner."),
+        _d("task-restriction-kept-when-omitted", "CANVAS-TASK-OMIT-RESTRICTION-CLEARED", "An update without restriction keeps the old due date."),
+        _d("task-input-kept-when-omitted", "CANVAS-TASK-OMIT-INPUT-CLEARED", "An update without input keeps the old labels."),
+        _d("task-description-kept-when-omitted", "CANVAS-TASK-OMIT-DESCRIPTION", "An update (or create) without description is accepted; an update keeps the old one."),
+        _d("task-authored-cleared-when-omitted", "CANVAS-TASK-OMIT-AUTHORED-KEPT", "An update without authoredOn clears it."),
+        _d("task-group-cleared-when-omitted", "CANVAS-TASK-OMIT-GROUP-KEPT", "An update without the task-group extension removes the team."),
+        _d("task-notes-replaced", "CANVAS-TASK-NOTES-APPEND", "Notes in an update replace the stored notes instead of being appended."),
+        _d("task-intent-not-enforced", "CANVAS-TASK-INTENT", "Any intent string is accepted and stored."),
+        _d("task-owner-kind-unchecked", "CANVAS-TASK-OWNER", "An owner referencing an existing non-Practitioner (e.g. a Patient) is accepted."),
+        _d("task-label-search-ignored", "CANVAS-TASK-SEARCH-LABEL", "Task search ignores the label parameter."),
+        _d("task-status-search-ignored", "CANVAS-TASK-SEARCH-STATUS", "Task search ignores the status parameter."),
+        _d("task-sort-ignored", "CANVAS-TASK-SORT", "Task search ignores _sort (creation order)."),
+        _d("task-due-lt-as-le", "CANVAS-TASK-SEARCH-DUE", "The due prefix lt is treated as le (a task due exactly then matches)."),
+        _d("task-group-display-stale", "CANVAS-TASK-MODEL", "The team display is the team's name when the task was written, not its current name."),
+    ]
+)
+
+# Bulk Data Group export (issue 4; mock_server/bulk)
+DEVIATIONS.update(
+    [
+        _d("export-content-location-missing", "BULK-EXPORT-KICKOFF", "Kick-off answers 202 without Content-Location."),
+        _d("export-request-no-query", "BULK-EXPORT-MANIFEST", "The manifest's request omits the kick-off query string."),
+        _d("export-non-member-patient", "BULK-EXPORT-MEMBERS", "A Patient who is not a group member is exported too."),
+        _d("export-missing-member", "BULK-EXPORT-MEMBERS", "One member Patient is left out of the export."),
+        _d("export-foreign-compartment", "BULK-EXPORT-COMPARTMENT", "One compartment resource references a non-exported patient."),
+        _d("export-type-ignored", "BULK-EXPORT-TYPE", "_type is ignored: every type is exported."),
+        _d("export-since-ignored", "BULK-EXPORT-SINCE", "_since is ignored: older resources are exported too."),
+        _d("export-delete-not-stopping", "BULK-EXPORT-DELETE", "DELETE answers 202 but the job goes on and stays pollable."),
+        _d("export-download-without-token", "BULK-EXPORT-FILE-AUTH", "Files download without a bearer token although requiresAccessToken is true."),
+        _d("export-retry-after-missing", "BULK-EXPORT-RETRY-AFTER", "In-progress status answers carry no Retry-After."),
+        _d("export-output-url-relative", "BULK-EXPORT-MANIFEST", "Manifest output urls are relative paths."),
+        _d("export-wrong-line-type", "BULK-EXPORT-FILE-LINES", "Patient and Practitioner files' lines claim resourceType Observation."),
+        _d("export-unknown-group-accepted", "BULK-EXPORT-UNKNOWN-GROUP", "Kick-off for an unknown group answers 202 (an empty export)."),
+        _d("export-output-format-strict", "BULK-EXPORT-OUTPUT-FORMAT", "Only _outputFormat=application/fhir+ndjson is accepted."),
+        _d("export-kickoff-auth-not-enforced", "BULK-EXPORT-AUTH", "Kick-off without a bearer token is accepted."),
+        _d("export-file-content-type-wrong", "BULK-EXPORT-FILE-LINES", "Files are served as application/json."),
+    ]
+)
+
 
 def validate_names(names: Iterable[str]) -> None:
     """Reject unknown deviation names early, listing the valid ones."""

@@ -9,6 +9,7 @@ from flask import current_app, request
 from .outcomes import FhirError
 
 JSON_TYPES = ("application/fhir+json", "application/json")
+NDJSON_TYPES = ("application/fhir+ndjson", "application/ndjson")  # bulk export downloads
 
 
 def check_request() -> None:
@@ -17,7 +18,7 @@ def check_request() -> None:
     if request.content_length is not None and request.content_length > limit:
         raise FhirError(413, f"Request body larger than {limit} bytes")
     if "Accept" in request.headers and request.headers["Accept"].strip():
-        if request.accept_mimetypes.best_match(JSON_TYPES) is None:
+        if request.accept_mimetypes.best_match(JSON_TYPES + NDJSON_TYPES) is None:
             raise FhirError(406, "Only application/fhir+json and application/json responses are available")
 
 

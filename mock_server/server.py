@@ -1,15 +1,20 @@
 """Serving with waitress (never Flask's dev server), in the foreground or on a thread."""
 from __future__ import annotations
 
+import ssl
 import threading
 from contextlib import contextmanager
-from typing import Iterator
+from socketserver import ThreadingMixIn
+from typing import Any, Iterator
+from wsgiref.simple_server import WSGIRequestHandler, WSGIServer
+from wsgiref.simple_server import make_server as make_wsgiref_server
 
 from flask import Flask
 from waitress import wasyncore
 from waitress.server import create_server
 
 from . import create_app
+from .bulk import jobs as bulk_jobs
 from .config import MockConfig
 
 # waitress answers bodies above its own limit with a plain-text 413; keep it far above
@@ -46,4 +51,60 @@ def run_in_thread(config: MockConfig, host: str = "127.0.0.1", port: int = 0, th
         thread.join(timeout=10)
         server.task_dispatcher.shutdown()
         wasyncore.close_all(getattr(server, "_map", None) or server.map)
+        bulk_jobs.shutdown(app)
+        app.extensions["fhir.store"].close()
+
+
+# -- TLS listener ------------------------------------------------------------------
+# waitress does not terminate TLS; for the TLS option the app is served by the standard
+# library's threaded WSGI server on an ssl-wrapped socket (optionally requiring a client
+# certificate signed by a given CA: mutual TLS). Plain HTTP stays on waitress.
+
+
+class _ThreadingWSGIServer(ThreadingMixIn, WSGIServer):
+    daemon_threads = True
+    allow_reuse_address = True
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """A refused handshake (no or untrusted client certificate) is the client's problem: stay quiet."""
+
+
+class _TLSHandler(WSGIRequestHandler):
+    def get_environ(self) -> dict:
+        environ = super().get_environ()
+        environ["HTTPS"] = "on"
+        return environ
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
+def make_tls_server(app: Flask, host: str, port: int, certfile: str, keyfile: str,
+                    client_ca: str | None = None) -> WSGIServer:
+    """An HTTPS server for ``app``; with ``client_ca`` a client certificate signed by it is required."""
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(certfile, keyfile)
+    if client_ca:
+        context.load_verify_locations(client_ca)
+        context.verify_mode = ssl.CERT_REQUIRED
+    server = make_wsgiref_server(host, port, app, server_class=_ThreadingWSGIServer, handler_class=_TLSHandler)
+    server.socket = context.wrap_socket(server.socket, server_side=True, do_handshake_on_connect=False)
+    return server
+
+
+@contextmanager
+def run_tls_in_thread(config: MockConfig, certfile: str, keyfile: str, client_ca: str | None = None,
+                      host: str = "127.0.0.1", port: int = 0) -> Iterator[str]:
+    """Serve ``config`` over HTTPS on a background thread; yields the https base URL."""
+    app = create_app(config)
+    server = make_tls_server(app, host, port, certfile, keyfile, client_ca)
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05},
+                              name="fhir-mock-tls", daemon=True)
+    thread.start()
+    try:
+        yield f"https://{host}:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=10)
         app.extensions["fhir.store"].close()

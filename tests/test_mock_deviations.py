@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from conftest import GROUPS, PATIENTS, PRACTITIONERS, auth, patient_group, team
+from export_deviation_checks import *  # noqa: F401,F403  (Group $export deviations)
 from mock_server import MockConfig
 from mock_server.deviations import DEVIATIONS
 
@@ -169,6 +170,8 @@ def last_modified_missing(c):
 def wrong_json_types_accepted(c):
     assert c.post("/Group", json=team(actual="true"), headers=auth()).status_code == 201
 
+
+from mock_task_deviation_checks import *  # noqa: E402,F401,F403  (the Task deviations' checks)
 
 CHECKS = {name.replace("_", "-"): fn for name, fn in list(globals().items()) if callable(fn) and name.replace("_", "-") in DEVIATIONS}
 

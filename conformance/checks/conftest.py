@@ -68,3 +68,6 @@ class GroupApi:
 @pytest.fixture(scope="session")
 def groups(fhir: FhirClient, ledger: Ledger) -> GroupApi:
     return GroupApi(fhir, ledger)
+
+
+from .task_support import task_teams, tasks  # noqa: E402,F401  (the Task checks' fixtures)

@@ -28,7 +28,8 @@ SEARCH_PARAMS = (
 declare(
     bp,
     ResourceCapability(
-        "Group", ("read", "create", "update", "search-type"), tuple((p.name, p.fhir_type) for p in SEARCH_PARAMS)
+        "Group", ("read", "create", "update", "search-type"), tuple((p.name, p.fhir_type) for p in SEARCH_PARAMS),
+        operations=(("export", "http://hl7.org/fhir/uv/bulkdata/OperationDefinition/group-export"),),
     ),
 )
 

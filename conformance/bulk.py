@@ -1,0 +1,329 @@
+"""The Bulk Data export flow as a client sees it: kick-off, polling, downloads, cancel.
+
+Built on ``FhirClient.request`` (every kick-off, poll and delete is recorded, redacted,
+reproducible with curl) and on its ``http`` client for streaming downloads, so a file of
+any size is checked line by line without being held in memory.
+
+Polling obeys ``Retry-After`` (seconds or HTTP-date), backs off exponentially when it is
+absent, retries a 5xx whose OperationOutcome says ``transient``, and gives up after the
+configured timeout with :class:`ExportTimeout` (a clear error, never a hang). Every status
+URL this client obtains is remembered until it is deleted; :meth:`BulkClient.cleanup`
+deletes what is left.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from email.utils import parsedate_to_datetime
+from typing import Any, Callable, Iterable, Mapping
+
+import httpx
+
+from .client import Exchange, FhirClient, _redact_header, json_or_none
+
+NDJSON = "application/fhir+ndjson"
+FIRST_POLL = 0.0
+BACKOFF_START, BACKOFF_MAX = 0.5, 10.0
+PROBLEMS_KEPT = 3
+PATIENT_REFERENCE_FIELDS = ("subject", "patient", "for", "beneficiary")
+
+
+class ExportTimeout(RuntimeError):
+    """The export did not finish within the configured time: the suite cannot conclude."""
+
+
+def retry_after_seconds(value: str | None, now: datetime | None = None) -> float | None:
+    """Seconds to wait from a Retry-After header (delta-seconds or HTTP-date); None if absent/invalid."""
+    if value is None or not value.strip():
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=timezone.utc)
+    return max(0.0, (when - (now or datetime.now(timezone.utc))).total_seconds())
+
+
+def is_transient(body: Any) -> bool:
+    return isinstance(body, dict) and any(
+        isinstance(i, dict) and i.get("code") in ("transient", "throttled", "timeout", "lock-wait")
+        for i in body.get("issue", []) or [])
+
+
+def parameters_body(pairs: Iterable[tuple[str, str, str]]) -> dict[str, Any]:
+    """A Parameters resource from (name, value[x] key, value) triples."""
+    params = []
+    for name, key, value in pairs:
+        params.append({"name": name, key: {"reference": value} if key == "valueReference" else value})
+    return {"resourceType": "Parameters", "parameter": params}
+
+
+@dataclass
+class Poll:
+    status: int
+    retry_after: str | None
+    progress: str | None
+    waited: float
+
+
+@dataclass
+class PollResult:
+    """How polling ended: ``complete`` (200), ``failed`` (an error answer that is not transient)."""
+
+    outcome: str
+    response: httpx.Response
+    exchange: Exchange | None
+    polls: list[Poll] = field(default_factory=list)
+
+    @property
+    def manifest(self) -> Any:
+        return json_or_none(self.response) if self.outcome == "complete" else None
+
+
+@dataclass
+class FileResult:
+    """One downloaded output file: its answer, and every line checked."""
+
+    type: str
+    url: str
+    status: int | None
+    content_type: str
+    exchange: Exchange | None
+    lines: int = 0
+    problems: list[str] = field(default_factory=list)
+    problem_count: int = 0
+    ids: set[str] = field(default_factory=set)
+    patient_refs: list[tuple[str, str]] = field(default_factory=list)   # (resource id, Patient id referenced)
+    unreferenced: int = 0                                               # resources without a patient reference
+    last_updated: list[tuple[str, str]] = field(default_factory=list)   # (resource id, meta.lastUpdated)
+    subsetted: int = 0
+    types_seen: set[str] = field(default_factory=set)
+
+    def problem(self, line: int, message: str) -> None:
+        self.problem_count += 1
+        if len(self.problems) < PROBLEMS_KEPT:
+            self.problems.append(f"line {line}: {message}")
+
+    def summary(self) -> str:
+        more = f" (and {self.problem_count - len(self.problems)} more)" if self.problem_count > len(self.problems) else ""
+        return f"{self.type} file {self.url}: {self.problem_count} problem(s) in {self.lines} lines: " \
+               f"{'; '.join(self.problems)}{more}"
+
+
+def patient_id_of(reference: str) -> str | None:
+    parts = [p for p in reference.split("/") if p]
+    if len(parts) >= 2 and parts[-2] == "Patient":
+        return parts[-1]
+    if "_history" in parts:
+        i = parts.index("_history")
+        if i >= 2 and parts[i - 2] == "Patient":
+            return parts[i - 1]
+    return None
+
+
+def _validator() -> Callable[[dict[str, Any]], str | None]:
+    """R4 structure validation with fhir.resources (R4B models: the R4 structure of these types)."""
+    try:
+        from fhir.resources.R4B import get_fhir_model_class
+    except ImportError:  # pragma: no cover
+        return lambda resource: None
+
+    def validate(resource: dict[str, Any]) -> str | None:
+        try:
+            model = get_fhir_model_class(resource["resourceType"])
+        except (KeyError, ValueError):
+            return f"unknown resourceType {resource.get('resourceType')!r}"
+        try:
+            model.model_validate(resource)
+        except Exception as exc:  # pydantic.ValidationError and friends
+            text = str(exc).replace("\n", " ")
+            return f"not a valid R4 {resource['resourceType']}: {text[:200]}"
+        return None
+
+    return validate
+
+
+class BulkClient:
+    """The export flow against one target, on top of a recording FhirClient."""
+
+    def __init__(self, fhir: FhirClient, timeout: float = 120.0, validate_lines: int = 5000,
+                 sleep: Callable[[float], None] = time.sleep, clock: Callable[[], float] = time.monotonic):
+        self.fhir, self.timeout, self.validate_lines = fhir, timeout, validate_lines
+        self.sleep, self.clock = sleep, clock
+        self.open_jobs: list[str] = []
+        self._validate = _validator()
+
+    def __repr__(self) -> str:
+        return f"BulkClient({self.fhir.base_url!r})"
+
+    # -- kick-off --------------------------------------------------------------------
+    def kickoff(self, group_id: str, params: Any = None, *, parameters: dict[str, Any] | None = None,
+                headers: Mapping[str, str] | None = None, auth: bool = True,
+                client: FhirClient | None = None) -> tuple[httpx.Response, str | None]:
+        """GET (or POST with ``parameters``) [base]/Group/<id>/$export; returns the answer and status URL."""
+        fhir = client or self.fhir
+        all_headers = {"Accept": "application/fhir+json", "Prefer": "respond-async", **(headers or {})}
+        path = f"Group/{group_id}/$export"
+        if parameters is not None:
+            response = fhir.request("POST", path, json_body=parameters, headers=all_headers, auth=auth)
+        else:
+            response = fhir.request("GET", path, params=params, headers=all_headers, auth=auth)
+        location = response.headers.get("content-location") if response.status_code == 202 else None
+        if location:
+            self.open_jobs.append(self.fhir.url(location))
+        return response, location
+
+    # -- status ----------------------------------------------------------------------
+    def poll(self, status_url: str, timeout: float | None = None) -> PollResult:
+        """Poll until complete or failed; ExportTimeout after ``timeout`` seconds."""
+        limit = self.timeout if timeout is None else timeout
+        started = self.clock()
+        deadline = started + limit
+        polls: list[Poll] = []
+        wait, backoff = FIRST_POLL, BACKOFF_START
+        while True:
+            remaining = deadline - self.clock()
+            if remaining <= 0:
+                last = polls[-1] if polls else None
+                detail = (f"last answer HTTP {last.status}, X-Progress {last.progress!r}" if last else "no answer")
+                raise ExportTimeout(f"export at {status_url} did not complete within {limit:g} s "
+                                    f"({len(polls)} polls; {detail}); raise --export-timeout for slow targets")
+            self.sleep(min(wait, remaining))
+            response = self.fhir.request("GET", status_url, headers={"Accept": "application/json"})
+            exchange = self.fhir.recorder.last
+            retry = response.headers.get("retry-after")
+            polls.append(Poll(response.status_code, retry, response.headers.get("x-progress"),
+                              self.clock() - started))
+            asked = retry_after_seconds(retry)
+            if response.status_code == 200:
+                return PollResult("complete", response, exchange, polls)
+            if response.status_code in (202, 429) or (response.status_code >= 500
+                                                      and is_transient(json_or_none(response))):
+                if asked is not None:
+                    wait = asked
+                else:
+                    wait, backoff = backoff, min(backoff * 2, BACKOFF_MAX)
+                continue
+            return PollResult("failed", response, exchange, polls)
+
+    def delete(self, status_url: str) -> httpx.Response:
+        response = self.fhir.request("DELETE", status_url)
+        url = self.fhir.url(status_url)
+        if url in self.open_jobs and response.status_code < 300:
+            self.open_jobs.remove(url)
+        return response
+
+    def cleanup(self) -> list[str]:
+        """Delete every export this client started and did not delete; returns problems met."""
+        problems = []
+        for url in list(self.open_jobs):
+            try:
+                response = self.fhir.request("DELETE", url)
+            except httpx.HTTPError as exc:
+                problems.append(f"could not delete export {url}: {type(exc).__name__}")
+                continue
+            if response.status_code < 300 or response.status_code == 404:
+                self.open_jobs.remove(url)
+            else:
+                problems.append(f"could not delete export {url}: HTTP {response.status_code}")
+        return problems
+
+    # -- files -----------------------------------------------------------------------
+    def download(self, rtype: str, url: str, *, auth: bool = True, check_lines: bool = True) -> FileResult:
+        """Stream one output file; check every line (JSON, resourceType, R4 structure for the first N)."""
+        headers = {"Accept": NDJSON}
+        if auth:
+            token = self.fhir.tokens.get(self.fhir.http, self.fhir.redact)
+            if token:
+                headers["Authorization"] = f"Bearer {token}"
+        request = self.fhir.http.build_request("GET", self.fhir.url(url), headers=headers)
+        started = time.perf_counter()
+        result = FileResult(rtype, url, None, "", None)
+        try:
+            response = self.fhir.http.send(request, stream=True)
+        except httpx.HTTPError as exc:
+            result.exchange = self._exchange(request, None, started, "", f"{type(exc).__name__}: {exc}")
+            self.fhir.recorder.add(result.exchange)
+            raise
+        try:
+            result.status = response.status_code
+            result.content_type = response.headers.get("content-type", "")
+            if response.status_code != 200 or not check_lines:
+                body = response.read()
+                preview = body[:2000].decode("utf-8", "replace")
+            else:
+                for number, line in enumerate(response.iter_lines(), 1):
+                    if line.strip():
+                        self._check_line(result, number, line)
+                preview = f"({result.lines} NDJSON lines streamed and checked)"
+        finally:
+            response.close()
+        result.exchange = self._exchange(request, response, started, preview)
+        self.fhir.recorder.add(result.exchange)
+        return result
+
+    def _check_line(self, result: FileResult, number: int, line: str) -> None:
+        result.lines += 1
+        try:
+            resource = json.loads(line)
+        except ValueError as exc:
+            result.problem(number, f"not JSON ({exc})")
+            return
+        if not isinstance(resource, dict):
+            result.problem(number, "not a JSON object")
+            return
+        rtype = resource.get("resourceType")
+        result.types_seen.add(str(rtype))
+        if rtype != result.type:
+            result.problem(number, f"resourceType {rtype!r} in the {result.type} file")
+            return
+        rid = resource.get("id")
+        if not isinstance(rid, str) or not rid:
+            result.problem(number, "no id")
+            return
+        if self.validate_lines == 0 or result.lines <= self.validate_lines:
+            error = self._validate(resource)
+            if error:
+                result.problem(number, error)
+        result.ids.add(rid)
+        meta = resource.get("meta") if isinstance(resource.get("meta"), dict) else {}
+        if isinstance(meta.get("lastUpdated"), str):
+            result.last_updated.append((rid, meta["lastUpdated"]))
+        if any(isinstance(t, dict) and t.get("code") == "SUBSETTED" for t in meta.get("tag", []) or []):
+            result.subsetted += 1
+        if rtype != "Patient":
+            found = False
+            for name in PATIENT_REFERENCE_FIELDS:
+                ref = resource.get(name)
+                if isinstance(ref, dict) and isinstance(ref.get("reference"), str):
+                    pid = patient_id_of(ref["reference"])
+                    if pid is not None:
+                        result.patient_refs.append((rid, pid))
+                        found = True
+            if not found:
+                result.unreferenced += 1
+
+    def _exchange(self, request: httpx.Request, response: httpx.Response | None, started: float,
+                  preview: str, error: str | None = None) -> Exchange:
+        redact = self.fhir.redact
+        return Exchange(
+            method=request.method, url=redact(str(request.url)),
+            request_headers={k: redact(_redact_header(k, v)) for k, v in request.headers.items()},
+            request_body="", status=response.status_code if response is not None else None,
+            response_headers={k: redact(v) for k, v in (response.headers.items() if response is not None else [])},
+            response_body=redact(preview), elapsed_ms=(time.perf_counter() - started) * 1000, error=error)
+
+
+def parse_instant(value: str) -> datetime | None:
+    try:
+        when = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return when if when.tzinfo else when.replace(tzinfo=timezone.utc)

@@ -1,0 +1,185 @@
+"""What the export checks share: the flow client, the group exported, and completed exports.
+
+Imported into each ``test_export_*`` module. State lives on the ConformanceRun, so the
+baseline export runs once per session whichever module asks first; every export started
+is deleted by the checks or, at the latest, when the session ends.
+"""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+import pytest
+
+from conformance.bulk import BulkClient, FileResult, PollResult
+from conformance.client import FhirClient, created_id, json_or_none
+from conformance.expectations import is_operation_outcome
+from conformance.session import ConformanceRun
+from conformance.target import Ledger, TargetData, iterate_search
+from conformance.verdicts import expect
+
+GROUP_SIZE = 5
+
+
+@dataclass
+class ExportGroup:
+    id: str
+    patient_ids: set[str]
+
+
+@dataclass
+class CompletedExport:
+    """A finished export: the poll result, its manifest and every file checked."""
+
+    status_url: str
+    request_url: str
+    poll: PollResult
+    manifest: dict[str, Any]
+    files: list[FileResult] = field(default_factory=list)
+
+    def of_type(self, rtype: str) -> list[FileResult]:
+        return [f for f in self.files if f.type == rtype]
+
+    def ids(self, rtype: str) -> set[str]:
+        return {i for f in self.of_type(rtype) for i in f.ids}
+
+
+@pytest.fixture(scope="session")
+def bulk(conformance_run: ConformanceRun, fhir: FhirClient):
+    client = getattr(conformance_run, "_bulk_client", None)
+    if client is None:
+        s = conformance_run.settings
+        client = conformance_run._bulk_client = BulkClient(fhir, s.export_timeout, s.export_validate_lines)
+    yield client
+    conformance_run.cleanup_problems += client.cleanup()
+
+
+def _member_patients(group: dict[str, Any]) -> set[str]:
+    out = set()
+    for m in group.get("member", []) or []:
+        ref = ((m or {}).get("entity") or {}).get("reference", "")
+        parts = ref.split("/")
+        if len(parts) >= 2 and parts[-2] == "Patient":
+            out.add(parts[-1])
+    return out
+
+
+def read_members(fhir: FhirClient, gid: str) -> set[str]:
+    response = fhir.read("Group", gid)
+    if response.status_code != 200:
+        raise RuntimeError(f"could not read Group/{gid} to learn its members: HTTP {response.status_code}")
+    return _member_patients(json_or_none(response) or {})
+
+
+@pytest.fixture(scope="session")
+def export_group(conformance_run: ConformanceRun, fhir: FhirClient, target_data: TargetData,
+                 ledger: Ledger) -> ExportGroup:
+    """A patient group of our own (created from patients found) or, failing that, an existing one."""
+    cached = getattr(conformance_run, "_export_group", None)
+    if cached is not None:
+        return cached
+    group = None
+    caps = conformance_run.capabilities
+    chosen_id = conformance_run.settings.export_group
+    if chosen_id:
+        group = ExportGroup(chosen_id, read_members(fhir, chosen_id))
+    elif "create" in caps.interactions("Group") and len(target_data.patient_ids) >= 2:
+        chosen = target_data.patient_ids[:GROUP_SIZE]
+        body = {"resourceType": "Group", "type": "person", "actual": True,
+                "name": f"{target_data.run_prefix} export cohort {secrets.token_hex(3)}",
+                "member": [{"entity": {"reference": f"Patient/{p}"}} for p in chosen]}
+        response = fhir.post("Group", json_body=body)
+        gid = created_id(response, "Group") if response.status_code == 201 else None
+        if gid:
+            ledger.created_group(gid, body)
+            group = ExportGroup(gid, read_members(fhir, gid))
+    if group is None:
+        for found in iterate_search(fhir, "Group", {"type": "person", "_count": 50}, max_pages=4):
+            members = _member_patients(found)
+            if found.get("id") and members:
+                group = ExportGroup(found["id"], members)
+                break
+    if group is None:
+        pytest.skip("no patient group to export: Group create failed and no Group of type person with "
+                    "Patient members was found")
+    conformance_run._export_group = group
+    return group
+
+
+def require_kickoff(bulk: BulkClient, response: httpx.Response, location: str | None, what: str,
+                    requirement: str = "BULK-EXPORT-KICKOFF") -> str:
+    ex = bulk.fhir.recorder.last
+    expect(requirement, response.status_code == 202, f"{what}: expected 202 Accepted, got {response.status_code}", ex)
+    expect(requirement, bool(location), f"{what}: 202 without a Content-Location header", ex)
+    expect(requirement, str(location).startswith(("http://", "https://")),
+           f"{what}: Content-Location {location!r} is not an absolute URL", ex)
+    return str(location)
+
+
+def require_complete(bulk: BulkClient, status_url: str, what: str) -> PollResult:
+    """Poll to the end; a failed job fails BULK-EXPORT-STATUS with the server's answer."""
+    result = bulk.poll(status_url)
+    if result.outcome != "complete":
+        body = json_or_none(result.response)
+        expect("BULK-EXPORT-STATUS", is_operation_outcome(body),
+               f"{what}: the job failed with HTTP {result.response.status_code} without an OperationOutcome",
+               result.exchange)
+        expect("BULK-EXPORT-STATUS", False,
+               f"{what}: the export job failed: HTTP {result.response.status_code} "
+               f"{_issue_text(body)}", result.exchange)
+    return result
+
+
+def _issue_text(body: Any) -> str:
+    if not isinstance(body, dict):
+        return ""
+    texts = [str((i.get("details") or {}).get("text") or i.get("diagnostics") or i.get("code"))
+             for i in body.get("issue", []) or [] if isinstance(i, dict)]
+    return "; ".join(texts)[:300]
+
+
+def run_export(bulk: BulkClient, group_id: str, what: str, params: Any = None,
+               parameters: dict[str, Any] | None = None, headers: dict[str, str] | None = None,
+               requirement: str = "BULK-EXPORT-KICKOFF", download: bool = True) -> CompletedExport:
+    """Kick off, poll to completion, download and check every file (the job is left for the caller)."""
+    response, location = bulk.kickoff(group_id, params, parameters=parameters, headers=headers)
+    return complete_export(bulk, response, location, what, requirement, download)
+
+
+def complete_export(bulk: BulkClient, response: httpx.Response, location: str | None, what: str,
+                    requirement: str = "BULK-EXPORT-KICKOFF", download: bool = True) -> CompletedExport:
+    """From a kick-off answer: poll to completion, then download and check every file."""
+    status_url = require_kickoff(bulk, response, location, what, requirement)
+    poll = require_complete(bulk, status_url, what)
+    manifest = poll.manifest
+    expect("BULK-EXPORT-STATUS", isinstance(manifest, dict),
+           f"{what}: the complete status answer is not a JSON manifest", poll.exchange)
+    done = CompletedExport(status_url, str(response.request.url), poll, manifest)
+    if download:
+        for entry in manifest.get("output", []) or []:
+            if isinstance(entry, dict) and isinstance(entry.get("url"), str):
+                done.files.append(bulk.download(str(entry.get("type")), entry["url"]))
+    return done
+
+
+def finish(bulk: BulkClient, export: CompletedExport) -> None:
+    """Delete a finished export we no longer need (best effort; cleanup retries at exit)."""
+    try:
+        bulk.delete(export.status_url)
+    except httpx.HTTPError:
+        pass
+
+
+@pytest.fixture(scope="session")
+def baseline_export(conformance_run: ConformanceRun, bulk: BulkClient, export_group: ExportGroup) -> CompletedExport:
+    """One plain GET export of the group, kept until the session ends (its files serve several checks)."""
+    cached = getattr(conformance_run, "_baseline_export", None)
+    if cached is not None:
+        return cached
+    done = run_export(bulk, export_group.id, "GET kick-off of the group's export",
+                      {"_outputFormat": "application/fhir+ndjson"})
+    conformance_run._baseline_export = done
+    return done

@@ -1,0 +1,160 @@
+"""What the Task checks share: a Task API that keeps the ledger, the run's own teams,
+and the comparisons of what was sent with what is read back."""
+
+from __future__ import annotations
+
+import copy
+import datetime as dt
+import secrets
+from typing import Any, Iterable
+
+import httpx
+import pytest
+
+from conformance.client import FhirClient, created_id, json_or_none
+from conformance.expectations import expect_created
+from conformance.profiles.task import GROUP_EXT, PERMALINK_EXT
+from conformance.target import Ledger, TargetData, bundle_resources, next_link
+from conformance.verdicts import expect
+
+from .conftest import GroupApi, require
+
+READ_ONLY = ("meta", "lastModified")
+
+
+class TaskApi:
+    """Task interactions that record what this run created, so it can be left cancelled."""
+
+    def __repr__(self) -> str:
+        return "TaskApi()"
+
+    def __init__(self, fhir: FhirClient, ledger: Ledger):
+        self.fhir, self.ledger = fhir, ledger
+
+    def create(self, payload: dict[str, Any]) -> tuple[httpx.Response, str | None]:
+        response = self.fhir.post("Task", json_body=payload)
+        tid = created_id(response, "Task") if response.status_code < 300 else None
+        if tid:
+            self.ledger.created_task(tid, payload)
+        return response, tid
+
+    def update(self, tid: str, payload: dict[str, Any], headers: dict[str, str] | None = None) -> httpx.Response:
+        body = copy.deepcopy(payload)
+        body.setdefault("id", tid)
+        return self.fhir.put(f"Task/{tid}", json_body=body, headers=headers)
+
+    def read(self, tid: str) -> tuple[httpx.Response, dict[str, Any] | None]:
+        response = self.fhir.read("Task", tid)
+        return response, json_or_none(response) if response.status_code == 200 else None
+
+    def search_all(self, params: dict[str, Any], max_pages: int = 30) -> tuple[list[dict[str, Any]], list[Any]]:
+        """Every resource over all pages (and the bundles), or raises if a page is not a 200 Bundle."""
+        response = self.fhir.search("Task", params)
+        found, bundles = [], []
+        for _ in range(max_pages):
+            if response.status_code != 200:
+                return found, bundles + [response]
+            body = json_or_none(response)
+            bundles.append(body)
+            found += bundle_resources(body)
+            link = next_link(body)
+            if not link:
+                break
+            response = self.fhir.get(link)
+        return found, bundles
+
+
+@pytest.fixture(scope="session")
+def tasks(fhir: FhirClient, ledger: Ledger) -> TaskApi:
+    return TaskApi(fhir, ledger)
+
+
+@pytest.fixture(scope="session")
+def task_teams(fhir: FhirClient, ledger: Ledger, target_data: TargetData) -> list[str]:
+    """Two teams of this run (no responsibilities) that tasks are assigned to."""
+    require(target_data, ["practitioners", "patients"])
+    api = GroupApi(fhir, ledger)
+    made = []
+    for n in range(2):
+        body = {"resourceType": "Group", "type": "practitioner", "actual": True,
+                "name": f"{target_data.run_prefix} task team {n} {secrets.token_hex(3)}"}
+        response, gid = api.create(body)
+        made.append(expect_created(fhir, response, "Group", "CANVAS-GROUP-CREATE", "create a team for tasks"))
+    return made
+
+
+# ---- comparisons ----------------------------------------------------------------------
+
+def instant(value: Any) -> dt.datetime | str | None:
+    """A dateTime as an aware UTC datetime (so '+00:00' and 'Z' compare equal); else as is."""
+    if not isinstance(value, str) or "T" not in value:
+        return value
+    try:
+        when = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return value
+    return (when if when.tzinfo else when.replace(tzinfo=dt.timezone.utc)).astimezone(dt.timezone.utc)
+
+
+def ref(obj: Any) -> str | None:
+    return (obj or {}).get("reference") if isinstance(obj, dict) else None
+
+
+def team_of(task: dict[str, Any]) -> str | None:
+    for ext in task.get("extension", []) or []:
+        if isinstance(ext, dict) and ext.get("url") == GROUP_EXT:
+            return ref(ext.get("valueReference"))
+    return None
+
+
+def team_value(task: dict[str, Any]) -> dict[str, Any] | None:
+    for ext in task.get("extension", []) or []:
+        if isinstance(ext, dict) and ext.get("url") == GROUP_EXT:
+            return ext.get("valueReference")
+    return None
+
+
+def permalink(task: dict[str, Any]) -> Any:
+    for ext in task.get("extension", []) or []:
+        if isinstance(ext, dict) and ext.get("url") == PERMALINK_EXT:
+            return ext.get("valueString")
+    return None
+
+
+def due(task: dict[str, Any]) -> Any:
+    return instant((((task.get("restriction") or {}).get("period")) or {}).get("end"))
+
+
+def labels(task: dict[str, Any]) -> set[str]:
+    return {i.get("valueString") for i in task.get("input", []) or [] if isinstance(i, dict)}
+
+
+def notes(task: dict[str, Any]) -> list[tuple[Any, Any]]:
+    """(text, author) of each note, in order."""
+    return [(n.get("text"), ref(n.get("authorReference"))) for n in task.get("note", []) or [] if isinstance(n, dict)]
+
+
+def content(task: dict[str, Any]) -> dict[str, Any]:
+    """What the client controls, in comparable form."""
+    return {"status": task.get("status"), "intent": task.get("intent"), "description": task.get("description"),
+            "requester": ref(task.get("requester")), "owner": ref(task.get("owner")), "for": ref(task.get("for")),
+            "team": team_of(task), "due": due(task), "labels": sorted(labels(task))}
+
+
+def expect_same(sent: dict[str, Any], read: dict[str, Any], requirement: str, what: str, ex: Any,
+                skip: Iterable[str] = ()) -> None:
+    s, r = content(sent), content(read)
+    for key in s:
+        if key in skip:
+            continue
+        expect(requirement, s[key] == r[key], f"{what}: {key} reads back as {r[key]!r}, sent {s[key]!r}", ex)
+    if "authoredOn" in sent and "authoredOn" not in skip:
+        expect(requirement, instant(read.get("authoredOn")) == instant(sent["authoredOn"]),
+               f"{what}: authoredOn reads back as {read.get('authoredOn')!r}, sent {sent['authoredOn']!r}", ex)
+
+
+def body_for_update(read: dict[str, Any], tid: str) -> dict[str, Any]:
+    """A read turned back into an update body that keeps everything (notes left out: they would append)."""
+    body = {k: v for k, v in read.items() if k not in (*READ_ONLY, "note")}
+    body["id"] = tid
+    return body

@@ -1,0 +1,126 @@
+"""Group $export content: exactly the members, their compartments, and the filters honoured
+(_type, _since, _elements, patient). Checks no other suite makes (SPEC §4 Content)."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+
+from conformance.bulk import BulkClient, parameters_body, parse_instant
+from conformance.expectations import expect_error
+from conformance.markers import check, needs, profile
+from conformance.verdicts import expect
+
+from ._export import (CompletedExport, ExportGroup, baseline_export, bulk, complete_export,  # noqa: F401
+                      export_group, finish, read_members, run_export)
+
+pytestmark = [profile("bulk-export"), needs("Group", operation="export")]
+
+
+def _line_problems(done: CompletedExport) -> list[str]:
+    return [f.summary() for f in done.files if f.problem_count]
+
+
+@check("export-members", "BULK-EXPORT-MEMBERS")
+def test_exported_patients_are_the_members(baseline_export: CompletedExport, export_group: ExportGroup, fhir):
+    members = read_members(fhir, export_group.id)
+    exported = baseline_export.ids("Patient")
+    missing, extra = sorted(members - exported), sorted(exported - members)
+    ex = (baseline_export.of_type("Patient") or [None])[0]
+    expect("BULK-EXPORT-MEMBERS", not missing and not extra,
+           f"exported Patients differ from Group/{export_group.id}'s {len(members)} members: "
+           f"{len(missing)} missing {missing[:3]}, {len(extra)} not members {extra[:3]}",
+           ex.exchange if ex else baseline_export.poll.exchange)
+
+
+@check("export-compartment", "BULK-EXPORT-COMPARTMENT")
+def test_compartment_resources_reference_exported_patients(baseline_export: CompletedExport):
+    patients = baseline_export.ids("Patient")
+    problems, first = [], None
+    for f in baseline_export.files:
+        if f.type == "Patient":
+            continue
+        strays = [(rid, pid) for rid, pid in f.patient_refs if pid not in patients]
+        if strays:
+            first = first or f.exchange
+            problems.append(f"{f.type}: {len(strays)} resources reference non-exported patients, e.g. "
+                            + ", ".join(f"{f.type}/{r} -> Patient/{p}" for r, p in strays[:3]))
+    expect("BULK-EXPORT-COMPARTMENT", not problems, "; ".join(problems), first)
+
+
+@check("export-type", "BULK-EXPORT-TYPE")
+def test_type_limits_the_types(bulk: BulkClient, export_group: ExportGroup):
+    wanted = {"Patient", "Observation"}
+    done = run_export(bulk, export_group.id, "kick-off with _type=Patient,Observation",
+                      {"_type": ",".join(sorted(wanted))})
+    try:
+        listed = {str(e.get("type")) for e in done.manifest.get("output", []) if isinstance(e, dict)}
+        seen = set().union(*(f.types_seen for f in done.files)) if done.files else set()
+        expect("BULK-EXPORT-TYPE", listed <= wanted and seen <= wanted,
+               f"_type=Patient,Observation exported files of {sorted(listed)} holding {sorted(seen)}", done.poll.exchange)
+    finally:
+        finish(bulk, done)
+
+
+@check("export-since", "BULK-EXPORT-SINCE")
+def test_since_excludes_older_resources(bulk: BulkClient, export_group: ExportGroup, baseline_export: CompletedExport):
+    stamps = sorted(t for f in baseline_export.files for _, v in f.last_updated if (t := parse_instant(v)))
+    if len(stamps) < 2:
+        pytest.skip("the baseline export has fewer than two resources with meta.lastUpdated to choose a cutoff")
+    cutoff = stamps[len(stamps) // 2]
+    if cutoff == stamps[0]:
+        cutoff = cutoff + timedelta(microseconds=1)
+    since = cutoff.strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+    cutoff = parse_instant(since)
+    done = run_export(bulk, export_group.id, f"kick-off with _since={since}", {"_since": since})
+    try:
+        older = [(f.type, rid, v) for f in done.files for rid, v in f.last_updated
+                 if (t := parse_instant(v)) is not None and t < cutoff]
+        expect("BULK-EXPORT-SINCE", not older,
+               f"_since={since} exported {len(older)} resources last updated before it, e.g. "
+               + ", ".join(f"{t}/{r} ({v})" for t, r, v in older[:3]), done.poll.exchange)
+    finally:
+        finish(bulk, done)
+
+
+@check("export-elements", "BULK-EXPORT-ELEMENTS")
+def test_elements_results_are_subsetted(bulk: BulkClient, export_group: ExportGroup, fhir):
+    params = {"_type": "Patient", "_elements": "gender"}
+    response, location = bulk.kickoff(export_group.id, params)
+    if response.status_code != 202:
+        expect_error(fhir, response, "BULK-EXPORT-ELEMENTS", range(400, 500), "kick-off with unsupported _elements")
+        pytest.skip(f"the target does not support _elements (HTTP {response.status_code})")
+    done = complete_export(bulk, response, location, "kick-off with _elements=gender")
+    try:
+        untagged = [(f.type, f.lines - f.subsetted) for f in done.files if f.subsetted < f.lines]
+        expect("BULK-EXPORT-ELEMENTS", not untagged,
+               f"resources exported with _elements lack the SUBSETTED tag: {untagged}", done.poll.exchange)
+    finally:
+        finish(bulk, done)
+
+
+@check("export-patient-param", "BULK-EXPORT-PATIENT")
+def test_patient_parameter_limits_and_checks_membership(bulk: BulkClient, export_group: ExportGroup, target_data, fhir):
+    member = sorted(export_group.patient_ids)[0]
+    body = parameters_body([("patient", "valueReference", f"Patient/{member}"), ("_type", "valueString", "Patient")])
+    response, location = bulk.kickoff(export_group.id, parameters=body)
+    if response.status_code in (405, 501):
+        if location:
+            bulk.delete(location)
+        pytest.skip(f"the target does not support POST kick-off (HTTP {response.status_code})")
+    done = complete_export(bulk, response, location, f"POST kick-off with patient=Patient/{member}",
+                           "BULK-EXPORT-PATIENT")
+    try:
+        exported = done.ids("Patient")
+        expect("BULK-EXPORT-PATIENT", exported == {member},
+               f"patient=Patient/{member} exported Patients {sorted(exported)[:5]}", done.poll.exchange)
+    finally:
+        finish(bulk, done)
+    outsider = next((p for p in target_data.patient_ids if p not in export_group.patient_ids), target_data.missing_id())
+    body = parameters_body([("patient", "valueReference", f"Patient/{outsider}")])
+    response, location = bulk.kickoff(export_group.id, parameters=body)
+    if location:
+        bulk.delete(location)
+    expect_error(fhir, response, "BULK-EXPORT-PATIENT", range(400, 500),
+                 f"POST kick-off with non-member patient=Patient/{outsider}")

@@ -1,0 +1,147 @@
+"""Canvas Task: one payload variant, the rules of seed 003 and SPEC.md §3.
+
+Everything the suite knows about Task payload rules is written here once; the
+strategies and checks derive valid payloads, labelled invalid ones, the
+field-omission expectations and the search parameters from it.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .model import Constraint, Field, Kind, PROFILE_RULE, Required, ResourceProfile, SearchParam
+
+TASK_VARIANT = "task"
+GROUP_EXT = "http://schemas.canvasmedical.com/fhir/extensions/task-group"
+PERMALINK_EXT = "http://schemas.canvasmedical.com/fhir/extensions/task-permalink"
+STATUSES = ("requested", "completed", "cancelled")
+# R4 required bindings of Task.status and Task.intent.
+FHIR_TASK_STATUS = ("draft", "requested", "received", "accepted", "rejected", "ready", "cancelled", "in-progress",
+                    "on-hold", "failed", "completed", "entered-in-error")
+FHIR_TASK_INTENT = ("unknown", "proposal", "plan", "order", "original-order", "reflex-order", "filler-order",
+                    "instance-order", "option")
+SORTS = ("_id", "-_id", "due-date", "-due-date")
+DATE_PREFIXES = ("eq", "ne", "gt", "lt", "ge", "le")
+
+# Update field-omission rules (seed 003 update description; SPEC §3): field -> (outcome, requirement).
+# "kept": the stored value survives; "cleared": it is gone; "not-kept": rejected or cleared, never kept.
+OMISSION = {
+    "extension": ("kept", "CANVAS-TASK-OMIT-GROUP-KEPT"),
+    "authoredOn": ("kept", "CANVAS-TASK-OMIT-AUTHORED-KEPT"),
+    "owner": ("cleared", "CANVAS-TASK-OMIT-OWNER-CLEARED"),
+    "restriction": ("cleared", "CANVAS-TASK-OMIT-RESTRICTION-CLEARED"),
+    "input": ("cleared", "CANVAS-TASK-OMIT-INPUT-CLEARED"),
+    "description": ("not-kept", "CANVAS-TASK-OMIT-DESCRIPTION"),
+}
+
+
+def group_extension(team_id: str) -> dict[str, Any]:
+    return {"url": GROUP_EXT, "valueReference": {"reference": f"Group/{team_id}"}}
+
+
+def label(name: str) -> dict[str, Any]:
+    return {"type": {"text": "label"}, "valueString": name}
+
+
+def _ref(payload: dict, path: str, value: str) -> dict:
+    node = payload
+    parts = path.split(".")
+    for part in parts[:-1]:
+        node = node[part][0] if isinstance(node[part], list) else node[part]
+    node[parts[-1]] = {"reference": value}
+    return payload
+
+
+def _wrong_kind(path: str, kind: str) -> Any:
+    def breach(payload: dict, data: Any, draw: Any) -> dict:
+        ids = data.patient_ids if kind == "Patient" else data.practitioner_ids
+        return _ref(payload, path, f"{kind}/{draw.sampled_from(sorted(ids))}")
+    return breach
+
+
+def _missing(path: str, kind: str) -> Any:
+    def breach(payload: dict, data: Any, draw: Any) -> dict:
+        return _ref(payload, path, f"{kind}/{data.missing_id()}")
+    return breach
+
+
+def _group_to(kind: str) -> Any:
+    def breach(payload: dict, data: Any, draw: Any) -> dict:
+        if kind == "Group":
+            ref = f"Group/{data.missing_id()}"
+        else:
+            ref = f"Patient/{draw.sampled_from(sorted(data.patient_ids))}"
+        payload["extension"] = [{"url": GROUP_EXT, "valueReference": {"reference": ref}}]
+        return payload
+    return breach
+
+
+T = TASK_VARIANT
+TASK = ResourceProfile(
+    resource_type="Task",
+    variants=(T,),
+    fields=(
+        Field("status", Kind.CODE, "CANVAS-TASK-STATUS", Required.FHIR, allowed=STATUSES, fhir_codes=FHIR_TASK_STATUS),
+        Field("intent", Kind.CODE, "CANVAS-TASK-INTENT", Required.FHIR, allowed=("unknown",),
+              fhir_codes=FHIR_TASK_INTENT),
+        Field("description", Kind.STRING, "CANVAS-TASK-DESCRIPTION", Required.PROFILE),
+        Field("requester", Kind.OBJECT, "CANVAS-TASK-REQUESTER", Required.PROFILE),
+        Field("requester.reference", Kind.STRING, "CANVAS-TASK-REQUESTER", Required.PROFILE),
+        Field("requester.type", Kind.STRING, read_only=True),
+        Field("for", Kind.OBJECT),
+        Field("for.reference", Kind.STRING, "CANVAS-TASK-PATIENT", Required.PROFILE),
+        Field("owner", Kind.OBJECT),
+        Field("owner.reference", Kind.STRING, "CANVAS-TASK-OWNER", Required.PROFILE),
+        Field("authoredOn", Kind.STRING),
+        Field("restriction", Kind.OBJECT),
+        Field("restriction.period", Kind.OBJECT),
+        Field("restriction.period.end", Kind.STRING),
+        Field("extension", Kind.ARRAY),
+        Field("extension[].url", Kind.STRING, "CANVAS-TASK-GROUP", Required.FHIR),
+        Field("extension[].valueReference", Kind.OBJECT, "CANVAS-TASK-GROUP", Required.PROFILE),
+        Field("extension[].valueReference.reference", Kind.STRING, "CANVAS-TASK-GROUP", Required.PROFILE),
+        Field("extension[].valueReference.display", Kind.STRING, read_only=True),
+        Field("note", Kind.ARRAY),
+        Field("note[].text", Kind.STRING, "CANVAS-TASK-NOTE", Required.FHIR),
+        Field("note[].authorReference", Kind.OBJECT, "CANVAS-TASK-NOTE", Required.PROFILE),
+        Field("note[].time", Kind.STRING),
+        Field("input", Kind.ARRAY),
+        Field("input[].type", Kind.OBJECT, "CANVAS-TASK-LABEL", Required.FHIR),
+        Field("input[].type.text", Kind.STRING, "CANVAS-TASK-LABEL", allowed=("label",)),
+        Field("input[].valueString", Kind.STRING, "CANVAS-TASK-LABEL", Required.FHIR),
+        Field("lastModified", Kind.STRING, read_only=True),
+    ),
+    constraints=(
+        Constraint("requester-wrong-kind", "CANVAS-TASK-REQUESTER", PROFILE_RULE, T, "a Patient as requester",
+                   _wrong_kind("requester", "Patient"), needs=("patients",)),
+        Constraint("requester-missing", "CANVAS-TASK-REQUESTER", PROFILE_RULE, T,
+                   "a requester Practitioner that does not exist", _missing("requester", "Practitioner")),
+        Constraint("owner-wrong-kind", "CANVAS-TASK-OWNER", PROFILE_RULE, T, "a Patient as owner",
+                   _wrong_kind("owner", "Patient"), needs=("patients",)),
+        Constraint("owner-missing", "CANVAS-TASK-OWNER", PROFILE_RULE, T, "an owner Practitioner that does not exist",
+                   _missing("owner", "Practitioner")),
+        Constraint("patient-wrong-kind", "CANVAS-TASK-PATIENT", PROFILE_RULE, T, "a Practitioner as for",
+                   _wrong_kind("for", "Practitioner")),
+        Constraint("patient-missing", "CANVAS-TASK-PATIENT", PROFILE_RULE, T, "a for Patient that does not exist",
+                   _missing("for", "Patient")),
+        Constraint("group-missing", "CANVAS-TASK-GROUP", PROFILE_RULE, T, "a task-group Group that does not exist",
+                   _group_to("Group")),
+        Constraint("group-wrong-kind", "CANVAS-TASK-GROUP", PROFILE_RULE, T, "a task-group reference to a Patient",
+                   _group_to("Patient"), needs=("patients",)),
+        Constraint("note-author-wrong-kind", "CANVAS-TASK-NOTE", PROFILE_RULE, T, "a Patient as note author",
+                   _wrong_kind("note.authorReference", "Patient"), needs=("patients",)),
+        Constraint("note-author-missing", "CANVAS-TASK-NOTE", PROFILE_RULE, T,
+                   "a note author Practitioner that does not exist", _missing("note.authorReference", "Practitioner")),
+    ),
+    search_params=(
+        SearchParam("_id", "token", "CANVAS-TASK-SEARCH-ID"),
+        SearchParam("description", "string", "CANVAS-TASK-SEARCH-DESCRIPTION"),
+        SearchParam("label", "token", "CANVAS-TASK-SEARCH-LABEL"),
+        SearchParam("owner", "reference", "CANVAS-TASK-SEARCH-OWNER"),
+        SearchParam("patient", "reference", "CANVAS-TASK-SEARCH-PATIENT"),
+        SearchParam("requester", "reference", "CANVAS-TASK-SEARCH-REQUESTER"),
+        SearchParam("status", "token", "CANVAS-TASK-SEARCH-STATUS"),
+        SearchParam("due", "date", "CANVAS-TASK-SEARCH-DUE"),
+        SearchParam("modified", "date", "CANVAS-TASK-SEARCH-MODIFIED"),
+    ),
+)

@@ -1,0 +1,143 @@
+"""Valid and labelled-invalid Task payloads, generated from ``profiles.task``.
+
+References are drawn from what the suite found on the target (``TargetData``) and
+from the teams this run created, so valid payloads are valid *there*; every
+invalid payload breaks exactly one rule of the description and says which.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any, Sequence
+
+from hypothesis import strategies as st
+
+from ..profiles.model import Field, Kind, Violation
+from ..profiles.task import STATUSES, TASK, TASK_VARIANT, group_extension, label
+from .common import (WRONG_TYPE_VALUES, InvalidPayload, mutated, object_paths, run_name,
+                     unknown_element_name, wrong_resource_types)
+from .group import TargetData, _Draw
+
+ZONES = (dt.timezone.utc, dt.timezone(dt.timedelta(hours=2)), dt.timezone(dt.timedelta(hours=-5)))
+
+
+def instant_text(when: dt.datetime) -> str:
+    """Second precision, with the offset ('Z' for UTC) as Canvas examples write it."""
+    text = when.replace(microsecond=0).isoformat()
+    return text.replace("+00:00", "Z")
+
+
+instants = st.builds(
+    lambda when, zone: instant_text(when.replace(tzinfo=dt.timezone.utc).astimezone(zone)),
+    st.datetimes(min_value=dt.datetime(2021, 1, 1), max_value=dt.datetime(2029, 12, 31)),
+    st.sampled_from(ZONES),
+)
+
+
+def label_pool(prefix: str) -> list[str]:
+    """Labels this run uses: a few shared ones (so label search has several hits)."""
+    return [f"{prefix}-label-{n}" for n in ("a", "b", "c")]
+
+
+def practitioner(pid: str) -> dict[str, str]:
+    return {"reference": f"Practitioner/{pid}"}
+
+
+@st.composite
+def note(draw: st.DrawFn, data: TargetData, with_time: bool | None = None) -> dict[str, Any]:
+    body: dict[str, Any] = {"text": draw(run_name(data.run_prefix)),
+                            "authorReference": practitioner(draw(st.sampled_from(sorted(data.practitioner_ids))))}
+    if with_time if with_time is not None else draw(st.booleans()):
+        body["time"] = draw(instants)
+    return body
+
+
+@st.composite
+def valid_task(draw: st.DrawFn, data: TargetData, teams: Sequence[str], *, full: bool = False,
+               status: str | None = None) -> dict[str, Any]:
+    """A Task the reference behaviour accepts; ``full`` sets every optional element."""
+    practitioners = sorted(data.practitioner_ids)
+    payload: dict[str, Any] = {
+        "resourceType": "Task",
+        "status": status or draw(st.sampled_from(STATUSES)),
+        "intent": "unknown",
+        "description": draw(run_name(data.run_prefix)),
+        "requester": practitioner(draw(st.sampled_from(practitioners))),
+    }
+
+    def maybe(name: str) -> bool:
+        return full or draw(st.booleans(), label=f"with {name}")
+
+    if teams and maybe("team"):
+        payload["extension"] = [group_extension(draw(st.sampled_from(sorted(teams))))]
+    if data.patient_ids and maybe("for"):
+        payload["for"] = {"reference": f"Patient/{draw(st.sampled_from(sorted(data.patient_ids)))}"}
+    if maybe("owner"):
+        payload["owner"] = practitioner(draw(st.sampled_from(practitioners)))
+    if maybe("authoredOn"):
+        payload["authoredOn"] = draw(instants)
+    if maybe("due date"):
+        payload["restriction"] = {"period": {"end": draw(instants)}}
+    if maybe("notes"):
+        payload["note"] = draw(st.lists(note(data), min_size=1, max_size=2))
+    if maybe("labels"):
+        pool = label_pool(data.run_prefix)
+        names = draw(st.lists(st.sampled_from(pool) | run_name(data.run_prefix + "-new"), min_size=1, max_size=3,
+                              unique=True))
+        payload["input"] = [label(n) for n in names]
+    return payload
+
+
+def _outside(field: Field) -> st.SearchStrategy[Any]:
+    near = [v.title() for v in field.allowed] + [v.upper() for v in field.allowed]
+    if field.fhir_codes:
+        near += ["open", "closed", "todo", "routine"]
+    return st.sampled_from(sorted({v for v in near if v not in field.allowed and v not in (field.fhir_codes or ())}))
+
+
+@st.composite
+def invalid_task(draw: st.DrawFn, data: TargetData, teams: Sequence[str], violation: Violation,
+                 base: dict[str, Any] | None = None) -> InvalidPayload:
+    """A payload breaking exactly ``violation``; the base is a full valid task (or ``base`` for updates)."""
+    if base is None:
+        base = draw(valid_task(data, teams, full=True, status="requested"))
+    path = violation.path
+    field = TASK.field(path) if path and path != "id" else None
+    if violation.name == "missing":
+        payload = mutated(base, path, delete=True)
+    elif violation.name == "wrong-type":
+        payload = mutated(base, path, draw(WRONG_TYPE_VALUES[field.kind]))
+    elif violation.name == "empty-string":
+        payload = mutated(base, path, "")
+    elif violation.name in ("outside-enum", "not-a-fhir-code"):
+        payload = mutated(base, path, draw(_outside(field)))
+    elif violation.name == "outside-profile-enum":
+        payload = mutated(base, path, draw(st.sampled_from(sorted(set(field.fhir_codes) - set(field.allowed)))))
+    elif violation.name == "unknown-element":
+        where = draw(st.sampled_from(object_paths(base)))
+        key = draw(unknown_element_name)
+        payload = mutated(base, f"{where}.{key}" if where else key, draw(st.sampled_from(["x", 1, True])))
+    elif violation.name == "wrong-resource-type":
+        payload = mutated(base, "resourceType", draw(wrong_resource_types.filter(lambda t: t != "Task")))
+    elif violation.name == "id-mismatch":
+        payload = mutated(base, "id", data.missing_id())
+    else:
+        constraint = TASK.constraint(violation.name, violation.variant)
+        payload = constraint.breach(mutated(base, "resourceType", "Task"), data, _Draw(draw))
+    return InvalidPayload(payload, violation)
+
+
+def violations(update: bool = False) -> list[Violation]:
+    return list(TASK.violations(update=update))
+
+
+def needs(violation: Violation) -> set[str]:
+    wanted = {"practitioners", "patients"}
+    for c in TASK.constraints:
+        if c.name == violation.name:
+            wanted |= set(c.needs)
+    return wanted
+
+
+__all__ = ["valid_task", "invalid_task", "violations", "needs", "note", "instants", "label_pool", "TASK_VARIANT",
+           "Kind"]

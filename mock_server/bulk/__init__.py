@@ -1,0 +1,219 @@
+"""Bulk Data Group export (SPEC §4; HL7 Bulk Data IG export.html): kick-off, status, cancel, files.
+
+    GET|POST [base]/Group/<id>/$export  -> 202, Content-Location: [base]/bulk/status/<job>
+    GET    [base]/bulk/status/<job>      -> 202 (X-Progress, Retry-After) | 429 | 200 manifest | 5xx
+    DELETE [base]/bulk/status/<job>      -> 202; afterwards 404
+    GET    [base]/bulk/files/<job>/<Type>.ndjson  (bearer token required)
+"""
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import time
+import uuid
+from datetime import datetime, timezone
+from typing import Any
+
+from flask import Blueprint, Flask, Response, current_app, request, send_file
+from werkzeug.http import http_date
+
+from .. import store
+from ..auth import authorize
+from ..deviations import deviates
+from ..outcomes import FhirError, fhir_response, not_found
+from ..payload import read_resource_body
+from . import jobs
+
+bp = Blueprint("bulk_export", __name__)
+OUTPUT_FORMATS = ("application/fhir+ndjson", "application/ndjson", "ndjson")
+NDJSON = "application/fhir+ndjson"
+TYPE_RE = re.compile(r"^[A-Z][A-Za-z]{1,63}$")
+ELEMENT_RE = re.compile(r"^([A-Z][A-Za-z]+\.)?[a-z][A-Za-z0-9]*$")
+UNSUPPORTED = ("_typeFilter", "includeAssociatedData")
+KNOWN = ("_outputFormat", "_type", "_since", "_until", "_elements", "patient", *UNSUPPORTED)
+
+
+def init_app(app: Flask) -> None:
+    jobs.start_worker(app)
+
+
+def _store() -> store.Store:
+    return current_app.extensions["fhir.store"]
+
+
+def _instant(name: str, value: str) -> str:
+    try:
+        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        raise FhirError(400, f"{name} is not a FHIR instant: '{value}'") from None
+    if parsed.tzinfo is None:
+        raise FhirError(400, f"{name} must carry a time zone: '{value}'")
+    return parsed.astimezone(timezone.utc).isoformat()
+
+
+def _pairs_from_query() -> list[tuple[str, str]]:
+    return [(k, v) for k, values in request.args.lists() for v in values]
+
+
+def _pairs_from_parameters() -> list[tuple[str, Any]]:
+    body = read_resource_body()
+    if body.get("resourceType") != "Parameters":
+        raise FhirError(400, "POST $export expects a Parameters resource")
+    pairs: list[tuple[str, Any]] = []
+    for p in body.get("parameter", []) or []:
+        if not isinstance(p, dict) or not isinstance(p.get("name"), str):
+            raise FhirError(400, "every Parameters.parameter needs a name")
+        values = [v for k, v in p.items() if k.startswith("value")]
+        if len(values) != 1:
+            raise FhirError(400, f"parameter {p['name']} needs exactly one value[x]")
+        value = values[0]
+        if isinstance(value, dict):
+            value = value.get("reference", "")
+        pairs.append((p["name"], value if isinstance(value, str) else json.dumps(value)))
+    return pairs
+
+
+def _params(pairs: list[tuple[str, str]], post: bool, lenient: bool, members: set[str] | None) -> jobs.ExportParams:
+    fields: dict[str, Any] = {}
+    ignored: list[str] = []
+    types: list[str] = []
+    for name, value in pairs:
+        if name == "_outputFormat":
+            strict = deviates("export-output-format-strict")
+            if value not in OUTPUT_FORMATS or (strict and value != OUTPUT_FORMATS[0]):
+                raise FhirError(400, f"_outputFormat '{value}' is not supported; use one of {', '.join(OUTPUT_FORMATS)}")
+        elif name == "_type":
+            for t in (s.strip() for s in value.split(",")):
+                if not TYPE_RE.match(t):
+                    raise FhirError(400, f"_type '{t}' is not a resource type")
+                types.append(t)
+        elif name in ("_since", "_until"):
+            fields[name[1:]] = _instant(name, value)
+        elif name == "_elements":
+            elements = [e.strip() for e in value.split(",") if e.strip()]
+            if not elements or not all(ELEMENT_RE.match(e) for e in elements):
+                raise FhirError(400, f"_elements '{value}' is not a list of element names")
+            fields["elements"] = [e.split(".")[-1] for e in elements]
+        elif name == "patient":
+            if not post:
+                raise FhirError(400, "the patient parameter is only accepted in a POST kick-off")
+            fields.setdefault("patients", []).append(value)
+        elif name in UNSUPPORTED or name not in KNOWN:
+            if not lenient:
+                raise FhirError(400, f"parameter {name} is not supported (send Prefer: handling=lenient to ignore it)",
+                                "not-supported")
+            ignored.append(name)
+    if types:
+        fields["types"] = list(dict.fromkeys(types))
+    if "patients" in fields and members is not None:
+        strangers = [p for p in fields["patients"] if p not in members]
+        if strangers:
+            raise FhirError(400, f"patient(s) not members of the group: {', '.join(strangers)}")
+    fields["ignored"] = ignored
+    return jobs.ExportParams(**fields)
+
+
+def _group_members(gid: str) -> tuple[str, set[str]] | None:
+    with _store().read() as conn:
+        row = store.get(conn, "Group", gid)
+    if row is None:
+        return None
+    return row.body["type"], set(row.body["member"])
+
+
+def _kickoff(gid: str, post: bool) -> Response:
+    if not deviates("export-kickoff-auth-not-enforced"):
+        authorize("Group", "read")
+    group = _group_members(gid)
+    if group is None and not deviates("export-unknown-group-accepted"):
+        raise not_found("Group", gid)
+    prefer = request.headers.get("Prefer", "")
+    lenient = "handling=lenient" in prefer.replace(" ", "")
+    pairs = _pairs_from_parameters() if post else _pairs_from_query()
+    params = _params(pairs, post, lenient, group[1] if group else None)
+    job_id = uuid.uuid4().hex
+    base = request.host_url.rstrip("/")
+    with _store().write() as conn:
+        conn.execute("INSERT INTO export_job (id, status, created, request_url, base_url, group_id, params)"
+                     " VALUES (?, 'queued', ?, ?, ?, ?, ?)",
+                     (job_id, time.time(), request.url, base, gid, params.to_json()))
+    current_app.extensions["fhir.bulk.worker"].wake.set()
+    headers = {} if deviates("export-content-location-missing") else {"Content-Location": f"{base}/bulk/status/{job_id}"}
+    return fhir_response(None, 202, headers)
+
+
+@bp.get("/Group/<gid>/$export")
+def kickoff_get(gid: str) -> Response:
+    return _kickoff(gid, False)
+
+
+@bp.post("/Group/<gid>/$export")
+def kickoff_post(gid: str) -> Response:
+    return _kickoff(gid, True)
+
+
+def _job(job_id: str) -> dict[str, Any]:
+    with _store().read() as conn:
+        cur = conn.execute("SELECT * FROM export_job WHERE id = ?", (job_id,))
+        row = cur.fetchone()
+        if row is None:
+            raise FhirError(404, f"Unknown export job '{job_id}' (never started, deleted or expired)")
+        return dict(zip([c[0] for c in cur.description], row))
+
+
+@bp.get("/bulk/status/<job_id>")
+def status(job_id: str) -> Response:
+    authorize("Group", "read")
+    config = current_app.config["MOCK"]
+    job = _job(job_id)
+    now = time.time()
+    retry = str(config.export_retry_after)
+    with _store().write() as conn:
+        conn.execute("UPDATE export_job SET last_poll = ?, polls = polls + 1 WHERE id = ?", (now, job_id))
+    if "transient-error" in config.faults and job["polls"] == 0:
+        raise FhirError(503, "Simulated transient failure while polling; retry later", "transient",
+                        headers={"Retry-After": "1"})
+    if job["status"] in ("queued", "running"):
+        if (config.export_poll_min > 0 and job["last_poll"] is not None
+                and now - job["last_poll"] < config.export_poll_min):
+            raise FhirError(429, "Polled too frequently; honour Retry-After", "throttled", headers={"Retry-After": retry})
+        headers = {"X-Progress": (job["progress"] or job["status"])[:99]}
+        if not deviates("export-retry-after-missing"):
+            headers["Retry-After"] = retry
+        return fhir_response(None, 202, headers)
+    if job["status"] == "failed":
+        raise FhirError(500, f"Export failed: {job['error']}", "exception")
+    expires = (job["finished"] or now) + config.export_ttl
+    if "expired-file" in config.faults:
+        expires = now - 1
+    response = Response(job["manifest"], status=200, content_type="application/json")
+    response.headers["Expires"] = http_date(expires)
+    return response
+
+
+@bp.delete("/bulk/status/<job_id>")
+def cancel(job_id: str) -> Response:
+    authorize("Group", "read")
+    _job(job_id)
+    if not deviates("export-delete-not-stopping"):
+        with _store().write() as conn:
+            conn.execute("DELETE FROM export_job WHERE id = ?", (job_id,))
+        shutil.rmtree(jobs.job_dir(current_app, job_id), ignore_errors=True)
+    return fhir_response(None, 202)
+
+
+@bp.get("/bulk/files/<job_id>/<name>")
+def download(job_id: str, name: str) -> Response:
+    if not deviates("export-download-without-token"):
+        authorize("Group", "read")
+    config = current_app.config["MOCK"]
+    job = _job(job_id)
+    rtype = name.removesuffix(".ndjson")
+    path = jobs.job_dir(current_app, job_id) / f"{rtype}.ndjson"
+    if job["status"] != "complete" or not TYPE_RE.match(rtype) or not path.is_file():
+        raise FhirError(404, f"No export file {name} for job {job_id}")
+    if "expired-file" in config.faults:
+        raise FhirError(404, f"Export file {name} has expired", "not-found")
+    mimetype = "application/json" if deviates("export-file-content-type-wrong") else NDJSON
+    return send_file(path, mimetype=mimetype, conditional=False, etag=False, max_age=0)

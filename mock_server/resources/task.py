@@ -1,0 +1,441 @@
+"""Task (Canvas): create, read, update, search; no delete (SPEC §3).
+
+The resource row holds the stored content; ``task_index`` (one row per task, with
+composite indexes such as (owner, status, seq)) and ``task_label`` answer searches
+without scanning every task.
+"""
+from __future__ import annotations
+
+import base64
+import sqlite3
+from datetime import datetime
+from typing import Any
+from uuid import uuid4
+
+from flask import Blueprint, Response, current_app, request
+from werkzeug.http import http_date, parse_date
+
+from .. import search, store
+from ..auth import authorize, requires
+from ..capabilities import ResourceCapability, declare
+from ..deviations import deviates
+from ..outcomes import FhirError, fhir_response, not_found
+from ..payload import read_resource_body
+from . import task_rules
+from .task_rules import GROUP_EXT, PERMALINK_EXT
+
+bp = Blueprint("task", __name__)
+SEARCH_PARAMS = (
+    ("_id", "token"), ("description", "string"), ("label", "token"), ("owner", "reference"),
+    ("patient", "reference"), ("requester", "reference"), ("status", "token"), ("due", "date"),
+    ("modified", "date"), ("_sort", "special"),
+)
+SORTS = {
+    "_id": "t.id ASC",
+    "-_id": "t.id DESC",
+    "due-date": "(t.due IS NULL), t.due ASC, t.id ASC",
+    "-due-date": "(t.due IS NULL), t.due DESC, t.id ASC",
+}
+PREFIXES = ("eq", "ne", "gt", "lt", "ge", "le")
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS task_index (
+    id TEXT PRIMARY KEY, seq INTEGER NOT NULL, status TEXT NOT NULL, owner TEXT, patient TEXT,
+    requester TEXT NOT NULL, description TEXT, description_lower TEXT, due TEXT, modified TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS task_owner_status ON task_index (owner, status, seq);
+CREATE INDEX IF NOT EXISTS task_status ON task_index (status, seq);
+CREATE INDEX IF NOT EXISTS task_patient ON task_index (patient, seq);
+CREATE INDEX IF NOT EXISTS task_requester ON task_index (requester, seq);
+CREATE INDEX IF NOT EXISTS task_description ON task_index (description_lower);
+CREATE INDEX IF NOT EXISTS task_due ON task_index (due);
+CREATE INDEX IF NOT EXISTS task_modified ON task_index (modified);
+CREATE INDEX IF NOT EXISTS task_seq ON task_index (seq);
+CREATE TABLE IF NOT EXISTS task_label (
+    label TEXT NOT NULL, task_id TEXT NOT NULL, PRIMARY KEY (label, task_id)
+);
+CREATE INDEX IF NOT EXISTS task_label_task ON task_label (task_id);
+CREATE TABLE IF NOT EXISTS label (name TEXT PRIMARY KEY);   -- Canvas creates unknown labels
+"""
+
+
+def _create_schema(state) -> None:  # type: ignore[no-untyped-def]
+    db: store.Store = state.app.extensions["fhir.store"]
+    with db.write() as conn:
+        for statement in SCHEMA.split(";"):
+            if statement.strip():
+                conn.execute(statement)
+
+
+bp.record_once(_create_schema)
+declare(bp, ResourceCapability("Task", ("read", "create", "update", "search-type"), SEARCH_PARAMS[:-1]))
+
+
+def _store() -> store.Store:
+    return current_app.extensions["fhir.store"]
+
+
+def _base() -> str:
+    return request.host_url.rstrip("/")
+
+
+# ---- storage -------------------------------------------------------------------------
+
+
+def _check_references(conn: sqlite3.Connection, draft: task_rules.TaskDraft) -> None:
+    for element, kind, ref in draft.references:
+        rtype, _, rid = ref.partition("/")
+        if kind != "*" and rtype != kind:
+            raise FhirError(422, f"Task.{element} must reference a {kind}, got '{ref}'")
+        row = store.get(conn, rtype, rid) if rtype == "Group" else None
+        if rtype == "Group":
+            if row is None:
+                raise FhirError(422, f"Task.{element}: {ref} does not exist")
+            if row.body.get("type") != "practitioner":
+                raise FhirError(422, f"Task.{element}: {ref} is not a team (Group of type practitioner)")
+        elif not store.exists(conn, rtype, rid):
+            raise FhirError(422, f"Task.{element}: {ref} does not exist")
+
+
+def merge(draft: task_rules.TaskDraft, old: dict[str, Any] | None, replace_notes: bool, now: str) -> dict[str, Any]:
+    """The stored content after a create (old None) or an update, per SPEC §3's omission rules."""
+    content: dict[str, Any] = {
+        "status": draft.status,
+        "intent": draft.intent,
+        "description": draft.description,
+        "requester": draft.requester,
+        "owner": draft.owner,
+        "patient": draft.patient,
+        "group": draft.group,
+        "authoredOn": draft.authored_on,
+        "due": draft.due,
+        "labels": list(draft.labels),
+        "notes": list(draft.notes),
+    }
+    if old is None:
+        content["authoredOn"] = draft.authored_on or now
+        return content
+    # kept when omitted: the group extension and authoredOn (and, Decision, the patient)
+    if draft.group is None and not deviates("task-group-cleared-when-omitted"):
+        content["group"] = old.get("group")
+    if draft.authored_on is None and not deviates("task-authored-cleared-when-omitted"):
+        content["authoredOn"] = old.get("authoredOn")
+    if draft.patient is None:
+        content["patient"] = old.get("patient")
+    # cleared when omitted: owner, restriction, input (each deviation keeps one)
+    if draft.owner is None and deviates("task-owner-kept-when-omitted"):
+        content["owner"] = old.get("owner")
+    if draft.due is None and deviates("task-restriction-kept-when-omitted"):
+        content["due"] = old.get("due")
+    if not draft.labels and deviates("task-input-kept-when-omitted"):
+        content["labels"] = old.get("labels", [])
+    if draft.description is None and deviates("task-description-kept-when-omitted"):
+        content["description"] = old.get("description")
+    if not (replace_notes or deviates("task-notes-replaced")):
+        content["notes"] = [*old.get("notes", []), *draft.notes]
+    return content
+
+
+def save(conn: sqlite3.Connection, tid: str, draft: task_rules.TaskDraft, old: store.Row | None,
+         replace_notes: bool = False) -> store.Row:
+    """Check references, then write the task and its index rows, in the caller's transaction."""
+    _check_references(conn, draft)
+    content = merge(draft, old.body if old else None, replace_notes, task_rules.utcnow_text())
+    if content.get("group") and deviates("task-group-display-stale"):
+        team = store.get(conn, "Group", content["group"].partition("/")[2])
+        content["groupDisplay"] = team.body.get("name") if team else None
+    row = store.put(conn, "Task", tid, content, store.Index())
+    seq = conn.execute("SELECT seq FROM resource WHERE rtype = 'Task' AND id = ?", (tid,)).fetchone()[0]
+    write_index(conn, tid, seq, content, row.last_updated)
+    return row
+
+
+def write_index(conn: sqlite3.Connection, tid: str, seq: int, content: dict[str, Any], modified: datetime) -> None:
+    description = content.get("description")
+    conn.execute(
+        "INSERT OR REPLACE INTO task_index (id, seq, status, owner, patient, requester, description,"
+        " description_lower, due, modified) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        (tid, seq, content["status"], content.get("owner"), content.get("patient"), content["requester"],
+         description, description.lower() if description else None, task_rules.index_instant(content.get("due")),
+         modified.strftime("%Y-%m-%dT%H:%M:%S.%f")),
+    )
+    conn.execute("DELETE FROM task_label WHERE task_id = ?", (tid,))
+    labels = content.get("labels", [])
+    conn.executemany("INSERT OR IGNORE INTO label (name) VALUES (?)", [(label,) for label in labels])
+    conn.executemany("INSERT OR IGNORE INTO task_label (label, task_id) VALUES (?, ?)", [(label, tid) for label in labels])
+
+
+def _permalink(tid: str) -> str:
+    token = base64.b64encode(f"Task:{tid}".encode()).decode()
+    return f"{_base()}/permalinks/v1/{token}"
+
+
+def _ref(reference: str) -> dict[str, str]:
+    return {"reference": reference, "type": reference.partition("/")[0]}
+
+
+def render(row: store.Row) -> dict[str, Any]:
+    """The read view: reference types, the team's current name, the permalink, lastModified."""
+    body = row.body
+    out: dict[str, Any] = {
+        "resourceType": "Task",
+        "id": row.id,
+        "meta": {"versionId": str(row.version), "lastUpdated": row.last_updated.isoformat().replace("+00:00", "Z")},
+    }
+    extension = []
+    if body.get("group"):
+        value = _ref(body["group"])
+        with _store().read() as conn:
+            team = store.get(conn, "Group", body["group"].partition("/")[2])
+        display = team.body.get("name") if team is not None else None
+        if deviates("task-group-display-stale"):
+            display = body.get("groupDisplay")
+        if display:
+            value["display"] = display
+        extension.append({"url": GROUP_EXT, "valueReference": value})
+    extension.append({"url": PERMALINK_EXT, "valueString": _permalink(row.id)})
+    out["extension"] = extension
+    out["status"] = body["status"]
+    if body.get("description") is not None:
+        out["description"] = body["description"]
+    if body.get("patient"):
+        out["for"] = _ref(body["patient"])
+    if body.get("authoredOn"):
+        out["authoredOn"] = body["authoredOn"]
+    out["requester"] = _ref(body["requester"])
+    if body.get("owner"):
+        out["owner"] = _ref(body["owner"])
+    out["intent"] = body["intent"]
+    if body.get("due"):
+        out["restriction"] = {"period": {"end": body["due"]}}
+    if body.get("notes"):
+        out["note"] = [{"authorReference": _ref(n["author"]), "time": n["time"], "text": n["text"]}
+                       for n in body["notes"]]
+    if body.get("labels"):
+        out["input"] = [{"type": {"text": "label"}, "valueString": label} for label in body["labels"]]
+    out["lastModified"] = row.last_updated.isoformat()
+    return out
+
+
+def _headers(row: store.Row) -> dict[str, str]:
+    headers = {"ETag": f'W/"{row.version}"'}
+    if not deviates("last-modified-missing"):
+        headers["Last-Modified"] = http_date(row.last_updated)
+    return headers
+
+
+def _replace_notes() -> bool:
+    prefer = request.headers.get("Prefer", "")
+    return any(p.strip().lower() == "note-replace" for p in prefer.replace(";", ",").split(","))
+
+
+# ---- interactions --------------------------------------------------------------------
+
+
+@bp.post("/Task")
+@requires("Task", "write")
+def create() -> Response:
+    draft = task_rules.rules(task_rules.structure(read_resource_body()))
+    tid = uuid4().hex
+    with _store().write() as conn:
+        row = save(conn, tid, draft, None)
+    headers = _headers(row)
+    headers["Location"] = f"{_base()}/Task/{tid}"
+    return fhir_response(None, 201, headers)
+
+
+@bp.get("/Task/<tid>")
+@requires("Task", "read")
+def read(tid: str) -> Response:
+    with _store().read() as conn:
+        row = store.get(conn, "Task", tid)
+    if row is None:
+        raise not_found("Task", tid)
+    return fhir_response(render(row), headers=_headers(row))
+
+
+@bp.put("/Task/<tid>")
+@requires("Task", "write")
+def update(tid: str) -> Response:
+    task = task_rules.structure(read_resource_body())
+    if "id" not in task:
+        raise FhirError(400, "Task.id is required on update")
+    if task["id"] != tid:
+        raise FhirError(400, f"Task.id '{task['id']}' does not match the URL id '{tid}'")
+    draft = task_rules.rules(task)
+    since = _if_unmodified_since()
+    with _store().write() as conn:
+        old = store.get(conn, "Task", tid)
+        if old is None:
+            raise not_found("Task", tid)
+        _preconditions(old, since)
+        row = save(conn, tid, draft, old, _replace_notes())
+    return fhir_response(None, 200, _headers(row))
+
+
+def _if_unmodified_since() -> datetime | None:
+    value = request.headers.get("If-Unmodified-Since")
+    if value is None or deviates("if-unmodified-since-ignored"):
+        return None
+    when = parse_date(value)
+    if when is None:
+        raise FhirError(400, f"If-Unmodified-Since is not an HTTP-date: '{value}'")
+    return when
+
+
+def _preconditions(old: store.Row, since: datetime | None) -> None:
+    if since is not None and old.last_updated.replace(microsecond=0) > since:
+        raise FhirError(412, f"Task/{old.id} was modified after {http_date(since)}")
+    match = request.headers.get("If-Match")
+    if match is not None:
+        wanted = {m.strip().removeprefix("W/").strip('"') for m in match.split(",")}
+        if "*" not in wanted and str(old.version) not in wanted:
+            raise FhirError(412, f"If-Match {match} does not match the current version W/\"{old.version}\"")
+
+
+@bp.delete("/Task/<tid>")
+def delete(tid: str) -> Response:
+    authorize("Task", "write")
+    raise FhirError(405, "DELETE is not supported for Task", headers={"Allow": "GET, PUT"})
+
+
+@bp.get("/Task")
+@requires("Task", "read")
+def search_get() -> Response:
+    return fhir_response(run(parse(search.request_params(False))))
+
+
+@bp.post("/Task/_search")
+@requires("Task", "read")
+def search_post() -> Response:
+    return fhir_response(run(parse(search.request_params(True))))
+
+
+# ---- search --------------------------------------------------------------------------
+
+
+class TaskQuery(search.Query):
+    order: str = "t.seq ASC"
+
+
+def _reference_values(name: str, kind: str, values: list[str]) -> list[str]:
+    out = []
+    for value in values:
+        ref = value if "/" in value else f"{kind}/{value}"
+        m = task_rules.REFERENCE_RE.match(ref)
+        if not m or m.group(1) != kind:
+            raise FhirError(400, f"Invalid value for {name}: '{value}' (expected {kind}/<id>)")
+        out.append(ref)
+    return out
+
+
+def _date_clause(name: str, column: str, value: str) -> tuple[str, list[str]]:
+    prefix, text = (value[:2], value[2:]) if value[:2] in PREFIXES else ("eq", value)
+    try:
+        start, end = task_rules.instant_range(text)
+    except ValueError:
+        raise FhirError(400, f"Invalid value for {name}: '{value}' (expected [eq|ne|gt|lt|ge|le]<date or dateTime>)") from None
+    s, e = (x.strftime("%Y-%m-%dT%H:%M:%S.%f") for x in (start, end))
+    if prefix == "lt" and name == "due" and deviates("task-due-lt-as-le"):
+        prefix = "le"
+    return {
+        "eq": (f"({column} >= ? AND {column} < ?)", [s, e]),
+        "ne": (f"({column} < ? OR {column} >= ?)", [s, e]),
+        "gt": (f"{column} >= ?", [e]),
+        "lt": (f"{column} < ?", [s]),
+        "ge": (f"{column} >= ?", [s]),
+        "le": (f"{column} < ?", [e]),
+    }[prefix]
+
+
+def parse(items: list[tuple[str, str]]) -> TaskQuery:
+    """Validate the request's parameters into SQL over task_index (alias t); unknown ones are ignored."""
+    config = current_app.config["MOCK"]
+    q = TaskQuery(count=config.page_default)
+    orders: list[str] = []
+    for key, value in items:
+        name, _, modifier = key.partition(":")
+        if name == "_count":
+            q.count = min(search._int(name, value), config.page_max)
+            continue
+        if name == "_offset":
+            q.offset = min(search._int(name, value), search.MAX_OFFSET)
+            continue
+        if name not in dict(SEARCH_PARAMS):
+            continue
+        if modifier and not (name == "description" and modifier in ("exact", "contains")):
+            raise FhirError(400, f"Unsupported modifier '{key}'")
+        values = [v for v in value.split(",") if v]
+        if not values:
+            continue
+        if len(values) > search.MAX_VALUES:
+            raise FhirError(400, f"Too many values for {name} (at most {search.MAX_VALUES})")
+        q.used.append((key, value))
+        marks = ", ".join("?" * len(values))
+        if name == "_sort":
+            bad = [v for v in values if v not in SORTS]
+            if bad:
+                raise FhirError(400, f"Invalid value for _sort: '{bad[0]}' (expected one of {', '.join(SORTS)})")
+            if not deviates("task-sort-ignored"):
+                orders += [SORTS[v] for v in values]
+        elif name == "_id":
+            q.where.append(f"t.id IN ({marks})")
+            q.args.extend(values)
+        elif name == "status":
+            bad = [v for v in values if v not in task_rules.CANVAS_TASK_STATUS]
+            if bad:
+                raise FhirError(400, f"Invalid value for status: '{bad[0]}' (expected requested, completed or cancelled)")
+            if not deviates("task-status-search-ignored"):
+                q.where.append(f"t.status IN ({marks})")
+                q.args.extend(values)
+        elif name == "label":
+            if not deviates("task-label-search-ignored"):
+                q.where.append(f"t.id IN (SELECT l.task_id FROM task_label l WHERE l.label IN ({marks}))")
+                q.args.extend(values)
+        elif name in ("owner", "requester", "patient"):
+            kind = "Patient" if name == "patient" else "Practitioner"
+            q.where.append(f"t.{name} IN ({marks})")
+            q.args.extend(_reference_values(name, kind, values))
+        elif name == "description":
+            if modifier == "exact":
+                test, args = "t.description = ?", values
+            elif modifier == "contains":
+                test, args = "t.description_lower LIKE ? ESCAPE '\\'", [f"%{search._like(v.lower())}%" for v in values]
+            else:
+                test, args = "t.description_lower LIKE ? ESCAPE '\\'", [f"{search._like(v.lower())}%" for v in values]
+            q.where.append("(" + " OR ".join([test] * len(values)) + ")")
+            q.args.extend(args)
+        else:  # due, modified: each repetition ANDs, comma-separated values OR
+            column = "t.due" if name == "due" else "t.modified"
+            clauses = [_date_clause(name, column, v) for v in values]
+            q.where.append("(" + " OR ".join(c for c, _ in clauses) + ")")
+            for _, args in clauses:
+                q.args.extend(args)
+    if orders:
+        q.order = ", ".join([*orders, "t.seq ASC"])
+    return q
+
+
+def page(conn: sqlite3.Connection, q: TaskQuery) -> tuple[int, list[store.Row]]:
+    cond = " AND ".join(q.where) or "1"
+    total = conn.execute(f"SELECT COUNT(*) FROM task_index t WHERE {cond}", q.args).fetchone()[0]
+    if q.count <= 0:
+        return total, []
+    ids = [r[0] for r in conn.execute(f"SELECT t.id FROM task_index t WHERE {cond} ORDER BY {q.order} LIMIT ? OFFSET ?",
+                                      [*q.args, q.count, q.offset])]
+    rows = [store.get(conn, "Task", tid) for tid in ids]
+    return total, [r for r in rows if r is not None]
+
+
+def run(q: TaskQuery) -> dict[str, Any]:
+    with _store().read() as conn:
+        total, rows = page(conn, q)
+        resources = [render(row) for row in rows]
+    base = _base()
+    bundle: dict[str, Any] = {"resourceType": "Bundle", "type": "searchset", "total": total}
+    links = search._links(f"{base}/Task", q, total)
+    if links:
+        bundle["link"] = links
+    if resources:
+        bundle["entry"] = [{"fullUrl": f"{base}/Task/{r['id']}", "resource": r, "search": {"mode": "match"}}
+                           for r in resources]
+    return bundle

@@ -1,0 +1,214 @@
+"""Validation of a Task payload (SPEC §3): FHIR structure (400) first, then Canvas rules (422).
+
+Reference existence (requester, owner, for, the team) is checked inside the write
+transaction by ``task.save``; everything here needs no database.
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
+from ..deviations import deviates
+from ..outcomes import FhirError
+from ..validation import Spec, Validator
+
+GROUP_EXT = "http://schemas.canvasmedical.com/fhir/extensions/task-group"
+PERMALINK_EXT = "http://schemas.canvasmedical.com/fhir/extensions/task-permalink"
+# R4 required bindings (task-status, task-intent) and the subsets Canvas supports.
+FHIR_TASK_STATUS = frozenset({"draft", "requested", "received", "accepted", "rejected", "ready", "cancelled",
+                              "in-progress", "on-hold", "failed", "completed", "entered-in-error"})
+CANVAS_TASK_STATUS = frozenset({"requested", "completed", "cancelled"})
+FHIR_TASK_INTENT = frozenset({"unknown", "proposal", "plan", "order", "original-order", "reflex-order",
+                              "filler-order", "instance-order", "option"})
+CANVAS_TASK_INTENT = frozenset({"unknown"})
+REFERENCE_RE = re.compile(r"^([A-Z][A-Za-z]+)/([A-Za-z0-9\-\.]{1,64})$")
+
+TASK_ELEMENTS: dict[str, Spec] = {
+    "identifier": ["Identifier"],
+    "status": "code",
+    "intent": "code",
+    "priority": "code",
+    "code": "CodeableConcept",
+    "description": "string",
+    "for": "Reference",
+    "authoredOn": "dateTime",
+    "lastModified": "dateTime",
+    "requester": "Reference",
+    "owner": "Reference",
+    "restriction": {"repetitions": "unsignedInt", "period": "Period", "recipient": ["Reference"]},
+    "note": [{"authorReference": "Reference", "authorString": "string", "time": "dateTime", "text": "markdown"}],
+    "input": [{"type": "CodeableConcept", "valueString": "string"}],
+}
+
+
+def utcnow_text() -> str:
+    return datetime.now(timezone.utc).isoformat()
+
+
+def normalize_instant(value: str) -> str:
+    """A dateTime with a time becomes UTC ISO text (no timezone = UTC); a partial date stays as sent."""
+    if "T" not in value:
+        return value
+    when = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=timezone.utc)
+    return when.astimezone(timezone.utc).isoformat()
+
+
+def index_instant(value: str | None) -> str | None:
+    """Sortable UTC text for the search index (a partial date indexes as the start of its range)."""
+    if not value:
+        return None
+    start, _ = instant_range(value)
+    return start.strftime("%Y-%m-%dT%H:%M:%S.%f")
+
+
+def instant_range(value: str) -> tuple[datetime, datetime]:
+    """[start, end) that a FHIR date/dateTime of this precision denotes (SPEC §3 search Decision)."""
+    m = re.fullmatch(r"(\d{4})(?:-(\d{2})(?:-(\d{2})(?:T(\d{2}):(\d{2})(?::(\d{2})(?:\.(\d+))?)?"
+                     r"(Z|[+-]\d{2}:\d{2})?)?)?)?", value)
+    if not m:
+        raise ValueError(value)
+    year, month, day, hour, minute, second, frac, tz = m.groups()
+    if hour is not None and tz is None:
+        tz = "Z"
+    zone = timezone.utc if tz in (None, "Z") else datetime.strptime(tz.replace(":", ""), "%z").tzinfo
+    if month is None:
+        start = datetime(int(year), 1, 1, tzinfo=zone)
+        end = datetime(int(year) + 1, 1, 1, tzinfo=zone)
+    elif day is None:
+        start = datetime(int(year), int(month), 1, tzinfo=zone)
+        end = datetime(int(year) + int(month) // 12, int(month) % 12 + 1, 1, tzinfo=zone)
+    elif hour is None:
+        start = datetime(int(year), int(month), int(day), tzinfo=zone)
+        end = start + timedelta(days=1)
+    else:
+        digits = (frac or "")[:6]
+        micro = int(digits.ljust(6, "0")) if digits else 0
+        start = datetime(int(year), int(month), int(day), int(hour), int(minute), int(second or 0), micro, tzinfo=zone)
+        if second is None:
+            step = timedelta(minutes=1)
+        elif not digits:
+            step = timedelta(seconds=1)
+        else:
+            step = timedelta(microseconds=10 ** (6 - len(digits)))
+        end = start + step
+    return start.astimezone(timezone.utc), end.astimezone(timezone.utc)
+
+
+@dataclass
+class TaskDraft:
+    """What a valid payload asks to store; ``None`` for the group/authoredOn means 'not sent'."""
+
+    status: str
+    intent: str
+    description: str | None
+    requester: str
+    owner: str | None = None
+    patient: str | None = None
+    group: str | None = None
+    authored_on: str | None = None
+    due: str | None = None
+    labels: list[str] = field(default_factory=list)
+    notes: list[dict[str, Any]] = field(default_factory=list)   # {"text", "time", "author"}
+    references: list[tuple[str, str, str]] = field(default_factory=list)  # (element, kind wanted, reference)
+
+
+def structure(body: dict[str, Any]) -> dict[str, Any]:
+    """400 for anything that is not a structurally valid FHIR R4 Task."""
+    if body.get("resourceType") != "Task":
+        raise FhirError(400, f"resourceType must be 'Task', got {body.get('resourceType')!r}")
+    task = Validator().resource(body, TASK_ELEMENTS, "Task")
+    for required in ("status", "intent"):
+        if required not in task:
+            raise FhirError(400, f"Task.{required} is required")
+    if task["status"] not in FHIR_TASK_STATUS:
+        raise FhirError(400, f"Task.status '{task['status']}' is not a FHIR task-status code")
+    if task["intent"] not in FHIR_TASK_INTENT and not deviates("task-intent-not-enforced"):
+        raise FhirError(400, f"Task.intent '{task['intent']}' is not a FHIR task-intent code")
+    for i, ext in enumerate(task.get("extension", [])):
+        if "url" not in ext:
+            raise FhirError(400, f"Task.extension[{i}].url is required")
+    for i, note in enumerate(task.get("note", [])):
+        if "text" not in note:
+            raise FhirError(400, f"Task.note[{i}].text is required")
+    for i, item in enumerate(task.get("input", [])):
+        if "type" not in item:
+            raise FhirError(400, f"Task.input[{i}].type is required")
+        if "valueString" not in item:
+            raise FhirError(400, f"Task.input[{i}].value[x] is required")
+    return task
+
+
+def _reference(task: dict[str, Any], path: str, kind: str) -> str:
+    node = task
+    for part in path.split("."):
+        node = node[part]
+    ref = node.get("reference")
+    if ref is None:
+        raise FhirError(422, f"Task.{path}.reference is required")
+    m = REFERENCE_RE.match(ref)
+    if not m:
+        raise FhirError(422, f"Task.{path}.reference '{ref}' is not of the form {kind}/<id>")
+    return ref
+
+
+def rules(task: dict[str, Any]) -> TaskDraft:
+    """422 for valid FHIR that breaks a Canvas rule (existence is checked by ``task.save``)."""
+    if task["status"] not in CANVAS_TASK_STATUS:
+        raise FhirError(422, f"Task.status '{task['status']}' is not supported: use requested, completed or cancelled")
+    if task["intent"] not in CANVAS_TASK_INTENT and not deviates("task-intent-not-enforced"):
+        raise FhirError(422, f"Task.intent must be 'unknown', got '{task['intent']}'")
+    if "description" not in task and not deviates("task-description-kept-when-omitted"):
+        raise FhirError(422, "Task.description is required")
+    if "requester" not in task:
+        raise FhirError(422, "Task.requester is required")
+    draft = TaskDraft(status=task["status"], intent=task["intent"], description=task.get("description"),
+                      requester=_reference(task, "requester", "Practitioner"))
+    draft.references.append(("requester", "Practitioner", draft.requester))
+    if "owner" in task:
+        draft.owner = _reference(task, "owner", "Practitioner")
+        if not deviates("task-owner-kind-unchecked"):
+            draft.references.append(("owner", "Practitioner", draft.owner))
+        else:
+            draft.references.append(("owner", "*", draft.owner))
+    if "for" in task:
+        draft.patient = _reference(task, "for", "Patient")
+        draft.references.append(("for", "Patient", draft.patient))
+    if "authoredOn" in task:
+        draft.authored_on = normalize_instant(task["authoredOn"])
+    end = ((task.get("restriction") or {}).get("period") or {}).get("end")
+    draft.due = normalize_instant(end) if end else None
+    for i, ext in enumerate(task.get("extension", [])):
+        if ext["url"] == GROUP_EXT:
+            ref = (ext.get("valueReference") or {}).get("reference")
+            if ref is None:
+                raise FhirError(422, f"Task.extension[{i}] (task-group) needs valueReference.reference = Group/<id>")
+            if not REFERENCE_RE.match(ref) or not ref.startswith("Group/"):
+                raise FhirError(422, f"Task.extension[{i}] (task-group) reference '{ref}' is not Group/<id>")
+            draft.group = ref
+            draft.references.append(("extension.task-group", "Group", ref))
+        # the permalink (read-only) and extensions unknown to Canvas are ignored
+    for i, item in enumerate(task.get("input", [])):
+        if (item["type"].get("text")) != "label":
+            raise FhirError(422, f"Task.input[{i}].type.text must be 'label'")
+        if item["valueString"] not in draft.labels:
+            draft.labels.append(item["valueString"])
+    now = utcnow_text()
+    for i, note in enumerate(task.get("note", [])):
+        if "authorReference" not in note:
+            raise FhirError(422, f"Task.note[{i}].authorReference is required")
+        author = _note_author(note, i)
+        draft.references.append((f"note[{i}].authorReference", "Practitioner", author))
+        draft.notes.append({"text": note["text"], "time": normalize_instant(note["time"]) if "time" in note else now,
+                            "author": author})
+    return draft
+
+
+def _note_author(note: dict[str, Any], i: int) -> str:
+    ref = note["authorReference"].get("reference")
+    if ref is None or not REFERENCE_RE.match(ref):
+        raise FhirError(422, f"Task.note[{i}].authorReference.reference must be Practitioner/<id>")
+    return ref

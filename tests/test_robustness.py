@@ -1,0 +1,142 @@
+"""Every robustness promise, against a misbehaving server on real sockets: the run ends within
+its timeouts, each affected check is an *error* with a one-line cause (no traceback, no pass,
+no hang), an unreachable target ends the run with exit code 3 and says so first."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from conformance.client import FhirClient, NotJson, Politeness, TargetError, TokenSource, json_or_none
+
+from misbehaving import Misbehaving, refused_url
+
+TIMEOUT = 0.5
+MB = 1024 * 1024
+
+
+def client(url: str, **kw) -> FhirClient:  # type: ignore[no-untyped-def]
+    kw.setdefault("timeout", TIMEOUT)
+    kw.setdefault("max_body", MB)
+    return FhirClient(url, TokenSource("tok"), **kw)
+
+
+CASES = {  # mode -> (expected cause, longest it may take in seconds)
+    "silent": (r"did not answer within 0\.5 s \(ReadTimeout\) on GET /Group", 1.5),
+    "slow": (r"did not answer within 0\.5 s \(ReadTimeout\) on GET /Group", 1.5),
+    "trickle": (r"did not finish answering within 0\.5 s \(slow body", 1.5),
+    "huge": (r"response body of 400 MB exceeds the 1 MB cap", 1.0),
+    "huge-chunked": (r"response body exceeds the 1 MB cap", 2.0),
+    "redirect-loop": (r"redirected more than 5 times \(redirect loop\?\) \(TooManyRedirects\)", 2.0),
+    "drop": (r"dropped the connection .*\(RemoteProtocolError\) on GET /Group", 1.0),
+    "html": (r"200 with a body that is not JSON \(text/html", 1.0),
+    "garbage": (r"200 with a body that is not JSON \(application/fhir\+json", 1.0),
+}
+
+
+@pytest.mark.parametrize("mode", sorted(CASES))
+def test_misbehaviour_is_a_one_line_target_error_within_the_timeout(mode):
+    pattern, budget = CASES[mode]
+    with Misbehaving(mode, delay=3) as srv:
+        fhir = client(srv.url)
+        started = time.monotonic()
+        with pytest.raises(TargetError, match=pattern) as info:
+            fhir.get("Group")
+        elapsed = time.monotonic() - started
+    assert elapsed < budget, f"{mode} took {elapsed:.2f} s"
+    assert "\n" not in str(info.value)
+    # the failed exchange is recorded with its cause, for the report
+    assert fhir.recorder.last is not None and (fhir.recorder.last.error or fhir.recorder.last.status)
+
+
+def test_refused_connection_is_a_one_line_target_error():
+    with pytest.raises(TargetError, match=r"refused the connection .*\(ConnectError\) on GET /Group"):
+        client(refused_url()).get("Group")
+
+
+def test_error_answers_that_are_not_json_are_left_to_the_checks():
+    """A 4xx HTML page is a conformance failure (no OperationOutcome) for a check to report, not a
+    transport error; .json() on it still raises a one-line NotJson and json_or_none() gives None."""
+    import httpx
+
+    response = httpx.Response(404, headers={"content-type": "text/html"}, content=b"<h1>Not Found</h1>",
+                              request=httpx.Request("GET", "http://t/Group/x"))
+    from conformance.client import _guard_json, _not_json_problem
+    assert _not_json_problem(response, "GET /Group/x") is None
+    _guard_json(response, "GET /Group/x")
+    assert json_or_none(response) is None
+    with pytest.raises(NotJson, match=r"404 with a body that is not JSON \(text/html"):
+        response.json()
+
+
+def test_body_cap_holds_memory_bounded_on_a_huge_stream():
+    with Misbehaving("huge-chunked") as srv:
+        fhir = client(srv.url, max_body=2 * MB)
+        with pytest.raises(TargetError, match="exceeds the 2 MB cap"):
+            fhir.get("Group")
+        assert len(fhir.recorder.last.response_body) == 0   # nothing of it was kept
+
+
+def test_circuit_breaker_fails_fast_once_the_target_stopped_answering():
+    with Misbehaving("silent") as srv:
+        fhir = client(srv.url, polite=Politeness(max_consecutive_failures=3))
+        for _ in range(3):
+            with pytest.raises(TargetError, match="did not answer"):
+                fhir.get("Group")
+        started = time.monotonic()
+        with pytest.raises(TargetError, match=r"target unresponsive: 3 requests in a row failed"):
+            fhir.get("Patient")
+        assert time.monotonic() - started < 0.1
+        assert len(srv.arrivals) == 3          # the fourth request was never sent
+
+
+# -- whole runs ------------------------------------------------------------------
+
+
+def run_cli(url: str, tmp_path: Path, *args: str) -> tuple[int, str, float, Path]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("FHIR_CONFORMANCE_")}
+    env["FHIR_CONFORMANCE_TOKEN"] = "secret-token-value"
+    report_dir = tmp_path / "reports"
+    started = time.monotonic()
+    proc = subprocess.run([sys.executable, "-m", "conformance.cli", "run", "--target", url, "--timeout", "1",
+                           "--report-dir", str(report_dir), *args],
+                          capture_output=True, text=True, env=env, timeout=120)
+    return proc.returncode, proc.stderr + proc.stdout, time.monotonic() - started, report_dir
+
+
+@pytest.mark.parametrize("mode", ["silent", "refused"])
+def test_unreachable_target_ends_the_run_with_exit_3_saying_so_first(mode, tmp_path):
+    if mode == "refused":
+        code, output, elapsed, _ = run_cli(refused_url(), tmp_path)
+    else:
+        with Misbehaving("silent") as srv:          # accepts, never answers, /metadata included
+            code, output, elapsed, _ = run_cli(srv.url, tmp_path)
+    assert code == 3, output
+    first = output.strip().splitlines()[0]
+    assert first.startswith("fhir-conformance: target unreachable:"), output
+    assert ("did not answer within 1 s" if mode == "silent" else "refused the connection") in first
+    assert "Traceback" not in output
+    assert elapsed < 1 + 8, f"took {elapsed:.1f} s with a 1 s timeout"   # 1 s budget + interpreter start
+
+
+@pytest.mark.parametrize("mode", ["slow", "html", "huge", "redirect-loop", "drop"])
+def test_checks_meeting_a_misbehaving_target_are_errors_with_one_line_causes(mode, tmp_path):
+    with Misbehaving(mode, metadata_ok=True, delay=3) as srv:
+        code, output, elapsed, reports = run_cli(srv.url, tmp_path, "--requirement", "CANVAS-GROUP-SEARCH-TYPE",
+                                                 "--examples", "1", "--max-body-mb", "1")
+    summary = json.loads((reports / "summary.json").read_text())
+    assert code == 3, output[-3000:]
+    assert summary["checks"] and {c["outcome"] for c in summary["checks"]} == {"error"}
+    for check in summary["checks"]:
+        assert check["message"].startswith(("TargetError: ", "NotJson: ")) and "\n" not in check["message"]
+    assert "Traceback" not in output and "conformance/client.py" not in output, output[-3000:]
+    junit = (reports / "junit.xml").read_text()
+    assert "TargetError: " in junit or "NotJson: " in junit
+    assert "secret-token-value" not in output + junit
+    assert elapsed < 25, f"took {elapsed:.1f} s"

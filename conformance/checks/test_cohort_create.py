@@ -86,6 +86,7 @@ def test_invalid_cohort_is_refused(cohorts: CohortApi, population, violation, da
         cohorts.delete(outcome.gid)
         expect(violation.requirement, False, f"{what} was accepted and created as Group/{outcome.gid}",
                outcome.exchange)
+        return
     expect(violation.requirement, outcome.status in statuses,
            f"{what}: expected HTTP {' or '.join(map(str, statuses))} at kick-off or from the status URL, got "
            f"{outcome.status} (at {outcome.where})", outcome.exchange)

@@ -122,3 +122,10 @@ def test_oracle_ands_filters_and_respects_the_base_population():
     assert not verdict.agrees
     assert "no match for Encounter?class=AMB" in verdict.explanation["b"]
     assert "1 extra" in verdict.describe()
+
+
+@pytest.mark.parametrize("expression", ["Patient?birthdate=ge2020-13", "Patient?birthdate=2021-02-30",
+                                        "Encounter?date=2024-01-01T25:00:00Z"])
+def test_dates_that_do_not_exist_are_refused(expression):
+    with pytest.raises(FilterError, match="not a FHIR date"):
+        parse(expression)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from datetime import datetime
 from decimal import Decimal, InvalidOperation
 from urllib.parse import parse_qsl
 
@@ -107,7 +108,7 @@ def _parse_value(kind: str, name: str, text: str) -> Token | DateValue | Quantit
         return Token(None, text)
     if kind == DATE:
         prefix, rest = _split_prefix(text, DATE_PREFIXES)
-        if not _DATE.match(rest):
+        if not _is_date(rest):
             raise FilterError(f"{name}={text!r} is not a FHIR date")
         return DateValue(prefix, rest)
     prefix, rest = _split_prefix(text, QUANTITY_PREFIXES)
@@ -120,6 +121,19 @@ def _parse_value(kind: str, name: str, text: str) -> Token | DateValue | Quantit
     if not value.is_finite():
         raise FilterError(f"{name}={text!r} is not a FHIR quantity")
     return QuantityValue(prefix, value, system or None, code or None)
+
+
+def _is_date(text: str) -> bool:
+    """The FHIR date syntax, and a day that exists (no month 13, no 30 February)."""
+    m = _DATE.match(text)
+    if not m:
+        return False
+    year, month, day, hour, minute, second, _ = m.groups()
+    try:
+        datetime(int(year), int(month or 1), int(day or 1), int(hour or 0), int(minute or 0), int(second or 0))
+    except ValueError:
+        return False
+    return True
 
 
 def _split_prefix(text: str, prefixes: tuple[str, ...]) -> tuple[str, str]:

@@ -18,7 +18,7 @@ import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from email.utils import parsedate_to_datetime
-from typing import Any, Callable, Iterable, Mapping
+from typing import Any, Callable, Iterable, Iterator, Mapping
 
 import httpx
 
@@ -164,13 +164,14 @@ class BulkClient:
         return f"BulkClient({self.fhir.base_url!r})"
 
     # -- kick-off --------------------------------------------------------------------
-    def kickoff(self, group_id: str, params: Any = None, *, parameters: dict[str, Any] | None = None,
+    def kickoff(self, group_id: str | None, params: Any = None, *, parameters: dict[str, Any] | None = None,
                 headers: Mapping[str, str] | None = None, auth: bool = True,
-                client: FhirClient | None = None) -> tuple[httpx.Response, str | None]:
-        """GET (or POST with ``parameters``) [base]/Group/<id>/$export; returns the answer and status URL."""
+                client: FhirClient | None = None, path: str | None = None) -> tuple[httpx.Response, str | None]:
+        """GET (or POST with ``parameters``) [base]/Group/<id>/$export (or ``path``, e.g. ``Patient/$export``);
+        returns the answer and status URL."""
         fhir = client or self.fhir
         all_headers = {"Accept": "application/fhir+json", "Prefer": "respond-async", **(headers or {})}
-        path = f"Group/{group_id}/$export"
+        path = path or f"Group/{group_id}/$export"
         if parameters is not None:
             response = fhir.request("POST", path, json_body=parameters, headers=all_headers, auth=auth)
         else:
@@ -268,6 +269,21 @@ class BulkClient:
         result.exchange = self._exchange(request, response, started, preview)
         self.fhir.recorder.add(result.exchange)
         return result
+
+    def resources(self, url: str) -> Iterator[dict[str, Any]]:
+        """Every resource of one output file, streamed (for reading a population, not for checking it)."""
+        headers = {"Accept": NDJSON}
+        token = self.fhir.tokens.get(self.fhir.http, self.fhir.redact)
+        if token:
+            headers["Authorization"] = f"Bearer {token}"
+        with self.fhir.http.stream("GET", self.fhir.url(url), headers=headers) as response:
+            if response.status_code != 200:
+                raise RuntimeError(f"could not download {url}: HTTP {response.status_code}")
+            for line in response.iter_lines():
+                if line.strip():
+                    resource = json.loads(line)
+                    if isinstance(resource, dict):
+                        yield resource
 
     def _check_line(self, result: FileResult, number: int, line: str) -> None:
         result.lines += 1

@@ -186,7 +186,9 @@ def bundled_mock(settings: Settings) -> Iterator[Settings]:
     token, limited = secrets.token_urlsafe(16), secrets.token_urlsafe(16)
     with tempfile.TemporaryDirectory(prefix="fhir-mock-") as tmp:
         cmd = [sys.executable, "-m", "mock_server", "--host", "127.0.0.1", "--port", "0",
-               "--db", str(Path(tmp) / "mock.sqlite3"), "--token", token, "--token", f"{limited}:system/*.read"]
+               "--db", str(Path(tmp) / "mock.sqlite3"),
+               # --token=VALUE: a token_urlsafe value may start with '-', which argparse takes for an option
+               f"--token={token}", f"--token={limited}:system/*.read"]
         proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         try:
             url = _await_listening(proc)

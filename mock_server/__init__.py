@@ -11,7 +11,7 @@ __all__ = ["MockConfig", "create_app"]
 
 def create_app(config: MockConfig | None = None) -> Flask:
     """Application factory: storage, fixtures, auth, resource blueprints, error handlers."""
-    from . import auth, bulk, capabilities, loader, outcomes, payload, population
+    from . import auth, bulk, capabilities, cohort, loader, outcomes, payload, population
     from .resources import directory, group, task
 
     config = config or MockConfig()
@@ -32,8 +32,10 @@ def create_app(config: MockConfig | None = None) -> Flask:
         app.register_blueprint(bp)
 
     app.register_blueprint(bulk.bp)  # Group $export (issue 4)
+    app.register_blueprint(cohort.bp)  # Bulk Cohort API (issue 5)
 
     loader.load_fixtures(app, config.fixtures_dir)
     population.setup(app, config.patients)
+    cohort.init_app(app)
     bulk.init_app(app)
     return app

@@ -21,6 +21,7 @@ class ResourceCapability:
     search_params: tuple[tuple[str, str], ...] = ()
     operations: tuple[tuple[str, str], ...] = ()  # (name, definition canonical)
     profiles: tuple[str, ...] = ()
+    documentation: str | None = None
 
 
 def declare(blueprint: Blueprint, capability: ResourceCapability) -> None:
@@ -33,11 +34,26 @@ def declare(blueprint: Blueprint, capability: ResourceCapability) -> None:
 
 
 def capabilities(app: Flask) -> list[ResourceCapability]:
-    return list(app.extensions.get("fhir.capabilities", []))
+    """One entry per resource type: what several blueprints declare for a type is merged."""
+    merged: dict[str, ResourceCapability] = {}
+    for cap in app.extensions.get("fhir.capabilities", []):
+        old = merged.get(cap.type)
+        if old is None:
+            merged[cap.type] = cap
+            continue
+        docs = " ".join(d for d in (old.documentation, cap.documentation) if d) or None
+        merged[cap.type] = ResourceCapability(
+            cap.type, tuple(dict.fromkeys(old.interactions + cap.interactions)),
+            tuple(dict.fromkeys(old.search_params + cap.search_params)),
+            tuple(dict.fromkeys(old.operations + cap.operations)),
+            tuple(dict.fromkeys(old.profiles + cap.profiles)), docs)
+    return list(merged.values())
 
 
 def _resource(cap: ResourceCapability) -> dict:
     out: dict = {"type": cap.type, "interaction": [{"code": i} for i in cap.interactions]}
+    if cap.documentation:
+        out["documentation"] = cap.documentation
     if cap.profiles:
         out["supportedProfile"] = list(cap.profiles)
     if cap.search_params:

@@ -47,6 +47,7 @@ class MockConfig:
     export_min_seconds: float = 0.3    # a job stays in progress at least this long (clients see a 202 first)
     faults: frozenset[str] = frozenset()
     slow_job_seconds: float = 2.0      # the slow-job fault's pause per batch of members
+    cohort_min_seconds: float = 0.0    # an async cohort create stays in progress at least this long
 
     def __post_init__(self) -> None:
         from .deviations import validate_names  # local: deviations imports nothing from here

@@ -97,6 +97,23 @@ DEVIATIONS.update(
     ]
 )
 
+# Bulk Cohort API (issue 5; mock_server/cohort)
+DEVIATIONS.update(
+    [
+        _d("cohort-filters-ored", "BULK-COHORT-FILTERS-AND", "Several member-filters are ORed instead of ANDed."),
+        _d("cohort-member-narrowing-ignored", "BULK-COHORT-MEMBER-NARROWING", "Group.member is ignored: filters apply to every Patient."),
+        _d("cohort-unsupported-param-ignored", "BULK-COHORT-REJECT-UNSUPPORTED", "An unsupported search parameter in a member-filter is silently ignored."),
+        _d("cohort-date-ge-as-gt", "BULK-COHORT-DATE", "The date prefix ge is evaluated as gt (the boundary day/instant itself is left out)."),
+        _d("cohort-poll-201", "BULK-COHORT-ASYNC-CREATE", "The completed async create's status answers 201 instead of 200."),
+        _d("cohort-batch-response-no-location", "BULK-COHORT-ASYNC-CREATE", "The batch-response entry has no response.location."),
+        _d("cohort-token-system-ignored", "BULK-COHORT-TOKEN", "A token system|code matches the code in any system."),
+        _d("cohort-comma-anded", "BULK-COHORT-TOKEN", "Comma-separated values of one parameter are ANDed instead of ORed."),
+        _d("cohort-name-not-required", "BULK-COHORT-PROFILE", "A cohort without name is accepted."),
+        _d("cohort-delete-not-deleting", "BULK-COHORT-DELETE", "DELETE of a cohort answers 204 but the cohort can still be read."),
+        _d("cohort-search-name-ignored", "BULK-COHORT-SEARCH-NAME", "Cohorts are not found by a name search."),
+    ]
+)
+
 
 def validate_names(names: Iterable[str]) -> None:
     """Reject unknown deviation names early, listing the valid ones."""

@@ -52,6 +52,10 @@ OBSERVATIONS = [("8867-4", "Heart rate", "/min", 55, 110), ("8310-5", "Body temp
                 ("29463-7", "Body weight", "kg", 3, 140), ("4548-4", "Hemoglobin A1c", "%", 4, 12),
                 ("2339-0", "Glucose", "mg/dL", 60, 250), ("8480-6", "Systolic blood pressure", "mm[Hg]", 90, 180)]
 ENCOUNTER_CLASSES = [("AMB", "ambulatory"), ("VR", "virtual"), ("HH", "home health")]
+CONDITION_CATEGORIES = ["problem-list-item", "encounter-diagnosis"]
+CATEGORY_SYSTEM = "http://terminology.hl7.org/CodeSystem/condition-category"
+ENCOUNTER_TYPES = [("185349003", "Encounter for check up"), ("270427003", "Patient-initiated encounter"),
+                   ("390906007", "Follow-up encounter")]
 GIVEN = ["Ada", "Ben", "Cara", "Dev", "Eli", "Fay", "Gus", "Hana", "Ivo", "Jun", "Kai", "Lea", "Max", "Nia"]
 FAMILY = ["Abbott", "Baker", "Chen", "Diaz", "Evans", "Fischer", "Gupta", "Hughes", "Ito", "Jensen", "Khan"]
 
@@ -78,6 +82,9 @@ def compartment_for(patient_id: str) -> Iterator[tuple[str, str, datetime, dict[
                                            "code": "active"}]},
             "code": {"coding": [{"system": "http://snomed.info/sct", "code": code, "display": text}], "text": text},
             "subject": subject, "onsetDateTime": _instant(updated - timedelta(days=rng.randint(0, 900))),
+            # drawn from its own generator so the rest of the data stays as it was before categories
+            "category": [{"coding": [{"system": CATEGORY_SYSTEM,
+                                      "code": random.Random(f"category:{rid}").choice(CONDITION_CATEGORIES)}]}],
         }
     for i in range(rng.randint(1, 4)):
         updated = _when(rng)
@@ -89,6 +96,8 @@ def compartment_for(patient_id: str) -> Iterator[tuple[str, str, datetime, dict[
             "status": "finished",
             "class": {"system": "http://terminology.hl7.org/CodeSystem/v3-ActCode", "code": code, "display": text},
             "subject": subject, "period": {"start": _instant(start), "end": _instant(start + timedelta(minutes=30))},
+            "type": [{"coding": [dict(zip(("system", "code", "display"), (
+                "http://snomed.info/sct", *random.Random(f"type:{rid}").choice(ENCOUNTER_TYPES))))]}],
         }
     for i in range(rng.randint(2, 6)):
         updated = _when(rng)

@@ -187,7 +187,8 @@ def test_metadata(client):
     assert ext == {"url": "token", "valueUri": "http://localhost/auth/token/"}
     by_type = {r["type"]: r for r in rest["resource"]}
     group = by_type["Group"]
-    assert {i["code"] for i in group["interaction"]} == {"read", "create", "update", "search-type"}
+    # delete: Bulk Cohort groups only (Canvas Teams and Patient Groups still answer 405)
+    assert {i["code"] for i in group["interaction"]} == {"read", "create", "update", "search-type", "delete"}
     assert {p["name"] for p in group["searchParam"]} == {"_id", "type", "name", "member"}
     assert {i["code"] for i in by_type["Patient"]["interaction"]} == {"read", "search-type"}
 

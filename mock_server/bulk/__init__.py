@@ -20,12 +20,15 @@ from werkzeug.http import http_date
 
 from .. import store
 from ..auth import authorize
+from ..capabilities import ResourceCapability, declare
 from ..deviations import deviates
 from ..outcomes import FhirError, fhir_response, not_found
 from ..payload import read_resource_body
 from . import jobs
 
 bp = Blueprint("bulk_export", __name__)
+declare(bp, ResourceCapability(
+    "Patient", (), operations=(("export", "http://hl7.org/fhir/uv/bulkdata/OperationDefinition/patient-export"),)))
 OUTPUT_FORMATS = ("application/fhir+ndjson", "application/ndjson", "ndjson")
 NDJSON = "application/fhir+ndjson"
 TYPE_RE = re.compile(r"^[A-Z][A-Za-z]{1,63}$")
@@ -115,23 +118,34 @@ def _params(pairs: list[tuple[str, str]], post: bool, lenient: bool, members: se
 
 
 def _group_members(gid: str) -> tuple[str, set[str]] | None:
+    from .. import cohort
+
     with _store().read() as conn:
         row = store.get(conn, "Group", gid)
-    if row is None:
-        return None
+        if row is None:
+            return None
+        if row.body.get("kind") == "cohort":   # a Bulk Cohort group: its members as of now
+            return row.body["type"], {f"Patient/{p}" for p in cohort.compute(current_app, conn, row.body)}
     return row.body["type"], set(row.body["member"])
 
 
-def _kickoff(gid: str, post: bool) -> Response:
+def _all_patients() -> set[str]:
+    with _store().read() as conn:
+        return {f"Patient/{rid}" for (rid,) in conn.execute("SELECT id FROM resource WHERE rtype = 'Patient'")}
+
+
+def _kickoff(gid: str, post: bool, scope: str = "group") -> Response:
     if not deviates("export-kickoff-auth-not-enforced"):
-        authorize("Group", "read")
-    group = _group_members(gid)
+        authorize("Group", "read") if scope == "group" else authorize("Patient", "read")
+    group = _group_members(gid) if scope == "group" else ("person", _all_patients() if post else set())
     if group is None and not deviates("export-unknown-group-accepted"):
         raise not_found("Group", gid)
     prefer = request.headers.get("Prefer", "")
     lenient = "handling=lenient" in prefer.replace(" ", "")
     pairs = _pairs_from_parameters() if post else _pairs_from_query()
     params = _params(pairs, post, lenient, group[1] if group else None)
+    if scope != "group":
+        params = jobs.ExportParams(**{**params.__dict__, "scope": scope})
     job_id = uuid.uuid4().hex
     base = request.host_url.rstrip("/")
     with _store().write() as conn:
@@ -151,6 +165,17 @@ def kickoff_get(gid: str) -> Response:
 @bp.post("/Group/<gid>/$export")
 def kickoff_post(gid: str) -> Response:
     return _kickoff(gid, True)
+
+
+@bp.get("/Patient/$export")
+def patient_kickoff_get() -> Response:
+    """Patient-level export (IG export.html): every Patient and their compartments."""
+    return _kickoff("", False, "patients")
+
+
+@bp.post("/Patient/$export")
+def patient_kickoff_post() -> Response:
+    return _kickoff("", True, "patients")
 
 
 def _job(job_id: str) -> dict[str, Any]:

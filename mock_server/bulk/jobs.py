@@ -54,6 +54,7 @@ class ExportParams:
     elements: tuple[str, ...] | None = None
     patients: tuple[str, ...] | None = None     # POST patient: a subset of the members
     ignored: tuple[str, ...] = ()               # unsupported parameters ignored under handling=lenient
+    scope: str = "group"                        # "group" (Group/<id>/$export) or "patients" (Patient/$export)
 
     def to_json(self) -> str:
         return json.dumps(self.__dict__)
@@ -159,6 +160,21 @@ class Exporter:
             refs = [tuple(p.split("/", 1)) for p in self.params.patients]
             yield [(t, i) for t, i in refs]
             return
+        if self.params.scope == "patients":   # Patient-level export: every Patient, in creation order
+            last = 0
+            while True:
+                with self.db.read() as conn:
+                    rows = conn.execute("SELECT seq, id FROM resource WHERE rtype = 'Patient' AND seq > ?"
+                                        " ORDER BY seq LIMIT ?", (last, BATCH)).fetchall()
+                if not rows:
+                    return
+                last = rows[-1][0]
+                yield [("Patient", rid) for _, rid in rows]
+        cohort = self._cohort_members()
+        if cohort is not None:   # Bulk Cohort group: membership computed now, at export
+            for start in range(0, len(cohort), BATCH):
+                yield [("Patient", rid) for rid in cohort[start:start + BATCH]]
+            return
         offset = 0
         while True:
             with self.db.read() as conn:
@@ -211,9 +227,27 @@ class Exporter:
             writer.close()
         return writer.counts
 
+    def _cohort_members(self) -> list[str] | None:
+        if getattr(self, "_cohort", False) is not False:
+            return self._cohort
+        from .. import cohort
+
+        self._cohort = None
+        with self.db.read() as conn:
+            row = store.get(conn, "Group", self.job["group_id"])
+            if row is not None and row.body.get("kind") == "cohort":
+                self._cohort = sorted(cohort.compute(self.app, conn, row.body))
+        return self._cohort
+
     def _member_count(self) -> int:
         if self.params.patients is not None:
             return len(self.params.patients)
+        with self.db.read() as conn:
+            if self.params.scope == "patients":
+                return conn.execute("SELECT COUNT(*) FROM resource WHERE rtype = 'Patient'").fetchone()[0]
+        cohort = self._cohort_members()
+        if cohort is not None:
+            return len(cohort)
         with self.db.read() as conn:
             return conn.execute("SELECT COUNT(*) FROM search_token WHERE rtype = 'Group' AND id = ? AND param = 'member'",
                                 (self.job["group_id"],)).fetchone()[0]
@@ -362,6 +396,8 @@ class Worker:
                 return
             try:
                 with self.app.app_context():
+                    if any(run(self.app) for run in self.app.extensions.get("fhir.bulk.runners", [])):
+                        continue  # other job kinds sharing this worker (cohort creates)
                     job = self._next()
                     if job is not None:
                         run_job(self.app, job)

@@ -9,7 +9,7 @@ from uuid import uuid4
 from flask import Blueprint, Response, current_app, request
 from werkzeug.http import http_date, parse_date
 
-from .. import search, store
+from .. import cohort, search, store
 from ..auth import authorize, requires
 from ..capabilities import ResourceCapability, declare
 from ..deviations import deviates
@@ -102,6 +102,8 @@ def _missing_member(conn: sqlite3.Connection, references: list[str]) -> str | No
 def render(row: store.Row) -> dict[str, Any]:
     """The read view: computed quantity and member displays, actual always true."""
     body = row.body
+    if body.get("kind") == "cohort":
+        return cohort.render(row)
     out: dict[str, Any] = {
         "resourceType": "Group",
         "id": row.id,
@@ -143,7 +145,10 @@ def _headers(row: store.Row) -> dict[str, str]:
 @bp.post("/Group")
 @requires("Group", "write")
 def create() -> Response:
-    draft = group_rules.rules(group_rules.structure(read_resource_body()))
+    body = read_resource_body()
+    if cohort.is_cohort_request(body):
+        return cohort.create(body)
+    draft = group_rules.rules(group_rules.structure(body))
     gid = uuid4().hex
     with _store().write() as conn:
         row = save(conn, gid, draft, None)
@@ -178,6 +183,8 @@ def update(gid: str) -> Response:
         old = store.get(conn, "Group", gid)
         if old is None:
             raise not_found("Group", gid)
+        if old.body.get("kind") == "cohort":
+            raise FhirError(405, "Update of Bulk Cohort groups is not supported (create a new cohort)")
         _preconditions(old, since)
         row = save(conn, gid, draft, old)
     return fhir_response(None, 200, _headers(row))
@@ -206,12 +213,20 @@ def _preconditions(old: store.Row, since: datetime | None) -> None:
 
 @bp.delete("/Group/<gid>")
 def delete(gid: str) -> Response:
-    if not deviates("delete-allowed"):
-        raise FhirError(405, "DELETE is not supported for Group", headers={"Allow": "GET, PUT"})
+    """Only Bulk Cohort groups can be deleted; Canvas Teams and Patient Groups answer 405."""
+    with _store().read() as conn:
+        row = store.get(conn, "Group", gid)
+    is_cohort = row is not None and row.body.get("kind") == "cohort"
+    if not is_cohort and not deviates("delete-allowed"):
+        raise FhirError(405, "DELETE is not supported for Canvas Teams and Patient Groups (only for Bulk Cohort "
+                             "groups)", headers={"Allow": "GET, PUT"})
     authorize("Group", "write")
     with _store().write() as conn:
         if not store.exists(conn, "Group", gid):
             raise not_found("Group", gid)
+        if is_cohort:
+            cohort.delete(conn, gid)
+            return Response(status=204)
         store.delete(conn, "Group", gid)
         conn.execute("DELETE FROM responsibility WHERE group_id = ?", (gid,))
     return Response(status=204)

@@ -1,0 +1,224 @@
+"""Cohort definitions drawn from the target's own data, and labelled invalid ones.
+
+Valid cohorts: 1-3 member-filters whose values come from the population the suite read
+independently (codes actually present, dates around actual values with random
+prefixes and precisions, quantities near actual values), optionally narrowed by
+``member`` (some Patients, or a Group the suite created). Non-trivial: the strategy
+retries a few times to select some but not all of the base population.
+
+Invalid cohorts: a valid one broken by one rule of ``profiles/cohort.py``, labelled.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from decimal import Decimal
+from typing import Any
+from urllib.parse import quote
+
+from hypothesis import strategies as st
+
+from ..cohort.evaluate import _codings
+from ..cohort.filters import Filter, parse
+from ..cohort.oracle import Population, expected_members
+from ..profiles.cohort import cohort_payload, rule
+from ..profiles.model import Violation
+from .common import InvalidPayload
+
+TOKEN_PATHS = {("Condition", "code"): "code", ("Condition", "clinical-status"): "clinicalStatus",
+               ("Condition", "category"): "category", ("Encounter", "class"): "class",
+               ("Encounter", "type"): "type", ("Observation", "code"): "code"}
+DATE_PATHS = {("Patient", "birthdate"): ("birthDate",), ("Condition", "onset-date"): ("onsetDateTime",),
+              ("Encounter", "date"): ("period.start", "period.end"), ("Observation", "date"): ("effectiveDateTime",)}
+DATE_PREFIXES = ("eq", "ne", "gt", "lt", "ge", "le", "sa", "eb")
+QUANTITY_PREFIXES = ("eq", "ne", "gt", "lt", "ge", "le")
+SAFE = "|:/.-_"
+
+
+def _get(resource: dict[str, Any], path: str) -> Any:
+    node: Any = resource
+    for part in path.split("."):
+        node = node.get(part) if isinstance(node, dict) else None
+    return node
+
+
+@dataclass(repr=False)
+class Facts:
+    """What the population offers to filters: values actually present, per (type, parameter)."""
+
+    population: Population
+    tokens: dict[tuple[str, str], list[tuple[str | None, str]]] = field(default_factory=dict)
+    dates: dict[tuple[str, str], list[str]] = field(default_factory=dict)
+    quantities: dict[tuple[str | None, str], list[tuple[float, str | None, str | None]]] = field(default_factory=dict)
+    genders: list[str] = field(default_factory=list)
+    patient_ids: list[str] = field(default_factory=list)
+
+    def __repr__(self) -> str:
+        return f"Facts({len(self.patient_ids)} patients, {sum(len(v) for v in self.tokens.values())} codes)"
+
+    @classmethod
+    def of(cls, population: Population) -> "Facts":
+        facts = cls(population)
+        res = population.resources
+        facts.patient_ids = sorted(population.patient_ids)
+        facts.genders = sorted({p["gender"] for p in res.get("Patient", []) if isinstance(p.get("gender"), str)})
+        for (rtype, param), path in TOKEN_PATHS.items():
+            found = {(c.get("system"), c["code"]) for r in res.get(rtype, [])
+                     for c in _codings(r.get(path)) if isinstance(c.get("code"), str)}
+            if found:
+                facts.tokens[(rtype, param)] = sorted(found, key=lambda t: (t[0] or "", t[1]))
+        for (rtype, param), paths in DATE_PATHS.items():
+            found_dates = sorted({v for r in res.get(rtype, []) for p in paths
+                                  if isinstance(v := _get(r, p), str)})
+            if found_dates:
+                facts.dates[(rtype, param)] = found_dates
+        for obs in res.get("Observation", []):
+            q = obs.get("valueQuantity")
+            if isinstance(q, dict) and isinstance(q.get("value"), (int, float)):
+                for system, code in [(c.get("system"), c.get("code")) for c in _codings(obs.get("code"))][:1]:
+                    facts.quantities.setdefault((system, code), []).append((q["value"], q.get("system"), q.get("code")))
+        return facts
+
+    def resource_types(self) -> list[str]:
+        types = {t for t, _ in self.tokens} | {t for t, _ in self.dates}
+        if self.patient_ids:
+            types.add("Patient")
+        return sorted(types)
+
+
+@dataclass
+class CohortDefinition:
+    """A valid cohort: its payload, parsed filters, and the base population (None: every patient)."""
+
+    payload: dict[str, Any]
+    expressions: list[str]
+    base: set[str] | None = None
+    narrowing: str = "none"
+
+    @property
+    def filters(self) -> list[Filter]:
+        return [parse(e) for e in self.expressions]
+
+    def __repr__(self) -> str:
+        base = "every patient" if self.base is None else f"{len(self.base)} patients ({self.narrowing})"
+        return f"Cohort(filters={self.expressions!r}, base={base})"
+
+
+def _q(text: str) -> str:
+    return quote(text, safe=SAFE)
+
+
+@st.composite
+def token_value(draw: st.DrawFn, pairs: list[tuple[str | None, str]]) -> str:
+    system, code = draw(st.sampled_from(pairs))
+    form = draw(st.sampled_from(["system|code", "system|code", "code", "|code", "system|"] if system else ["code"]))
+    value = {"system|code": f"{system}|{code}", "code": code, "|code": f"|{code}", "system|": f"{system}|"}[form]
+    if draw(st.integers(0, 3)) == 0:   # comma: OR with another value
+        s2, c2 = draw(st.sampled_from(pairs))
+        value += "," + (f"{s2}|{c2}" if s2 and form != "code" else c2)
+    return ",".join(_q(v) for v in value.split(","))
+
+
+@st.composite
+def date_value(draw: st.DrawFn, dates: list[str]) -> str:
+    raw = draw(st.sampled_from(dates))
+    when = datetime.fromisoformat(raw.replace("Z", "+00:00")) if "T" in raw else datetime.fromisoformat(raw)
+    shift = draw(st.sampled_from([0, 0, 0, 1, -1, 30, -30, 365, -400]))
+    when = when + timedelta(days=shift)
+    precision = draw(st.sampled_from(["year", "month", "day", "day", "second"] if "T" in raw
+                                     else ["year", "month", "day", "day"]))
+    text = {"year": f"{when.year:04d}", "month": f"{when.year:04d}-{when.month:02d}",
+            "day": when.strftime("%Y-%m-%d"), "second": when.strftime("%Y-%m-%dT%H:%M:%SZ")}[precision]
+    prefix = draw(st.sampled_from(("",) + DATE_PREFIXES))
+    return _q(prefix + text)
+
+
+@st.composite
+def quantity_value(draw: st.DrawFn, values: list[tuple[float, str | None, str | None]]) -> str:
+    number, system, code = draw(st.sampled_from(values))
+    base = Decimal(str(number)) + draw(st.sampled_from([Decimal(0), Decimal(0), Decimal(1), Decimal(-3),
+                                                         Decimal("0.5"), Decimal(10)]))
+    text = draw(st.sampled_from([str(base), str(base.quantize(Decimal(1))), f"{base:.2f}"]))
+    prefix = draw(st.sampled_from(("",) + QUANTITY_PREFIXES))
+    unit = draw(st.sampled_from(["", "", f"|{system}|{code}" if system and code else "", f"||{code}" if code else ""]))
+    return _q(prefix + text + unit)
+
+
+@st.composite
+def criterion(draw: st.DrawFn, facts: Facts, rtype: str) -> str:
+    choices = [p for (t, p) in facts.tokens if t == rtype] + [p for (t, p) in facts.dates if t == rtype]
+    if rtype == "Patient":
+        choices += ["gender"] * bool(facts.genders) + ["_id"]
+    if rtype == "Observation" and facts.quantities:
+        choices.append("value-quantity")
+    name = draw(st.sampled_from(sorted(choices)))
+    if name == "gender":
+        return f"gender={draw(st.sampled_from(facts.genders))}"
+    if name == "_id":
+        ids = draw(st.lists(st.sampled_from(facts.patient_ids), min_size=1, max_size=3, unique=True))
+        return "_id=" + ",".join(_q(i) for i in ids)
+    if name == "value-quantity":
+        key = draw(st.sampled_from(sorted(facts.quantities, key=lambda k: (k[0] or "", k[1]))))
+        value = draw(quantity_value(facts.quantities[key]))
+        code = f"{key[0]}|{key[1]}" if key[0] else key[1]
+        return f"code={_q(code)}&value-quantity={value}"   # a value is read for one kind of observation
+    if (rtype, name) in facts.dates:
+        return f"{name}={draw(date_value(facts.dates[(rtype, name)]))}"
+    return f"{name}={draw(token_value(facts.tokens[(rtype, name)]))}"
+
+
+@st.composite
+def filter_expression(draw: st.DrawFn, facts: Facts) -> str:
+    rtype = draw(st.sampled_from(facts.resource_types()))
+    parts = [draw(criterion(facts, rtype)) for _ in range(draw(st.integers(1, 2)))]
+    return f"{rtype}?" + "&".join(parts)
+
+
+@st.composite
+def narrowing(draw: st.DrawFn, facts: Facts, groups: dict[str, set[str]]) -> tuple[list[str], set[str] | None, str]:
+    """(member references, base population, description)."""
+    kinds = ["none", "none", "patients"] + (["group"] if groups else [])
+    kind = draw(st.sampled_from(kinds))
+    if kind == "patients" and facts.patient_ids:
+        ids = draw(st.lists(st.sampled_from(facts.patient_ids), min_size=1,
+                            max_size=max(1, min(40, len(facts.patient_ids) // 2)), unique=True))
+        return [f"Patient/{i}" for i in ids], set(ids) & set(facts.patient_ids), "patients"
+    if kind == "group":
+        gid = draw(st.sampled_from(sorted(groups)))
+        return [f"Group/{gid}"], set(groups[gid]) & set(facts.patient_ids), f"Group/{gid}"
+    return [], None, "none"
+
+
+@st.composite
+def cohort_definition(draw: st.DrawFn, facts: Facts, name: str, groups: dict[str, set[str]] | None = None,
+                      min_filters: int = 1, max_filters: int = 3, attempts: int = 6) -> CohortDefinition:
+    """A valid cohort over ``facts``; prefers ones that select some but not all of the base."""
+    definition = None
+    for _ in range(attempts):
+        expressions = [draw(filter_expression(facts)) for _ in range(draw(st.integers(min_filters, max_filters)))]
+        refs, base, kind = draw(narrowing(facts, groups or {}))
+        definition = CohortDefinition(cohort_payload(name, expressions, refs), expressions, base, kind)
+        expected = expected_members(definition.filters, facts.population, base)
+        universe = facts.population.patient_ids if base is None else base
+        if 0 < len(expected) < len(universe):
+            break
+    return definition  # type: ignore[return-value]
+
+
+class _Draw:
+    def __init__(self, draw: st.DrawFn):
+        self._draw = draw
+
+    def sampled_from(self, values: list[Any]) -> Any:
+        return self._draw(st.sampled_from(values))
+
+
+@st.composite
+def invalid_cohort(draw: st.DrawFn, facts: Facts, name: str, violation: Violation) -> InvalidPayload:
+    """A cohort breaking exactly ``violation`` (member narrowing left out: one rule at a time)."""
+    expressions = [draw(filter_expression(facts)) for _ in range(draw(st.integers(1, 2)))]
+    payload = copy.deepcopy(cohort_payload(name, expressions))
+    payload = rule(violation.name).breach(payload, facts, _Draw(draw))
+    return InvalidPayload(payload, violation)

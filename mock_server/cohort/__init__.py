@@ -1,0 +1,269 @@
+"""Bulk Cohort API (SPEC §5; Bulk Data IG 3.0.0 group.html): criteria-based Groups.
+
+    POST [base]/Group  (bulk-cohort-group body)
+        Prefer: respond-async -> 202, Content-Location: [base]/cohort/status/<job>
+        otherwise             -> 201, Location: [base]/Group/<id>
+    GET    [base]/cohort/status/<job>  -> 202 while working | 200 batch-response Bundle | 4xx OperationOutcome
+    DELETE [base]/cohort/status/<job>  -> 202
+    GET    [base]/Group/<id>, GET [base]/Group?name=..., DELETE [base]/Group/<id>, GET [base]/Group/<id>/$export
+
+Membership is computed on the fly whenever it is needed (at export), never stored, so a
+cohort carries no ``members-refreshed`` extension. The mock shares nothing with the
+suite's evaluator: ``query.py`` parses, ``members.py`` evaluates.
+"""
+from __future__ import annotations
+
+import json
+import sqlite3
+import time
+import uuid
+from typing import Any
+
+from flask import Blueprint, Flask, Response, current_app, request
+
+from .. import store
+from ..auth import authorize
+from ..capabilities import ResourceCapability, declare
+from ..deviations import deviates
+from ..outcomes import FhirError, fhir_response, operation_outcome
+from . import members as membership
+from .query import PARAMETERS, parse
+
+PROFILE = "http://hl7.org/fhir/uv/bulkdata/StructureDefinition/bulk-cohort-group"
+MEMBER_FILTER = "http://hl7.org/fhir/uv/bulkdata/StructureDefinition/member-filter"
+MEMBERS_REFRESHED = "http://hl7.org/fhir/uv/bulkdata/StructureDefinition/members-refreshed"
+FHIR_QUERY = "application/x-fhir-query"
+ALLOWED = {"resourceType", "id", "meta", "text", "extension", "modifierExtension", "identifier", "active", "type",
+           "actual", "code", "name", "quantity", "managingEntity", "member", "characteristic", "implicitRules",
+           "language"}
+DOCUMENTATION = (
+    "Bulk Cohort API (profile bulk-cohort-group): POST a Group with Prefer: respond-async (or synchronously). "
+    "Membership is computed on the fly when the cohort is exported, never on a schedule, so cohorts carry no "
+    "members-refreshed extension. Supported member-filter search parameters: "
+    + "; ".join(f"{t}: {', '.join(p)}" for t, p in PARAMETERS.items())
+    + ". Token system|code, |code, code and system|; comma = OR; repeated parameter = AND; date prefixes "
+      "eq ne gt lt ge le sa eb with partial dates; quantity prefixes eq ne gt lt ge le with optional |system|code. "
+      "No modifiers and no search result parameters; anything else is refused with 400."
+)
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS cohort_job (
+    id TEXT PRIMARY KEY,
+    status TEXT NOT NULL,             -- queued | running | complete | failed
+    created REAL NOT NULL,
+    base_url TEXT NOT NULL,
+    body TEXT NOT NULL,
+    group_id TEXT,
+    error TEXT,
+    error_status INTEGER
+);
+"""
+
+bp = Blueprint("cohort", __name__)
+declare(bp, ResourceCapability("Group", ("delete",), profiles=(PROFILE,), documentation=DOCUMENTATION))
+
+
+def init_app(app: Flask) -> None:
+    db: store.Store = app.extensions["fhir.store"]
+    with db._lock:
+        db._conn().executescript(SCHEMA)
+    app.extensions.setdefault("fhir.bulk.runners", []).append(run_pending)
+
+
+def _store() -> store.Store:
+    return current_app.extensions["fhir.store"]
+
+
+def is_cohort_request(body: dict[str, Any]) -> bool:
+    """A create is a cohort create when it says so: the profile, a member-filter, or the async pattern."""
+    profiles = (body.get("meta") or {}).get("profile") if isinstance(body.get("meta"), dict) else None
+    return ("modifierExtension" in body or (isinstance(profiles, list) and PROFILE in profiles)
+            or "respond-async" in request.headers.get("Prefer", ""))
+
+
+# ---- validation --------------------------------------------------------------------
+
+
+def definition(body: dict[str, Any]) -> dict[str, Any]:
+    """What to store for a valid bulk-cohort-group body; 400 naming the offending part otherwise."""
+    if body.get("resourceType") != "Group":
+        raise FhirError(400, f"resourceType must be 'Group', got {body.get('resourceType')!r}")
+    unknown = sorted(set(body) - ALLOWED)
+    if unknown:
+        raise FhirError(400, f"Unknown element(s) in Group: {', '.join(unknown)}")
+    name = body.get("name")
+    if name is None and not deviates("cohort-name-not-required"):
+        raise FhirError(400, "Group.name is required by the bulk-cohort-group profile")
+    if name is not None and (not isinstance(name, str) or not name.strip()):
+        raise FhirError(400, "Group.name must be a non-empty string")
+    if "characteristic" in body:
+        raise FhirError(400, "Group.characteristic is not allowed in a bulk-cohort-group (use member-filter)")
+    if body.get("type") != "person":
+        raise FhirError(400, f"Group.type {body.get('type')!r} is not supported for cohorts: only person "
+                             "(patient cohorts)", "not-supported")
+    if not isinstance(body.get("actual"), bool):
+        raise FhirError(400, "Group.actual is required (a boolean)")
+    filters = []
+    modifiers = body.get("modifierExtension", [])
+    if not isinstance(modifiers, list):
+        raise FhirError(400, "Group.modifierExtension must be an array")
+    for i, ext in enumerate(modifiers):
+        if not isinstance(ext, dict) or ext.get("url") != MEMBER_FILTER:
+            url = ext.get("url") if isinstance(ext, dict) else ext
+            raise FhirError(400, f"Group.modifierExtension[{i}] {url!r} is not understood (only member-filter)",
+                            "not-supported")
+        value = ext.get("valueExpression")
+        if not isinstance(value, dict):
+            raise FhirError(400, f"Group.modifierExtension[{i}] (member-filter) needs a valueExpression")
+        if value.get("language") != FHIR_QUERY:
+            raise FhirError(400, f"member-filter language {value.get('language')!r} is not supported: "
+                                 f"use {FHIR_QUERY}", "not-supported")
+        parse(value.get("expression"))
+        filters.append(value["expression"])
+    if not filters:
+        raise FhirError(400, "a bulk-cohort-group needs at least one member-filter modifierExtension")
+    references = []
+    for i, m in enumerate(body.get("member", []) or []):
+        ref = ((m or {}).get("entity") or {}).get("reference") if isinstance(m, dict) else None
+        if not isinstance(ref, str) or ref.partition("/")[0] not in ("Patient", "Group") or not ref.partition("/")[2]:
+            raise FhirError(400, f"Group.member[{i}].entity.reference {ref!r}: a cohort's members must be "
+                                 "Patient/<id> or Group/<id>")
+        references.append(ref)
+    return {"kind": "cohort", "type": "person", "name": name, "actual": body["actual"], "member": references,
+            "filters": filters, "characteristic": []}
+
+
+def _check_members(conn: sqlite3.Connection, content: dict[str, Any]) -> None:
+    for ref in content["member"]:
+        rtype, _, rid = ref.partition("/")
+        if not store.exists(conn, rtype, rid):
+            raise FhirError(422, f"Member '{ref}' does not exist")
+
+
+def save(conn: sqlite3.Connection, content: dict[str, Any]) -> str:
+    _check_members(conn, content)
+    gid = uuid.uuid4().hex
+    strings = [] if deviates("cohort-search-name-ignored") or not content["name"] else [("name", content["name"])]
+    store.put(conn, "Group", gid, content, store.Index(strings=strings, tokens=[("type", "person")]))
+    return gid
+
+
+# ---- interactions ------------------------------------------------------------------
+
+
+def create(body: dict[str, Any]) -> Response:
+    """POST /Group with a cohort body (called by the Group blueprint); auth already checked."""
+    content = definition(body)
+    base = request.host_url.rstrip("/")
+    if "respond-async" not in request.headers.get("Prefer", ""):
+        with _store().write() as conn:
+            gid = save(conn, content)
+        return fhir_response(None, 201, {"Location": f"{base}/Group/{gid}"})
+    job_id = uuid.uuid4().hex
+    with _store().write() as conn:
+        conn.execute("INSERT INTO cohort_job (id, status, created, base_url, body) VALUES (?, 'queued', ?, ?, ?)",
+                     (job_id, time.time(), base, json.dumps(content)))
+    worker = current_app.extensions.get("fhir.bulk.worker")
+    if worker is not None:
+        worker.wake.set()
+    return fhir_response(None, 202, {"Content-Location": f"{base}/cohort/status/{job_id}"})
+
+
+def run_pending(app: Flask) -> bool:
+    """Run one queued cohort job (on the export worker's thread); True when one was run."""
+    db: store.Store = app.extensions["fhir.store"]
+    with db.write() as conn:
+        row = conn.execute("SELECT id, body FROM cohort_job WHERE status = 'queued' ORDER BY created LIMIT 1").fetchone()
+        if row is None:
+            return False
+        conn.execute("UPDATE cohort_job SET status = 'running' WHERE id = ?", (row[0],))
+    job_id, body = row
+    try:
+        with db.write() as conn:
+            gid = save(conn, json.loads(body))
+            conn.execute("UPDATE cohort_job SET status = 'complete', group_id = ? WHERE id = ?", (gid, job_id))
+    except FhirError as exc:
+        with db.write() as conn:
+            conn.execute("UPDATE cohort_job SET status = 'failed', error = ?, error_status = ? WHERE id = ?",
+                         (exc.text, exc.status, job_id))
+    return True
+
+
+def _job(job_id: str) -> dict[str, Any]:
+    with _store().read() as conn:
+        cur = conn.execute("SELECT * FROM cohort_job WHERE id = ?", (job_id,))
+        row = cur.fetchone()
+        if row is None:
+            raise FhirError(404, f"Unknown cohort job '{job_id}'")
+        return dict(zip([c[0] for c in cur.description], row))
+
+
+@bp.get("/cohort/status/<job_id>")
+def status(job_id: str) -> Response:
+    authorize("Group", "read")
+    config = current_app.config["MOCK"]
+    job = _job(job_id)
+    deadline = time.time() + 0.25   # answer at once when the job is about to finish
+    while job["status"] in ("queued", "running") and time.time() < deadline:
+        time.sleep(0.01)
+        job = _job(job_id)
+    if job["status"] in ("queued", "running") or time.time() < job["created"] + config.cohort_min_seconds:
+        return fhir_response(None, 202, {"Retry-After": str(config.export_retry_after), "X-Progress": job["status"]})
+    if job["status"] == "failed":
+        return fhir_response(operation_outcome("invalid" if job["error_status"] < 500 else "exception", job["error"]),
+                             job["error_status"])
+    response: dict[str, Any] = {"status": "201 Created"}
+    if not deviates("cohort-batch-response-no-location"):
+        response["location"] = f"Group/{job['group_id']}"
+    bundle = {"resourceType": "Bundle", "type": "batch-response", "entry": [{"response": response}]}
+    return fhir_response(bundle, 201 if deviates("cohort-poll-201") else 200)
+
+
+@bp.delete("/cohort/status/<job_id>")
+def cancel(job_id: str) -> Response:
+    authorize("Group", "write")
+    _job(job_id)
+    with _store().write() as conn:
+        conn.execute("DELETE FROM cohort_job WHERE id = ?", (job_id,))
+    return fhir_response(None, 202)
+
+
+def delete(conn: sqlite3.Connection, gid: str) -> None:
+    if not deviates("cohort-delete-not-deleting"):
+        store.delete(conn, "Group", gid)
+
+
+def render(row: store.Row) -> dict[str, Any]:
+    body = row.body
+    out: dict[str, Any] = {
+        "resourceType": "Group", "id": row.id,
+        "meta": {"versionId": str(row.version), "lastUpdated": row.last_updated.isoformat().replace("+00:00", "Z"),
+                 "profile": [PROFILE]},
+        "modifierExtension": [{"url": MEMBER_FILTER, "valueExpression": {"language": FHIR_QUERY, "expression": e}}
+                              for e in body["filters"]],
+        "type": body["type"], "actual": body["actual"],
+    }
+    if body.get("name") is not None:
+        out["name"] = body["name"]
+    if body["member"]:
+        out["member"] = [{"entity": {"reference": r}} for r in body["member"]]
+    return out
+
+
+# ---- membership ----------------------------------------------------------------------
+
+
+def compute(app: Flask, conn: sqlite3.Connection, content: dict[str, Any], depth: int = 0) -> set[str]:
+    """The cohort's members now: base population (member, else every Patient) ∩ every filter."""
+    def nested(c: sqlite3.Connection, body: dict[str, Any], d: int) -> set[str]:
+        return compute(app, c, body, d)
+
+    if content["member"] and not deviates("cohort-member-narrowing-ignored"):
+        base = membership.base_population(conn, content["member"], nested, depth)
+    else:
+        base = membership.all_patients(conn)
+    chosen = [membership.selected(app, conn, parse(e)) for e in content["filters"]]
+    if deviates("cohort-filters-ored"):
+        return base & set().union(*chosen)
+    for s in chosen:
+        base &= s
+    return base

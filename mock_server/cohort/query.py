@@ -1,0 +1,136 @@
+"""member-filter expressions as the mock reads them: ``Type?name=value&...`` → typed criteria.
+
+Written for the mock alone (the suite has its own parser): anything the mock does not
+support is a ``FhirError(400)`` whose text names the offending part.
+
+Supported (SPEC §5): Patient ``_id`` ``gender`` ``birthdate``; Condition ``code``
+``clinical-status`` ``category`` ``onset-date``; Encounter ``class`` ``type`` ``date``;
+Observation ``code`` ``date`` ``value-quantity``. No modifiers; no result parameters.
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+from decimal import Decimal, InvalidOperation
+from urllib.parse import parse_qsl
+
+from ..deviations import deviates
+from ..outcomes import FhirError
+
+PARAMETERS: dict[str, dict[str, str]] = {
+    "Patient": {"_id": "token", "gender": "token", "birthdate": "date"},
+    "Condition": {"code": "token", "clinical-status": "token", "category": "token", "onset-date": "date"},
+    "Encounter": {"class": "token", "type": "token", "date": "date"},
+    "Observation": {"code": "token", "date": "date", "value-quantity": "quantity"},
+}
+RESULT_PARAMETERS = frozenset({"_sort", "_count", "_include", "_revinclude", "_elements", "_summary", "_total",
+                               "_contained", "_containedType", "_offset", "_format", "_pretty"})
+DATE_PREFIXES = frozenset({"eq", "ne", "gt", "lt", "ge", "le", "sa", "eb"})
+QUANTITY_PREFIXES = frozenset({"eq", "ne", "gt", "lt", "ge", "le"})
+KNOWN_PREFIXES = DATE_PREFIXES | {"ap"}
+DATE_RE = re.compile(r"^(\d{4})(?:-(\d{2})(?:-(\d{2})(?:T(\d{2}):(\d{2})(?::(\d{2})(?:\.\d+)?)?"
+                     r"(Z|[+-]\d{2}:\d{2})?)?)?)?$")
+
+
+@dataclass(frozen=True)
+class Criterion:
+    param: str
+    kind: str                  # token | date | quantity
+    values: tuple              # ORed; tokens (system|None|"", code|None), dates (prefix, low, high), quantities
+
+
+@dataclass(frozen=True)
+class Query:
+    rtype: str
+    criteria: tuple[Criterion, ...]    # ANDed
+    text: str
+
+
+def span(text: str) -> tuple[datetime, datetime] | None:
+    """[low, high) of a FHIR date/dateTime at its precision; zone-less times are UTC."""
+    m = DATE_RE.match(text or "")
+    if not m:
+        return None
+    y, mo, d, h, mi, s, zone = m.groups()
+    tz = timezone.utc
+    if zone and zone != "Z":
+        offset = timedelta(hours=int(zone[1:3]), minutes=int(zone[4:6]))
+        tz = timezone(offset if zone[0] == "+" else -offset)
+    try:
+        if mo is None:
+            return datetime(int(y), 1, 1, tzinfo=tz), datetime(int(y) + 1, 1, 1, tzinfo=tz)
+        if d is None:
+            low = datetime(int(y), int(mo), 1, tzinfo=tz)
+            nxt = datetime(int(y) + (int(mo) == 12), int(mo) % 12 + 1, 1, tzinfo=tz)
+            return low, nxt
+        if h is None:
+            low = datetime(int(y), int(mo), int(d), tzinfo=tz)
+            return low, low + timedelta(days=1)
+        low = datetime(int(y), int(mo), int(d), int(h), int(mi), int(s or 0), tzinfo=tz)
+        return low, low + timedelta(seconds=1 if s is not None else 60)
+    except ValueError:
+        return None
+
+
+def parse(expression: object) -> Query:
+    if not isinstance(expression, str) or "?" not in expression:
+        raise FhirError(400, f"member-filter expression {expression!r} is not a FHIR query of the form Type?parameters")
+    rtype, _, query = expression.partition("?")
+    if rtype not in PARAMETERS:
+        raise FhirError(400, f"member-filter resource type {rtype!r} is not supported "
+                             f"(one of {', '.join(PARAMETERS)}, one type per expression)")
+    if not query:
+        raise FhirError(400, f"member-filter expression {expression!r} has no search parameters")
+    criteria: list[Criterion] = []
+    for key, value in parse_qsl(query, keep_blank_values=True):
+        name, _, modifier = key.partition(":")
+        if name in RESULT_PARAMETERS:
+            raise FhirError(400, f"search result parameter {name!r} is not allowed in a member-filter")
+        if name not in PARAMETERS[rtype]:
+            if deviates("cohort-unsupported-param-ignored"):
+                continue
+            raise FhirError(400, f"search parameter {name!r} is not supported on {rtype} in a member-filter "
+                                 f"(supported: {', '.join(PARAMETERS[rtype])})", "not-supported")
+        if modifier:
+            raise FhirError(400, f"modifier ':{modifier}' on {name!r} is not supported in a member-filter",
+                            "not-supported")
+        if not value:
+            raise FhirError(400, f"search parameter {name!r} has an empty value")
+        kind = PARAMETERS[rtype][name]
+        criteria.append(Criterion(name, kind, tuple(_value(kind, name, v) for v in value.split(","))))
+    if not criteria:
+        raise FhirError(400, f"member-filter expression {expression!r} has no supported search parameters")
+    return Query(rtype, tuple(criteria), expression)
+
+
+def _prefix(text: str, allowed: frozenset[str], name: str) -> tuple[str, str]:
+    if len(text) > 2 and text[:2] in KNOWN_PREFIXES:
+        if text[:2] not in allowed:
+            raise FhirError(400, f"prefix {text[:2]!r} in {name}={text!r} is not supported", "not-supported")
+        return text[:2], text[2:]
+    return "eq", text
+
+
+def _value(kind: str, name: str, text: str) -> tuple:
+    if kind == "token":
+        if "|" in text:
+            system, _, code = text.partition("|")
+            return system, code or None
+        return None, text
+    if kind == "date":
+        prefix, rest = _prefix(text, DATE_PREFIXES, name)
+        bounds = span(rest)
+        if bounds is None:
+            raise FhirError(400, f"{name}={text!r} is not a FHIR date")
+        return prefix, bounds[0], bounds[1]
+    prefix, rest = _prefix(text, QUANTITY_PREFIXES, name)
+    number, _, unit = rest.partition("|")
+    system, _, code = unit.partition("|")
+    try:
+        value = Decimal(number)
+    except InvalidOperation:
+        raise FhirError(400, f"{name}={text!r} is not a FHIR quantity") from None
+    if not value.is_finite():
+        raise FhirError(400, f"{name}={text!r} is not a FHIR quantity")
+    return prefix, value, system or None, code or None

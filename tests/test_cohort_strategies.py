@@ -1,0 +1,70 @@
+"""The suite's cohort strategies: valid cohorts parse and are mostly non-trivial; each invalid one
+breaks the rule it names (the suite's own parser agrees it is invalid)."""
+from __future__ import annotations
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from conftest import PATIENTS
+from conformance.cohort.filters import FilterError, parse
+from conformance.cohort.oracle import Population, expected_members
+from conformance.profiles.cohort import FHIR_QUERY, MEMBER_FILTER, expressions_of, violations
+from conformance.strategies.cohort import Facts, cohort_definition, invalid_cohort
+from mock_server.population import compartment_for
+
+SETTINGS = settings(max_examples=40, deadline=None, suppress_health_check=list(HealthCheck), database=None)
+
+
+@pytest.fixture(scope="module")
+def facts() -> Facts:
+    population = Population()
+    population.add_all(PATIENTS)
+    population.add_all(body for p in PATIENTS for _, _, _, body in compartment_for(p["id"]))
+    return Facts.of(population)
+
+
+def test_facts_hold_values_actually_present(facts):
+    assert ("Condition", "category") in facts.tokens and ("Encounter", "type") in facts.tokens
+    assert facts.quantities and facts.genders == ["female", "male"] or facts.genders
+    assert ("Patient", "birthdate") in facts.dates
+
+
+def test_valid_cohorts_parse_and_select_some_but_not_all(facts):
+    sizes = []
+
+    @SETTINGS
+    @given(data=st.data())
+    def run(data):
+        definition = data.draw(cohort_definition(facts, "t", {"g": set(facts.patient_ids[:30])}))
+        assert expressions_of(definition.payload) == definition.expressions
+        assert definition.payload["actual"] is ("member" in definition.payload)
+        filters = [parse(e) for e in definition.expressions]
+        expected = expected_members(filters, facts.population, definition.base)
+        universe = facts.population.patient_ids if definition.base is None else definition.base
+        sizes.append(0 < len(expected) < len(universe))
+
+    run()
+    assert sum(sizes) >= len(sizes) * 0.6, f"only {sum(sizes)} of {len(sizes)} cohorts are non-trivial"
+
+
+@pytest.mark.parametrize("violation", violations(), ids=lambda v: v.name)
+def test_invalid_cohorts_break_their_rule(facts, violation):
+    @SETTINGS
+    @given(data=st.data())
+    def run(data):
+        payload = data.draw(invalid_cohort(facts, "t", violation)).payload
+        filters = [m for m in payload.get("modifierExtension", []) if m.get("url") == MEMBER_FILTER]
+        if violation.name == "missing-name":
+            assert "name" not in payload
+        elif violation.name == "characteristic-present":
+            assert payload["characteristic"]
+        elif violation.name == "no-member-filter":
+            assert not filters
+        elif violation.name == "wrong-language":
+            assert filters[0]["valueExpression"]["language"] != FHIR_QUERY
+        else:
+            with pytest.raises(FilterError):
+                parse(filters[0]["valueExpression"]["expression"])
+
+    run()

@@ -44,7 +44,7 @@ def matches(expression: str, resource: dict) -> bool:
     (f"Condition?code={ICD}|", True),
     ("Condition?code=|E11.9", False),            # "|code" means: no system
     (f"Condition?code={ICD}|E10.9,{ICD}|E11.9", True),
-    (f"Condition?code=http://snomed.info/sct|E11.9", False),
+    ("Condition?code=http://snomed.info/sct|E11.9", False),
     ("Condition?clinical-status=active&code=E11.9", True),
     ("Condition?clinical-status=resolved&code=E11.9", False),
 ])

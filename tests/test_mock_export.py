@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from conftest import GROUPS, PATIENTS, auth, patient_group, team
+from conftest import GROUPS, PATIENTS, auth, patient_group
 from mock_server import MockConfig, create_app
 from mock_server.bulk import jobs
 from mock_server.population import compartment_for, generated_patients

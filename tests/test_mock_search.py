@@ -5,7 +5,7 @@ from urllib.parse import parse_qsl, urlsplit
 
 import pytest
 
-from conftest import GROUPS, PATIENTS, PRACTITIONERS, assert_outcome, auth, patient_group, team
+from conftest import GROUPS, PATIENTS, PRACTITIONERS, assert_outcome, auth, team
 
 FORM = {"Content-Type": "application/x-www-form-urlencoded"}
 

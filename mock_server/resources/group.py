@@ -2,14 +2,13 @@
 from __future__ import annotations
 
 import sqlite3
-from datetime import datetime
 from typing import Any
 from uuid import uuid4
 
 from flask import Blueprint, Response, current_app, request
-from werkzeug.http import http_date, parse_date
+from werkzeug.http import http_date
 
-from .. import cohort, search, store
+from .. import cohort, preconditions, search, store
 from ..auth import authorize, requires
 from ..capabilities import ResourceCapability, declare
 from ..deviations import deviates
@@ -178,37 +177,16 @@ def update(gid: str) -> Response:
     if group["id"] != gid and not deviates("update-id-mismatch-accepted"):
         raise FhirError(400, f"Group.id '{group['id']}' does not match the URL id '{gid}'")
     draft = group_rules.rules(group)
-    since = _if_unmodified_since()
+    since = preconditions.if_unmodified_since()
     with _store().write() as conn:
         old = store.get(conn, "Group", gid)
         if old is None:
             raise not_found("Group", gid)
         if old.body.get("kind") == "cohort":
             raise FhirError(405, "Update of Bulk Cohort groups is not supported (create a new cohort)")
-        _preconditions(old, since)
+        preconditions.check(old, since)
         row = save(conn, gid, draft, old)
     return fhir_response(None, 200, _headers(row))
-
-
-def _if_unmodified_since() -> datetime | None:
-    value = request.headers.get("If-Unmodified-Since")
-    if value is None or deviates("if-unmodified-since-ignored"):
-        return None
-    when = parse_date(value)
-    if when is None:
-        raise FhirError(400, f"If-Unmodified-Since is not an HTTP-date: '{value}'")
-    return when
-
-
-def _preconditions(old: store.Row, since: datetime | None) -> None:
-    """412 when If-Unmodified-Since predates the stored version (whole seconds) or If-Match differs."""
-    if since is not None and old.last_updated.replace(microsecond=0) > since:
-        raise FhirError(412, f"Group/{old.id} was modified after {http_date(since)}")
-    match = request.headers.get("If-Match")
-    if match is not None:
-        wanted = {m.strip().removeprefix("W/").strip('"') for m in match.split(",")}
-        if "*" not in wanted and str(old.version) not in wanted:
-            raise FhirError(412, f"If-Match {match} does not match the current version W/\"{old.version}\"")
 
 
 @bp.delete("/Group/<gid>")

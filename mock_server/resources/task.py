@@ -13,9 +13,9 @@ from typing import Any
 from uuid import uuid4
 
 from flask import Blueprint, Response, current_app, request
-from werkzeug.http import http_date, parse_date
+from werkzeug.http import http_date
 
-from .. import search, store
+from .. import preconditions, search, store
 from ..auth import authorize, requires
 from ..capabilities import ResourceCapability, declare
 from ..deviations import deviates
@@ -262,34 +262,14 @@ def update(tid: str) -> Response:
     if task["id"] != tid:
         raise FhirError(400, f"Task.id '{task['id']}' does not match the URL id '{tid}'")
     draft = task_rules.rules(task)
-    since = _if_unmodified_since()
+    since = preconditions.if_unmodified_since()
     with _store().write() as conn:
         old = store.get(conn, "Task", tid)
         if old is None:
             raise not_found("Task", tid)
-        _preconditions(old, since)
+        preconditions.check(old, since)
         row = save(conn, tid, draft, old, _replace_notes())
     return fhir_response(None, 200, _headers(row))
-
-
-def _if_unmodified_since() -> datetime | None:
-    value = request.headers.get("If-Unmodified-Since")
-    if value is None or deviates("if-unmodified-since-ignored"):
-        return None
-    when = parse_date(value)
-    if when is None:
-        raise FhirError(400, f"If-Unmodified-Since is not an HTTP-date: '{value}'")
-    return when
-
-
-def _preconditions(old: store.Row, since: datetime | None) -> None:
-    if since is not None and old.last_updated.replace(microsecond=0) > since:
-        raise FhirError(412, f"Task/{old.id} was modified after {http_date(since)}")
-    match = request.headers.get("If-Match")
-    if match is not None:
-        wanted = {m.strip().removeprefix("W/").strip('"') for m in match.split(",")}
-        if "*" not in wanted and str(old.version) not in wanted:
-            raise FhirError(412, f"If-Match {match} does not match the current version W/\"{old.version}\"")
 
 
 @bp.delete("/Task/<tid>")

@@ -1,0 +1,33 @@
+"""Conditional update (SPEC §1): If-Unmodified-Since, and If-Match against the version ETag."""
+from __future__ import annotations
+
+from datetime import datetime
+
+from flask import request
+from werkzeug.http import http_date, parse_date
+
+from . import store
+from .deviations import deviates
+from .outcomes import FhirError
+
+
+def if_unmodified_since() -> datetime | None:
+    """The request's If-Unmodified-Since, parsed (400 when it is not an HTTP-date)."""
+    value = request.headers.get("If-Unmodified-Since")
+    if value is None or deviates("if-unmodified-since-ignored"):
+        return None
+    when = parse_date(value)
+    if when is None:
+        raise FhirError(400, f"If-Unmodified-Since is not an HTTP-date: '{value}'")
+    return when
+
+
+def check(old: store.Row, since: datetime | None) -> None:
+    """412 when If-Unmodified-Since predates the stored version (whole seconds) or If-Match differs."""
+    if since is not None and old.last_updated.replace(microsecond=0) > since:
+        raise FhirError(412, f"{old.rtype}/{old.id} was modified after {http_date(since)}")
+    match = request.headers.get("If-Match")
+    if match is not None:
+        wanted = {m.strip().removeprefix("W/").strip('"') for m in match.split(",")}
+        if "*" not in wanted and str(old.version) not in wanted:
+            raise FhirError(412, f"If-Match {match} does not match the current version W/\"{old.version}\"")

@@ -25,6 +25,7 @@ import httpx
 FHIR_JSON = "application/fhir+json"
 BODY_PREVIEW = 8_000
 REDACTED = "[REDACTED]"
+HEADER_GRACE = 0.25      # seconds past --timeout before a trickled header is cut off
 SENSITIVE_HEADERS = {"authorization", "cookie", "set-cookie", "proxy-authorization"}
 DEFAULT_MAX_BODY = 20 * 1024 * 1024
 DEFAULT_MAX_REDIRECTS = 5
@@ -536,7 +537,7 @@ class FhirClient:
 
     def _send_capped(self, request: httpx.Request, started: float) -> httpx.Response:
         deadline = started + self.timeout
-        response = self.http.send(request, stream=True)
+        response = self._send_by(request, deadline)
         chunks: list[bytes] = []
         try:
             declared = response.headers.get("content-length", "")
@@ -557,6 +558,46 @@ class FhirClient:
             response.close()
         response._content = b"".join(chunks)      # what response.read() would have set
         return response
+
+    def _send_by(self, request: httpx.Request, deadline: float) -> httpx.Response:
+        """``http.send`` with a wall-clock deadline for the response headers.
+
+        httpx's timeouts apply to each read, so a target that trickles its headers a byte
+        at a time would hold a check forever. The send runs on a daemon thread; past the
+        deadline the socket it opened (seen through httpcore's trace hook) is closed, which
+        ends the thread, and the check gets a one-line TargetError.
+        """
+        sockets: list[Any] = []
+        outcome: dict[str, Any] = {}
+
+        def trace(event: str, info: dict[str, Any]) -> None:
+            if event == "connection.connect_tcp.complete" and info.get("return_value") is not None:
+                sockets.append(info["return_value"])
+
+        def run() -> None:
+            try:
+                outcome["response"] = self.http.send(request, stream=True)
+            except BaseException as exc:  # noqa: BLE001 - re-raised on the caller's thread
+                outcome["error"] = exc
+
+        request.extensions["trace"] = trace
+        worker = threading.Thread(target=run, name="fhir-request", daemon=True)
+        worker.start()
+        # a little grace, so that httpx's own per-read timeout (a more precise cause) wins where it applies
+        worker.join(max(0.0, deadline - time.perf_counter()) + HEADER_GRACE)
+        if worker.is_alive():
+            for stream in sockets:
+                try:
+                    stream.close()
+                except Exception:  # noqa: BLE001 - best effort: the thread is a daemon anyway
+                    pass
+            message = (f"target did not answer within {self.timeout:g} s (headers still incomplete) "
+                       f"on {self.redact(_where(request))}")
+            self.polite.failed(message)
+            raise TargetError(message)
+        if "error" in outcome:
+            raise outcome["error"]
+        return outcome["response"]
 
     def _exchange(self, request: httpx.Request, response: httpx.Response | None, started: float,
                   error: str | None = None) -> Exchange:

@@ -1,7 +1,8 @@
 """A small HTTP server that misbehaves on purpose, with real sockets (one mode per instance).
 
 Modes: ``silent`` (accepts, never answers), ``slow`` (headers after ``delay`` seconds),
-``trickle`` (headers at once, then one body byte every 0.2 s), ``html``, ``garbage``,
+``trickle`` (headers at once, then one body byte every 0.2 s), ``trickle-headers`` (the
+status line, then one header byte every 0.2 s, forever), ``html``, ``garbage``,
 ``huge`` (announces and streams hundreds of MB), ``huge-chunked`` (no length, streams until
 the client hangs up), ``redirect-loop``, ``drop`` (closes mid-body), ``429`` (asks to wait
 ``retry_after``, then answers), ``ok`` (a tiny JSON Bundle; ``hold`` seconds before
@@ -90,6 +91,10 @@ class _Handler(socketserver.BaseRequestHandler):
                          b"Content-Length: 100000\r\nConnection: close\r\n\r\n")
             while not srv.stop.wait(0.2):
                 sock.sendall(b" ")
+        elif mode == "trickle-headers":
+            sock.sendall(b"HTTP/1.1 200 OK\r\nX-Slow: ")
+            while not srv.stop.wait(0.2):
+                sock.sendall(b"a")
         elif mode == "html":
             _send(sock, 200, b"<html><body><h1>Welcome to nginx!</h1></body></html>", "text/html")
         elif mode == "garbage":

@@ -31,6 +31,7 @@ CASES = {  # mode -> (expected cause, longest it may take in seconds)
     "silent": (r"did not answer within 0\.5 s \(ReadTimeout\) on GET /Group", 1.5),
     "slow": (r"did not answer within 0\.5 s \(ReadTimeout\) on GET /Group", 1.5),
     "trickle": (r"did not finish answering within 0\.5 s \(slow body", 1.5),
+    "trickle-headers": (r"did not answer within 0\.5 s \(headers still incomplete\) on GET /Group", 1.5),
     "huge": (r"response body of 400 MB exceeds the 1 MB cap", 1.0),
     "huge-chunked": (r"response body exceeds the 1 MB cap", 2.0),
     "redirect-loop": (r"redirected more than 5 times \(redirect loop\?\) \(TooManyRedirects\)", 2.0),

@@ -65,22 +65,7 @@ def target_problem(exc: BaseException | None) -> BaseException | None:
 
 def _requirement_failures(exc: BaseException) -> list[RequirementFailed]:
     """RequirementFailed instances anywhere in an exception (groups, Hypothesis' Flaky)."""
-    found: list[RequirementFailed] = []
-    stack: list[BaseException] = [exc]
-    seen: set[int] = set()
-    while stack:
-        e = stack.pop()
-        if id(e) in seen:
-            continue
-        seen.add(id(e))
-        if isinstance(e, RequirementFailed):
-            found.append(e)
-        if isinstance(e, BaseExceptionGroup):
-            stack.extend(e.exceptions)
-        for linked in (e.__cause__, e.__context__):
-            if linked is not None:
-                stack.append(linked)
-    return found
+    return [e for e in _chain(exc) if isinstance(e, RequirementFailed)]
 
 
 def _skip_message(rep: pytest.TestReport) -> str:

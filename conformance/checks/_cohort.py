@@ -24,6 +24,7 @@ from conformance.strategies.cohort import Facts
 from conformance.target import Ledger, TargetData
 from conformance.verdicts import expect
 
+from .conftest import create_patient_group
 from ._export import bulk, finish, run_export  # noqa: F401  (the bulk fixture)
 
 ASYNC = "BULK-COHORT-ASYNC-CREATE"
@@ -206,13 +207,8 @@ def narrowing_groups(conformance_run: ConformanceRun, fhir: FhirClient, populati
     groups: dict[str, set[str]] = {}
     if "create" in conformance_run.capabilities.interactions("Group"):
         chosen = population.patient_ids[::2][:NARROWING_GROUP_SIZE]
-        body = {"resourceType": "Group", "type": "person", "actual": True,
-                "name": f"{target_data.run_prefix} cohort base {secrets.token_hex(3)}",
-                "member": [{"entity": {"reference": f"Patient/{p}"}} for p in chosen]}
-        response = fhir.post("Group", json_body=body)
-        gid = created_id(response, "Group") if response.status_code == 201 else None
+        gid = create_patient_group(fhir, ledger, target_data.run_prefix, "cohort base", chosen)
         if gid:
-            ledger.created_group(gid, body)
             groups[gid] = set(chosen)
     conformance_run._cohort_groups = groups
     return groups

@@ -21,6 +21,8 @@ from conformance.session import ConformanceRun
 from conformance.target import Ledger, TargetData, iterate_search
 from conformance.verdicts import expect
 
+from .conftest import create_patient_group
+
 GROUP_SIZE = 5
 
 
@@ -87,14 +89,9 @@ def export_group(conformance_run: ConformanceRun, fhir: FhirClient, target_data:
     if chosen_id:
         group = ExportGroup(chosen_id, read_members(fhir, chosen_id))
     elif "create" in caps.interactions("Group") and len(target_data.patient_ids) >= 2:
-        chosen = target_data.patient_ids[:GROUP_SIZE]
-        body = {"resourceType": "Group", "type": "person", "actual": True,
-                "name": f"{target_data.run_prefix} export cohort {secrets.token_hex(3)}",
-                "member": [{"entity": {"reference": f"Patient/{p}"}} for p in chosen]}
-        response = fhir.post("Group", json_body=body)
-        gid = created_id(response, "Group") if response.status_code == 201 else None
+        gid = create_patient_group(fhir, ledger, target_data.run_prefix, "export cohort",
+                                   target_data.patient_ids[:GROUP_SIZE])
         if gid:
-            ledger.created_group(gid, body)
             group = ExportGroup(gid, read_members(fhir, gid))
     if group is None:
         for found in iterate_search(fhir, "Group", {"type": "person", "_count": 50}, max_pages=4):

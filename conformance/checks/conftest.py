@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import secrets
 from typing import Any, Iterable
 
 import httpx
@@ -63,6 +64,17 @@ class GroupApi:
         if always or payload.get("characteristic"):
             body = {k: v for k, v in payload.items() if k != "characteristic"}
             self.update(gid, body)
+
+
+def create_patient_group(fhir: FhirClient, ledger: Ledger, prefix: str, label: str,
+                         patient_ids: Iterable[str]) -> str | None:
+    """A Patient Group of this run (named with the run prefix), recorded in the ledger;
+    None when the target refuses it, so callers can fall back or skip."""
+    body = {"resourceType": "Group", "type": "person", "actual": True,
+            "name": f"{prefix} {label} {secrets.token_hex(3)}",
+            "member": [{"entity": {"reference": f"Patient/{p}"}} for p in patient_ids]}
+    response, gid = GroupApi(fhir, ledger).create(body)
+    return gid if response.status_code == 201 else None
 
 
 @pytest.fixture(scope="session")

@@ -24,8 +24,8 @@ from conformance.strategies.cohort import Facts
 from conformance.target import Ledger, TargetData
 from conformance.verdicts import expect
 
-from .conftest import create_patient_group
-from ._export import bulk, finish, run_export  # noqa: F401  (the bulk fixture)
+from ._support import create_patient_group
+from ._export import finish, run_export
 
 ASYNC = "BULK-COHORT-ASYNC-CREATE"
 POPULATION_TYPES = "Patient,Condition,Encounter,Observation"
@@ -158,9 +158,7 @@ def _bundle_group_id(body: Any) -> str | None:
 
 @pytest.fixture(scope="session")
 def cohorts(conformance_run: ConformanceRun, fhir: FhirClient, bulk: BulkClient, target_data: TargetData):
-    api = getattr(conformance_run, "_cohort_api", None)
-    if api is None:
-        api = conformance_run._cohort_api = CohortApi(fhir, bulk, target_data.run_prefix)
+    api = CohortApi(fhir, bulk, target_data.run_prefix)
     yield api
     conformance_run.cleanup_problems += api.cleanup()
 
@@ -184,16 +182,12 @@ def read_population(bulk: BulkClient) -> Population:
 @pytest.fixture(scope="session")
 def population(conformance_run: ConformanceRun, bulk: BulkClient) -> Facts:
     """The population, read once per run; skipped when the target has no Patient-level export."""
-    cached = getattr(conformance_run, "_cohort_population", None)
-    if cached is not None:
-        return cached
     if "export" not in conformance_run.capabilities.operations("Patient"):
         pytest.skip("the target's CapabilityStatement does not declare operation '$export' on Patient: the "
                     "membership oracle reads the population with a Patient-level export")
     facts = Facts.of(read_population(bulk))
     if len(facts.patient_ids) < 2:
         pytest.skip("the Patient-level export holds fewer than 2 patients: no cohort can be told apart")
-    conformance_run._cohort_population = facts
     return facts
 
 
@@ -201,16 +195,12 @@ def population(conformance_run: ConformanceRun, bulk: BulkClient) -> Facts:
 def narrowing_groups(conformance_run: ConformanceRun, fhir: FhirClient, population: Facts,
                      ledger: Ledger, target_data: TargetData) -> dict[str, set[str]]:
     """A Patient Group of our own (every other patient) that cohorts may name as member; {} if none can be made."""
-    cached = getattr(conformance_run, "_cohort_groups", None)
-    if cached is not None:
-        return cached
     groups: dict[str, set[str]] = {}
     if "create" in conformance_run.capabilities.interactions("Group"):
         chosen = population.patient_ids[::2][:NARROWING_GROUP_SIZE]
         gid = create_patient_group(fhir, ledger, target_data.run_prefix, "cohort base", chosen)
         if gid:
             groups[gid] = set(chosen)
-    conformance_run._cohort_groups = groups
     return groups
 
 

@@ -7,7 +7,6 @@ is deleted by the checks or, at the latest, when the session ends.
 
 from __future__ import annotations
 
-import secrets
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -15,13 +14,13 @@ import httpx
 import pytest
 
 from conformance.bulk import BulkClient, FileResult, PollResult
-from conformance.client import FhirClient, created_id, json_or_none
+from conformance.client import FhirClient, json_or_none
 from conformance.expectations import is_operation_outcome
 from conformance.session import ConformanceRun
 from conformance.target import Ledger, TargetData, iterate_search
 from conformance.verdicts import expect
 
-from .conftest import create_patient_group
+from ._support import create_patient_group
 
 GROUP_SIZE = 5
 
@@ -51,10 +50,8 @@ class CompletedExport:
 
 @pytest.fixture(scope="session")
 def bulk(conformance_run: ConformanceRun, fhir: FhirClient):
-    client = getattr(conformance_run, "_bulk_client", None)
-    if client is None:
-        s = conformance_run.settings
-        client = conformance_run._bulk_client = BulkClient(fhir, s.export_timeout, s.export_validate_lines)
+    s = conformance_run.settings
+    client = BulkClient(fhir, s.export_timeout, s.export_validate_lines)
     yield client
     conformance_run.cleanup_problems += client.cleanup()
 
@@ -80,9 +77,6 @@ def read_members(fhir: FhirClient, gid: str) -> set[str]:
 def export_group(conformance_run: ConformanceRun, fhir: FhirClient, target_data: TargetData,
                  ledger: Ledger) -> ExportGroup:
     """A patient group of our own (created from patients found) or, failing that, an existing one."""
-    cached = getattr(conformance_run, "_export_group", None)
-    if cached is not None:
-        return cached
     group = None
     caps = conformance_run.capabilities
     chosen_id = conformance_run.settings.export_group
@@ -102,7 +96,6 @@ def export_group(conformance_run: ConformanceRun, fhir: FhirClient, target_data:
     if group is None:
         pytest.skip("no patient group to export: Group create failed and no Group of type person with "
                     "Patient members was found")
-    conformance_run._export_group = group
     return group
 
 
@@ -171,12 +164,7 @@ def finish(bulk: BulkClient, export: CompletedExport) -> None:
 
 
 @pytest.fixture(scope="session")
-def baseline_export(conformance_run: ConformanceRun, bulk: BulkClient, export_group: ExportGroup) -> CompletedExport:
+def baseline_export(bulk: BulkClient, export_group: ExportGroup) -> CompletedExport:
     """One plain GET export of the group, kept until the session ends (its files serve several checks)."""
-    cached = getattr(conformance_run, "_baseline_export", None)
-    if cached is not None:
-        return cached
-    done = run_export(bulk, export_group.id, "GET kick-off of the group's export",
+    return run_export(bulk, export_group.id, "GET kick-off of the group's export",
                       {"_outputFormat": "application/fhir+ndjson"})
-    conformance_run._baseline_export = done
-    return done

@@ -1,17 +1,22 @@
-"""Fixtures the Group checks share: a Group API that keeps the ledger, and data guards."""
+"""Fixtures the check modules share. Helpers live in _support.py (re-exported here for the
+check modules that import them from conftest)."""
 
 from __future__ import annotations
 
-import copy
-import secrets
-from typing import Any, Iterable
-
-import httpx
 import pytest
 
-from conformance.client import FhirClient, created_id, json_or_none
+from conformance.client import FhirClient
 from conformance.plugin import ensure_run
-from conformance.target import Ledger, TargetData
+from conformance.target import Ledger
+
+from ._support import GroupApi, create_patient_group, require  # noqa: F401  (re-exported)
+
+# Fixtures shared across check modules are registered here, once: a session fixture
+# imported into several modules would be a separate fixture (and run) in each.
+from ._cohort import cohorts, narrowing_groups, population  # noqa: F401
+from ._export import baseline_export, bulk, export_group  # noqa: F401
+from .task_support import task_teams, tasks  # noqa: F401
+
 
 def pytest_configure(config: pytest.Config) -> None:
     """Runs as this conftest registers, before the check modules are imported, so their
@@ -19,67 +24,6 @@ def pytest_configure(config: pytest.Config) -> None:
     ensure_run(config)
 
 
-DATA_NAMES = {
-    "practitioners": ("practitioner_ids", "no Practitioner found on the target (Practitioner search returned none)"),
-    "patients": ("patient_ids", "no Patient found on the target (Patient search returned none)"),
-    "responsibilities": ("free_responsibilities", "every responsibility is held by a team this run did not create"),
-}
-
-
-def require(data: TargetData, wanted: Iterable[str], at_least: int = 1) -> None:
-    """Skip, with the reason, when the target lacks what a check needs."""
-    for name in wanted:
-        attr, reason = DATA_NAMES[name]
-        if len(getattr(data, attr)) < at_least:
-            pytest.skip(reason if at_least == 1 else f"{reason} (need {at_least})")
-
-
-class GroupApi:
-    """Group interactions that record what this run created, so it can clean up."""
-
-    def __repr__(self) -> str:
-        return "GroupApi()"
-
-    def __init__(self, fhir: FhirClient, ledger: Ledger):
-        self.fhir, self.ledger = fhir, ledger
-
-    def create(self, payload: dict[str, Any]) -> tuple[httpx.Response, str | None]:
-        response = self.fhir.post("Group", json_body=payload)
-        gid = created_id(response, "Group") if response.status_code < 300 else None
-        if gid:
-            self.ledger.created_group(gid, payload)
-        return response, gid
-
-    def update(self, gid: str, payload: dict[str, Any], headers: dict[str, str] | None = None) -> httpx.Response:
-        body = copy.deepcopy(payload)
-        body.setdefault("id", gid)
-        return self.fhir.put(f"Group/{gid}", json_body=body, headers=headers)
-
-    def read(self, gid: str) -> tuple[httpx.Response, dict[str, Any] | None]:
-        response = self.fhir.read("Group", gid)
-        return response, json_or_none(response) if response.status_code == 200 else None
-
-    def release(self, gid: str, payload: dict[str, Any], always: bool = False) -> None:
-        """Give back any responsibility the team holds (best effort; the ledger retries at exit)."""
-        if always or payload.get("characteristic"):
-            body = {k: v for k, v in payload.items() if k != "characteristic"}
-            self.update(gid, body)
-
-
-def create_patient_group(fhir: FhirClient, ledger: Ledger, prefix: str, label: str,
-                         patient_ids: Iterable[str]) -> str | None:
-    """A Patient Group of this run (named with the run prefix), recorded in the ledger;
-    None when the target refuses it, so callers can fall back or skip."""
-    body = {"resourceType": "Group", "type": "person", "actual": True,
-            "name": f"{prefix} {label} {secrets.token_hex(3)}",
-            "member": [{"entity": {"reference": f"Patient/{p}"}} for p in patient_ids]}
-    response, gid = GroupApi(fhir, ledger).create(body)
-    return gid if response.status_code == 201 else None
-
-
 @pytest.fixture(scope="session")
 def groups(fhir: FhirClient, ledger: Ledger) -> GroupApi:
     return GroupApi(fhir, ledger)
-
-
-from .task_support import task_teams, tasks  # noqa: E402,F401  (the Task checks' fixtures)

@@ -17,7 +17,7 @@ from conformance.profiles.task import GROUP_EXT, PERMALINK_EXT
 from conformance.target import Ledger, TargetData, bundle_resources, next_link
 from conformance.verdicts import expect
 
-from .conftest import GroupApi, require
+from ._support import GroupApi, require
 
 READ_ONLY = ("meta", "lastModified")
 

@@ -17,7 +17,7 @@ from conformance.strategies.cohort import invalid_cohort
 from conformance.target import iterate_search
 from conformance.verdicts import expect
 
-from ._cohort import CohortApi, bulk, cohorts, population  # noqa: F401
+from ._cohort import CohortApi
 from ._export import finish, run_export
 
 pytestmark = profile("bulk-cohort")

@@ -21,7 +21,7 @@ from conformance.markers import check, needs, profile
 from conformance.profiles.cohort import cohort_payload
 from conformance.strategies.cohort import Facts, cohort_definition
 
-from ._cohort import CohortApi, bulk, cohorts, narrowing_groups, population, verify_membership  # noqa: F401
+from ._cohort import CohortApi, verify_membership
 
 pytestmark = [profile("bulk-cohort"), needs("Patient", operation="export"), needs("Group", operation="export"),
               needs("Group", interaction="create")]

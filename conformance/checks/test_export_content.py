@@ -12,8 +12,7 @@ from conformance.expectations import expect_error
 from conformance.markers import check, needs, profile
 from conformance.verdicts import expect
 
-from ._export import (CompletedExport, ExportGroup, baseline_export, bulk, complete_export,  # noqa: F401
-                      export_group, finish, read_members, run_export)
+from ._export import CompletedExport, ExportGroup, complete_export, finish, read_members, run_export
 
 pytestmark = [profile("bulk-export"), needs("Group", operation="export")]
 

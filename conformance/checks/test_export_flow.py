@@ -12,8 +12,7 @@ from conformance.expectations import expect_error, is_operation_outcome
 from conformance.markers import check, needs, profile
 from conformance.verdicts import expect
 
-from ._export import (CompletedExport, ExportGroup, baseline_export, bulk, export_group,  # noqa: F401
-                      require_complete, require_kickoff)
+from ._export import CompletedExport, ExportGroup, require_complete, require_kickoff
 
 pytestmark = [profile("bulk-export"), needs("Group", operation="export")]
 

@@ -1,0 +1,72 @@
+"""Helpers the check modules share: data guards, a Group API that keeps the ledger, and
+a run-owned Patient Group. Plain functions and classes (no fixtures), so that helper
+modules can import them without importing conftest.py."""
+
+from __future__ import annotations
+
+import copy
+import secrets
+from typing import Any, Iterable
+
+import httpx
+import pytest
+
+from conformance.client import FhirClient, created_id, json_or_none
+from conformance.target import Ledger, TargetData
+
+DATA_NAMES = {
+    "practitioners": ("practitioner_ids", "no Practitioner found on the target (Practitioner search returned none)"),
+    "patients": ("patient_ids", "no Patient found on the target (Patient search returned none)"),
+    "responsibilities": ("free_responsibilities", "every responsibility is held by a team this run did not create"),
+}
+
+
+def require(data: TargetData, wanted: Iterable[str], at_least: int = 1) -> None:
+    """Skip, with the reason, when the target lacks what a check needs."""
+    for name in wanted:
+        attr, reason = DATA_NAMES[name]
+        if len(getattr(data, attr)) < at_least:
+            pytest.skip(reason if at_least == 1 else f"{reason} (need {at_least})")
+
+
+class GroupApi:
+    """Group interactions that record what this run created, so it can clean up."""
+
+    def __repr__(self) -> str:
+        return "GroupApi()"
+
+    def __init__(self, fhir: FhirClient, ledger: Ledger):
+        self.fhir, self.ledger = fhir, ledger
+
+    def create(self, payload: dict[str, Any]) -> tuple[httpx.Response, str | None]:
+        response = self.fhir.post("Group", json_body=payload)
+        gid = created_id(response, "Group") if response.status_code < 300 else None
+        if gid:
+            self.ledger.created_group(gid, payload)
+        return response, gid
+
+    def update(self, gid: str, payload: dict[str, Any], headers: dict[str, str] | None = None) -> httpx.Response:
+        body = copy.deepcopy(payload)
+        body.setdefault("id", gid)
+        return self.fhir.put(f"Group/{gid}", json_body=body, headers=headers)
+
+    def read(self, gid: str) -> tuple[httpx.Response, dict[str, Any] | None]:
+        response = self.fhir.read("Group", gid)
+        return response, json_or_none(response) if response.status_code == 200 else None
+
+    def release(self, gid: str, payload: dict[str, Any], always: bool = False) -> None:
+        """Give back any responsibility the team holds (best effort; the ledger retries at exit)."""
+        if always or payload.get("characteristic"):
+            body = {k: v for k, v in payload.items() if k != "characteristic"}
+            self.update(gid, body)
+
+
+def create_patient_group(fhir: FhirClient, ledger: Ledger, prefix: str, label: str,
+                         patient_ids: Iterable[str]) -> str | None:
+    """A Patient Group of this run (named with the run prefix), recorded in the ledger;
+    None when the target refuses it, so callers can fall back or skip."""
+    body = {"resourceType": "Group", "type": "person", "actual": True,
+            "name": f"{prefix} {label} {secrets.token_hex(3)}",
+            "member": [{"entity": {"reference": f"Patient/{p}"}} for p in patient_ids]}
+    response, gid = GroupApi(fhir, ledger).create(body)
+    return gid if response.status_code == 201 else None

@@ -11,7 +11,7 @@ __all__ = ["MockConfig", "create_app"]
 
 def create_app(config: MockConfig | None = None) -> Flask:
     """Application factory: storage, fixtures, auth, resource blueprints, error handlers."""
-    from . import auth, bulk, capabilities, cohort, loader, outcomes, payload, population
+    from . import access_log, auth, bulk, capabilities, cohort, loader, outcomes, payload, population
     from .resources import directory, group, task
 
     config = config or MockConfig()
@@ -22,6 +22,9 @@ def create_app(config: MockConfig | None = None) -> Flask:
     app.json.sort_keys = False  # type: ignore[attr-defined]
     app.extensions["fhir.store"] = Store(config.db)
 
+    if config.access_log:
+        access_log.install(app, config.access_log)
+    app.before_request(auth.authenticate_unrouted)
     app.before_request(payload.check_request)
     outcomes.register_error_handlers(app)
     app.register_blueprint(capabilities.bp)

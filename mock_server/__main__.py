@@ -79,10 +79,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=_port, default=8080, help="0 picks a free port")
     p.add_argument("--db", default="fhir-mock.sqlite3", help="SQLite file, or :memory:")
+    p.add_argument("--export-dir", metavar="DIR", help="where export files go (default: <db>.exports/)")
+    p.add_argument("--base-url", metavar="URL",
+                   help="public base URL for Location, Content-Location and manifest URLs (default: the listening address)")
+    p.add_argument("--access-log", metavar="FILE", help="write one line per request to FILE ('-' for stderr)")
     p.add_argument("--token", type=_token, action="append", metavar="SECRET[:SCOPES]",
-                   help="static bearer token (repeatable; replaces dev-token/dev-readonly-token)")
+                   help="static bearer token (repeatable). Any --token, --client or --jwks-client switches off "
+                        "every built-in development credential (dev-token, dev-readonly-token, dev-client)")
     p.add_argument("--client", type=_client, action="append", metavar="ID:SECRET[:SCOPES]",
-                   help="client for POST /auth/token/ (repeatable; replaces dev-client)")
+                   help="client for POST /auth/token/ (repeatable)")
     p.add_argument("--jwks-client", type=_jwks_client, action="append", metavar="ID:JWKS_FILE[:SCOPES]",
                    help="SMART Backend Services client: assertions signed by a key of this JWKS (repeatable)")
     p.add_argument("--tls-cert", metavar="PEM", help="serve HTTPS with this certificate (chain)")
@@ -114,7 +119,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.fixtures is not None and not args.fixtures.is_dir():
         print(f"fhir-mock: error: fixtures directory not found: {args.fixtures}", file=sys.stderr)
         return 2
-    kwargs: dict = {"db": args.db, "deviations": frozenset(args.deviate)}
+    kwargs: dict = {"db": args.db, "deviations": frozenset(args.deviate), "base_url": args.base_url,
+                    "access_log": args.access_log, "export_dir": args.export_dir}
     if args.token:
         kwargs["tokens"] = dict(args.token)
     if args.client:
@@ -136,21 +142,24 @@ def main(argv: Sequence[str] | None = None) -> int:
         kwargs["export_poll_min"] = args.poll_min
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
-    from . import create_app
+    from . import banner, create_app
     from .server import make_server, make_tls_server
+    from .urls import LISTEN_BASE
 
     try:
         app = create_app(MockConfig(**kwargs))
         if args.tls_cert:
             server = make_tls_server(app, args.host, args.port, args.tls_cert, args.tls_key, args.tls_client_ca)
-            url, serve = f"https://{args.host}:{server.server_address[1]}", server.serve_forever
+            serve = server.serve_forever
         else:
             server = make_server(app, args.host, args.port, args.threads)
-            url, serve = f"http://{args.host}:{server.effective_port}", server.run
+            serve = server.run
+        url = app.extensions[LISTEN_BASE]
     except (OSError, ValueError) as exc:
         print(f"fhir-mock: error: {exc}", file=sys.stderr)
         return 2
     print(f"fhir-mock listening on {url}", flush=True)
+    print(banner.text(app), flush=True)
     try:
         serve()
     except KeyboardInterrupt:

@@ -12,14 +12,21 @@ from flask import Blueprint, Response, current_app, jsonify, request
 
 from .deviations import deviates
 from .outcomes import FhirError
+from .urls import base_url
 
 CLIENT_ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
 ASSERTION_ALGS = ("RS384", "ES384")
 MAX_ASSERTION_LIFETIME = 300
 _seen_jti: dict[str, float] = {}
 _jti_lock = threading.Lock()
-SCOPE_RE = re.compile(r"^(user|system|patient)/([A-Za-z]+|\*)\.(read|write|\*)$")
+# SMART App Launch scopes, v1 (read | write | *) and v2 (c r u d s, in that order, at least one)
+SCOPE_RE = re.compile(r"^(user|system|patient)/([A-Za-z]+|\*)\.(read|write|\*|c?r?u?d?s?)$")
+V1_PERMISSIONS = {"read": "rs", "write": "cud", "*": "cruds"}
+# what each interaction needs; "read"/"write" are the v1 words the views may still use
+NEEDS = {"read": "r", "search": "s", "create": "c", "update": "u", "delete": "d", "write": "cud"}
 FULL_ACCESS = "system/*.*"
+SCOPES_SUPPORTED = ["system/*.read", "system/*.write", "system/*.*", "system/*.rs", "system/*.cud", "system/*.cruds",
+                    "user/*.read", "user/*.rs"]
 F = TypeVar("F", bound=Callable[..., Any])
 
 bp = Blueprint("auth", __name__)
@@ -28,19 +35,31 @@ bp = Blueprint("auth", __name__)
 def parse_scopes(text: str) -> list[str]:
     """Split a scope string (space or comma separated); raise ValueError on a malformed scope."""
     scopes = [s for s in re.split(r"[\s,]+", text.strip()) if s]
-    bad = [s for s in scopes if not SCOPE_RE.match(s)]
+    bad = [s for s in scopes if not (m := SCOPE_RE.match(s)) or not m.group(3)]
     if bad:
         raise ValueError(f"invalid scope(s): {' '.join(bad)}")
     return scopes
 
 
+def grants(scope: str) -> tuple[str, str]:
+    """(resource type or '*', permission letters) a well-formed v1 or v2 scope grants."""
+    m = SCOPE_RE.match(scope)
+    if not m or not m.group(3):
+        raise ValueError(f"invalid scope: {scope}")
+    return m.group(2), V1_PERMISSIONS.get(m.group(3), m.group(3))
+
+
 def covers(scopes: list[str], rtype: str, mode: str) -> bool:
-    """True when one scope grants ``mode`` (read/write) on ``rtype``; no scopes = full access."""
+    """True when the scopes grant ``mode`` on ``rtype``; no scopes = full access.
+
+    ``mode`` is an interaction (read, search, create, update, delete) or v1 ``write``
+    (any of create/update/delete, for endpoints that do all three)."""
     if not scopes:
         return True
+    needed = NEEDS[mode]
     for scope in scopes:
-        m = SCOPE_RE.match(scope)
-        if m and m.group(2) in (rtype, "*") and m.group(3) in (mode, "*"):
+        scope_type, letters = grants(scope)
+        if scope_type in (rtype, "*") and any(p in letters for p in needed):
             return True
     return False
 
@@ -57,17 +76,35 @@ def _token_scopes(token: str) -> list[str] | None:
     return parse_scopes(row[0])
 
 
-def authorize(rtype: str, mode: str) -> None:
-    """401 without a valid bearer token, 403 when its scopes do not cover the interaction."""
+def authenticate() -> list[str] | None:
+    """The scopes of the request's bearer token; 401 without a valid one (None: auth-not-enforced)."""
     header = request.headers.get("Authorization", "")
     kind, _, token = header.partition(" ")
     scopes = _token_scopes(token.strip()) if kind.lower() == "bearer" and token.strip() else None
     if scopes is None:
         if deviates("auth-not-enforced"):
-            return
+            return None
         raise FhirError(401, "Authentication failed", headers={"WWW-Authenticate": 'Bearer realm="fhir-mock"'})
+    return scopes
+
+
+def authorize(rtype: str, mode: str) -> None:
+    """401 without a valid bearer token, 403 when its scopes do not cover the interaction."""
+    scopes = authenticate()
+    if scopes is None:
+        return
     if not covers(scopes, rtype, mode) and not deviates("scopes-not-enforced"):
         raise FhirError(403, "Authorization failed")
+
+
+PUBLIC_PATHS = frozenset({"/metadata", "/.well-known/smart-configuration", "/auth/token/", "/openapi.json"})
+
+
+def authenticate_unrouted() -> None:
+    """before_request hook: a request no view will take (unknown path or method) still needs a token
+    first, so 404/405 never tell an anonymous client which ids or interactions exist (SPEC §7)."""
+    if request.routing_exception is not None and request.path not in PUBLIC_PATHS:
+        authenticate()
 
 
 def requires(rtype: str, mode: str) -> Callable[[F], F]:
@@ -92,7 +129,7 @@ def _oauth_error(status: int, error: str, description: str) -> Response:
 
 
 def token_endpoint() -> str:
-    return request.url_root.rstrip("/") + "/auth/token/"
+    return base_url() + "/auth/token/"
 
 
 @bp.get("/.well-known/smart-configuration")
@@ -103,8 +140,9 @@ def smart_configuration() -> Response:
         "grant_types_supported": ["client_credentials"],
         "token_endpoint_auth_methods_supported": ["private_key_jwt", "client_secret_post", "client_secret_basic"],
         "token_endpoint_auth_signing_alg_values_supported": list(ASSERTION_ALGS),
-        "scopes_supported": ["system/*.read", "system/*.write", "system/*.*"],
-        "capabilities": ["client-confidential-asymmetric", "client-confidential-symmetric"],
+        "scopes_supported": SCOPES_SUPPORTED,
+        "capabilities": ["client-confidential-asymmetric", "client-confidential-symmetric",
+                         "permission-v1", "permission-v2"],
     })
     return resp
 
@@ -193,15 +231,9 @@ def token() -> Response:
 
 
 def _scope_within(scope: str, allowed: list[str]) -> bool:
-    m = SCOPE_RE.match(scope)
-    assert m
-    rtypes = [m.group(2)] if m.group(2) != "*" else ["*"]
-    modes = ["read", "write"] if m.group(3) == "*" else [m.group(3)]
+    """Every permission ``scope`` asks for is granted by some allowed scope of the same (or every) type."""
+    rtype, letters = grants(scope)
     return all(
-        any(
-            (a := SCOPE_RE.match(s)) and a.group(2) in (t, "*") and a.group(3) in (mode, "*")
-            for s in allowed
-        )
-        for t in rtypes
-        for mode in modes
+        any(a_type == "*" or (a_type == rtype != "*") for a_type, a_letters in map(grants, allowed) if p in a_letters)
+        for p in letters
     )

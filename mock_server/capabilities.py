@@ -7,6 +7,7 @@ from datetime import datetime, timezone
 from flask import Blueprint, Flask, Response, current_app, request
 
 from .outcomes import fhir_response
+from .urls import base_url
 
 bp = Blueprint("metadata", __name__)
 SMART_OAUTH = "http://fhir-registry.smarthealthit.org/StructureDefinition/oauth-uris"
@@ -66,7 +67,7 @@ def _resource(cap: ResourceCapability) -> dict:
 @bp.get("/metadata")
 def metadata() -> Response:
     """No authentication: clients read this to discover what applies."""
-    base = request.host_url.rstrip("/")
+    base = base_url()
     statement = {
         "resourceType": "CapabilityStatement",
         "status": "active",

@@ -1,6 +1,7 @@
 """Runtime configuration of the mock: one dataclass, built by the CLI or by tests."""
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -15,7 +16,8 @@ DEFAULT_CLIENTS: dict[str, tuple[str, str]] = {"dev-client": ("dev-secret", "")}
 
 
 def _default_fixtures() -> Path:
-    return Path(__file__).resolve().parents[1] / "fixtures"
+    """The fixtures shipped inside the package (``mock_server/fixtures``), so an installed wheel has data."""
+    return Path(__file__).resolve().parent / "fixtures"
 
 
 @dataclass(frozen=True)
@@ -26,12 +28,16 @@ class MockConfig:
     ``clients`` maps a client id to ``(secret, allowed scopes)`` for the token endpoint;
     ``jwks_clients`` maps a client id to ``(JWKS, allowed scopes)``: SMART Backend Services
     clients that authenticate with a JWT assertion signed by one of the JWKS's keys.
+    Safe default (SPEC §7): giving any of the three switches every built-in development
+    credential off (``dev_credentials`` then is False); giving none keeps them.
     """
 
     db: str = "fhir-mock.sqlite3"
-    tokens: dict[str, str] = field(default_factory=lambda: dict(DEFAULT_TOKENS))
-    clients: dict[str, tuple[str, str]] = field(default_factory=lambda: dict(DEFAULT_CLIENTS))
+    tokens: dict[str, str] | None = None              # None: not given
+    clients: dict[str, tuple[str, str]] | None = None  # None: not given
     jwks_clients: dict[str, tuple[dict, str]] = field(default_factory=dict)
+    base_url: str | None = None        # --base-url: absolute URLs are built from it (else the listening address)
+    access_log: str | None = None      # --access-log FILE ('-' = stderr): one line per request
     deviations: frozenset[str] = frozenset()
     max_body_bytes: int = 1024 * 1024
     page_default: int = 10
@@ -49,8 +55,21 @@ class MockConfig:
     slow_job_seconds: float = 2.0      # the slow-job fault's pause per batch of members
     cohort_min_seconds: float = 0.0    # an async cohort create stays in progress at least this long
 
+    @property
+    def dev_credentials(self) -> bool:
+        """True when the built-in development tokens and client are active (no credential option given)."""
+        return self.tokens == DEFAULT_TOKENS and self.clients == DEFAULT_CLIENTS and not self.jwks_clients
+
     def __post_init__(self) -> None:
         from .deviations import validate_names  # local: deviations imports nothing from here
+
+        explicit = self.tokens is not None or self.clients is not None or bool(self.jwks_clients)
+        object.__setattr__(self, "tokens", dict(self.tokens or {}) if explicit else dict(DEFAULT_TOKENS))
+        object.__setattr__(self, "clients", dict(self.clients or {}) if explicit else dict(DEFAULT_CLIENTS))
+        if self.base_url is not None:
+            if not re.fullmatch(r"https?://[^/\s?#]+(/[^\s?#]*)?", self.base_url):
+                raise ValueError(f"base URL must be an absolute http(s) URL without query: '{self.base_url}'")
+            object.__setattr__(self, "base_url", self.base_url.rstrip("/"))
 
         object.__setattr__(self, "deviations", frozenset(self.deviations))
         validate_names(self.deviations)

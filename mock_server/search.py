@@ -10,6 +10,7 @@ from flask import current_app, request
 from . import store
 from .deviations import deviates
 from .outcomes import FhirError
+from .urls import base_url
 
 MAX_OFFSET = 2**62  # beyond any table; keeps SQLite's 64-bit OFFSET from overflowing
 MAX_VALUES = 500  # comma-separated values per parameter (SQLite variable limit)
@@ -126,7 +127,7 @@ def run(rtype: str, q: Query, render: Callable[[store.Row], dict[str, Any]]) -> 
     with current_app.extensions["fhir.store"].read() as conn:
         total, rows = store.page(conn, rtype, q.where, q.args, q.count, q.offset)
         resources = [render(row) for row in rows]
-    base = request.host_url.rstrip("/")
+    base = base_url()
     bundle: dict[str, Any] = {"resourceType": "Bundle", "type": "searchset", "total": total}
     links = _links(f"{base}/{rtype}", q, total)
     if links:

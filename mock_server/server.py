@@ -11,11 +11,14 @@ from wsgiref.simple_server import make_server as make_wsgiref_server
 
 from flask import Flask
 from waitress import wasyncore
+from waitress.channel import HTTPChannel
+from waitress.parser import HTTPRequestParser
 from waitress.server import create_server
 
 from . import create_app
 from .bulk import jobs as bulk_jobs
 from .config import MockConfig
+from .urls import set_listen_address
 
 # waitress answers bodies above its own limit with a plain-text 413; keep it far above
 # MockConfig.max_body_bytes so the app's OperationOutcome 413 is what clients see
@@ -23,10 +26,33 @@ from .config import MockConfig
 WAITRESS_BODY_LIMIT = 256 * 1024 * 1024
 
 
+class _BodylessContinueParser(HTTPRequestParser):
+    """``Expect: 100-continue`` on a request without a body: answer the request itself.
+
+    waitress 3.0 sends the interim 100 and then marks the (already complete) request as
+    incomplete, so a body-less request with that header is never answered. RFC 9110 §10.1.1
+    lets a server skip the 100 when there is no body to wait for; that is what this does.
+    """
+
+    def parse_header(self, header_plus: bytes) -> None:
+        super().parse_header(header_plus)
+        if self.expect_continue and not self.chunked and self.content_length == 0:
+            self.expect_continue = False
+
+
+class _Channel(HTTPChannel):
+    parser_class = _BodylessContinueParser
+
+
 def make_server(app: Flask, host: str, port: int, threads: int = 8):  # type: ignore[no-untyped-def]
-    """A bound waitress server; ``port=0`` picks a free port (see ``effective_port``)."""
-    return create_server(app, host=host, port=port, threads=threads, ident="fhir-mock",
-                         max_request_body_size=max(app.config["MOCK"].max_body_bytes * 4, WAITRESS_BODY_LIMIT))
+    """A bound waitress server; ``port=0`` picks a free port (see ``effective_port``).
+
+    Records the listening address on the app: absolute URLs are built from it (or --base-url)."""
+    server = create_server(app, host=host, port=port, threads=threads, ident="fhir-mock",
+                           max_request_body_size=max(app.config["MOCK"].max_body_bytes * 4, WAITRESS_BODY_LIMIT))
+    server.channel_class = _Channel
+    set_listen_address(app, "http", host, server.effective_port)
+    return server
 
 
 def _loop_until(server, stop: threading.Event) -> None:  # type: ignore[no-untyped-def]
@@ -89,6 +115,7 @@ def make_tls_server(app: Flask, host: str, port: int, certfile: str, keyfile: st
         context.verify_mode = ssl.CERT_REQUIRED
     server = make_wsgiref_server(host, port, app, server_class=_ThreadingWSGIServer, handler_class=_TLSHandler)
     server.socket = context.wrap_socket(server.socket, server_side=True, do_handshake_on_connect=False)
+    set_listen_address(app, "https", host, server.server_address[1])
     return server
 
 

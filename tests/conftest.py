@@ -11,7 +11,7 @@ from flask.testing import FlaskClient
 
 from mock_server import MockConfig, create_app
 
-FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
+FIXTURES = Path(__file__).resolve().parents[1] / "mock_server" / "fixtures"
 
 
 def auth(token: str = "dev-token") -> dict[str, str]:

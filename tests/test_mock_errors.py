@@ -9,10 +9,10 @@ from conftest import assert_outcome, auth, team
 def test_unknown_route_404(client):
     body = assert_outcome(client.get("/Nope/1", headers=auth()), 404, "not-found")
     assert body["issue"][0]["details"]["text"].startswith("Unknown route")
-    assert_outcome(client.get("/Nope"), 404, "not-found")
+    assert_outcome(client.get("/Nope"), 401, "unknown")  # authentication before existence (SPEC §7)
 
 
-@pytest.mark.parametrize("method, path", [("PATCH", "/Group/x"), ("DELETE", "/Group/x"), ("PUT", "/Group"), ("DELETE", "/metadata"), ("GET", "/auth/token/")])
+@pytest.mark.parametrize("method, path", [("PATCH", "/Group/x"), ("DELETE", "/Patient/x"), ("PUT", "/Group"), ("DELETE", "/metadata"), ("GET", "/auth/token/")])
 def test_unsupported_method_405(client, method, path):
     assert_outcome(client.open(path, method=method, headers=auth()), 405, "not-supported")
 

@@ -25,6 +25,7 @@ from ..deviations import deviates
 from ..outcomes import FhirError, fhir_response, not_found
 from ..payload import read_resource_body
 from . import jobs
+from ..urls import base_url, request_url
 
 bp = Blueprint("bulk_export", __name__)
 declare(bp, ResourceCapability(
@@ -147,11 +148,11 @@ def _kickoff(gid: str, post: bool, scope: str = "group") -> Response:
     if scope != "group":
         params = jobs.ExportParams(**{**params.__dict__, "scope": scope})
     job_id = uuid.uuid4().hex
-    base = request.host_url.rstrip("/")
+    base = base_url()
     with _store().write() as conn:
         conn.execute("INSERT INTO export_job (id, status, created, request_url, base_url, group_id, params)"
                      " VALUES (?, 'queued', ?, ?, ?, ?, ?)",
-                     (job_id, time.time(), request.url, base, gid, params.to_json()))
+                     (job_id, time.time(), request_url(), base, gid, params.to_json()))
     current_app.extensions["fhir.bulk.worker"].wake.set()
     headers = {} if deviates("export-content-location-missing") else {"Content-Location": f"{base}/bulk/status/{job_id}"}
     return fhir_response(None, 202, headers)

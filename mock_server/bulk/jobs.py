@@ -66,7 +66,9 @@ class ExportParams:
 
 
 def export_dir(app: Flask) -> Path:
-    """Where files go: ``<db>.exports/`` beside a file database, a temporary directory for :memory:."""
+    """Where files go: ``--export-dir``, else ``<db>.exports/`` beside a file database, else a temporary
+    directory (``:memory:``); always absolute, so writing and serving agree whatever the working
+    directory (Flask resolves a relative ``send_file`` path against the package, not the cwd)."""
     path = app.extensions.get("fhir.bulk.dir")
     if path is None:
         config = app.config["MOCK"]
@@ -76,6 +78,7 @@ def export_dir(app: Flask) -> Path:
             path = Path(tempfile.mkdtemp(prefix="fhir-mock-exports-"))
         else:
             path = Path(config.db + ".exports")
+        path = path.resolve()
         path.mkdir(parents=True, exist_ok=True)
         app.extensions["fhir.bulk.dir"] = path
     return path

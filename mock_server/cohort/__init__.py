@@ -28,6 +28,7 @@ from ..deviations import deviates
 from ..outcomes import FhirError, fhir_response, operation_outcome
 from . import members as membership
 from .query import PARAMETERS, parse
+from ..urls import base_url
 
 PROFILE = "http://hl7.org/fhir/uv/bulkdata/StructureDefinition/bulk-cohort-group"
 MEMBER_FILTER = "http://hl7.org/fhir/uv/bulkdata/StructureDefinition/member-filter"
@@ -153,7 +154,7 @@ def save(conn: sqlite3.Connection, content: dict[str, Any]) -> str:
 def create(body: dict[str, Any]) -> Response:
     """POST /Group with a cohort body (called by the Group blueprint); auth already checked."""
     content = definition(body)
-    base = request.host_url.rstrip("/")
+    base = base_url()
     if "respond-async" not in request.headers.get("Prefer", ""):
         with _store().write() as conn:
             gid = save(conn, content)

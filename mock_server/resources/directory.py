@@ -65,12 +65,12 @@ def make_blueprint(rtype: str) -> Blueprint:
         return fhir_response(render(row), headers=headers)
 
     @bp.get(f"/{rtype}")
-    @requires(rtype, "read")
+    @requires(rtype, "search")
     def search_get() -> Response:
         return fhir_response(search.run(rtype, search.parse(search.request_params(False), SEARCH_PARAMS), render))
 
     @bp.post(f"/{rtype}/_search")
-    @requires(rtype, "read")
+    @requires(rtype, "search")
     def search_post() -> Response:
         return fhir_response(search.run(rtype, search.parse(search.request_params(True), SEARCH_PARAMS), render))
 

@@ -16,6 +16,7 @@ from ..outcomes import FhirError, fhir_response, not_found
 from ..payload import read_resource_body
 from . import group_rules
 from .directory import display_name
+from ..urls import base_url
 
 bp = Blueprint("group", __name__)
 SEARCH_PARAMS = (
@@ -38,7 +39,7 @@ def _store() -> store.Store:
 
 
 def _base() -> str:
-    return request.host_url.rstrip("/")
+    return base_url()
 
 
 # ---- storage -------------------------------------------------------------------------
@@ -142,7 +143,7 @@ def _headers(row: store.Row) -> dict[str, str]:
 
 
 @bp.post("/Group")
-@requires("Group", "write")
+@requires("Group", "create")
 def create() -> Response:
     body = read_resource_body()
     if cohort.is_cohort_request(body):
@@ -169,7 +170,7 @@ def read(gid: str) -> Response:
 
 
 @bp.put("/Group/<gid>")
-@requires("Group", "write")
+@requires("Group", "update")
 def update(gid: str) -> Response:
     group = group_rules.structure(read_resource_body())
     if "id" not in group:
@@ -191,16 +192,17 @@ def update(gid: str) -> Response:
 
 @bp.delete("/Group/<gid>")
 def delete(gid: str) -> Response:
-    """Only Bulk Cohort groups can be deleted; Canvas Teams and Patient Groups answer 405."""
-    with _store().read() as conn:
-        row = store.get(conn, "Group", gid)
-    is_cohort = row is not None and row.body.get("kind") == "cohort"
-    if not is_cohort and not deviates("delete-allowed"):
-        raise FhirError(405, "DELETE is not supported for Canvas Teams and Patient Groups (only for Bulk Cohort "
-                             "groups)", headers={"Allow": "GET, PUT"})
-    authorize("Group", "write")
+    """Only Bulk Cohort groups can be deleted; Canvas Teams and Patient Groups answer 405.
+
+    The token is checked first, so an anonymous client learns nothing about which ids exist."""
+    authorize("Group", "delete")
     with _store().write() as conn:
-        if not store.exists(conn, "Group", gid):
+        row = store.get(conn, "Group", gid)
+        is_cohort = row is not None and row.body.get("kind") == "cohort"
+        if row is not None and not is_cohort and not deviates("delete-allowed"):
+            raise FhirError(405, "DELETE is not supported for Canvas Teams and Patient Groups (only for Bulk Cohort "
+                                 "groups)", headers={"Allow": "GET, PUT"})
+        if row is None:
             raise not_found("Group", gid)
         if is_cohort:
             cohort.delete(conn, gid)
@@ -211,13 +213,13 @@ def delete(gid: str) -> Response:
 
 
 @bp.get("/Group")
-@requires("Group", "read")
+@requires("Group", "search")
 def search_get() -> Response:
     return _search(False)
 
 
 @bp.post("/Group/_search")
-@requires("Group", "read")
+@requires("Group", "search")
 def search_post() -> Response:
     return _search(True)
 

@@ -23,6 +23,7 @@ from ..outcomes import FhirError, fhir_response, not_found
 from ..payload import read_resource_body
 from . import task_rules
 from .task_rules import GROUP_EXT, PERMALINK_EXT
+from ..urls import base_url
 
 bp = Blueprint("task", __name__)
 SEARCH_PARAMS = (
@@ -75,7 +76,7 @@ def _store() -> store.Store:
 
 
 def _base() -> str:
-    return request.host_url.rstrip("/")
+    return base_url()
 
 
 # ---- storage -------------------------------------------------------------------------
@@ -232,7 +233,7 @@ def _replace_notes() -> bool:
 
 
 @bp.post("/Task")
-@requires("Task", "write")
+@requires("Task", "create")
 def create() -> Response:
     draft = task_rules.rules(task_rules.structure(read_resource_body()))
     tid = uuid4().hex
@@ -254,7 +255,7 @@ def read(tid: str) -> Response:
 
 
 @bp.put("/Task/<tid>")
-@requires("Task", "write")
+@requires("Task", "update")
 def update(tid: str) -> Response:
     task = task_rules.structure(read_resource_body())
     if "id" not in task:
@@ -274,18 +275,18 @@ def update(tid: str) -> Response:
 
 @bp.delete("/Task/<tid>")
 def delete(tid: str) -> Response:
-    authorize("Task", "write")
+    authorize("Task", "delete")
     raise FhirError(405, "DELETE is not supported for Task", headers={"Allow": "GET, PUT"})
 
 
 @bp.get("/Task")
-@requires("Task", "read")
+@requires("Task", "search")
 def search_get() -> Response:
     return fhir_response(run(parse(search.request_params(False))))
 
 
 @bp.post("/Task/_search")
-@requires("Task", "read")
+@requires("Task", "search")
 def search_post() -> Response:
     return fhir_response(run(parse(search.request_params(True))))
 

@@ -11,11 +11,11 @@ __all__ = ["MockConfig", "create_app"]
 
 def create_app(config: MockConfig | None = None) -> Flask:
     """Application factory: storage, fixtures, auth, resource blueprints, error handlers."""
-    from . import access_log, auth, bulk, capabilities, cohort, loader, outcomes, payload, population
+    from . import access_log, auth, bulk, capabilities, cohort, limits, loader, outcomes, payload, population
     from .resources import directory, group, task
 
     config = config or MockConfig()
-    app = Flask(__name__)
+    app = Flask(__name__, static_folder=None)  # no /static route: every route is a FHIR one
     app.config["MOCK"] = config
     app.config["MAX_CONTENT_LENGTH"] = config.max_body_bytes
     app.config["MAX_FORM_MEMORY_SIZE"] = config.max_body_bytes
@@ -26,6 +26,7 @@ def create_app(config: MockConfig | None = None) -> Flask:
         access_log.install(app, config.access_log)
     app.before_request(auth.authenticate_unrouted)
     app.before_request(payload.check_request)
+    app.before_request(limits.check_query_string)
     outcomes.register_error_handlers(app)
     app.register_blueprint(capabilities.bp)
     app.register_blueprint(auth.bp)

@@ -23,6 +23,7 @@ class ResourceCapability:
     operations: tuple[tuple[str, str], ...] = ()  # (name, definition canonical)
     profiles: tuple[str, ...] = ()
     documentation: str | None = None
+    interaction_docs: tuple[tuple[str, str], ...] = ()  # (interaction, what exactly it supports)
 
 
 def declare(blueprint: Blueprint, capability: ResourceCapability) -> None:
@@ -47,12 +48,15 @@ def capabilities(app: Flask) -> list[ResourceCapability]:
             cap.type, tuple(dict.fromkeys(old.interactions + cap.interactions)),
             tuple(dict.fromkeys(old.search_params + cap.search_params)),
             tuple(dict.fromkeys(old.operations + cap.operations)),
-            tuple(dict.fromkeys(old.profiles + cap.profiles)), docs)
+            tuple(dict.fromkeys(old.profiles + cap.profiles)), docs,
+            tuple(dict.fromkeys(old.interaction_docs + cap.interaction_docs)))
     return list(merged.values())
 
 
 def _resource(cap: ResourceCapability) -> dict:
-    out: dict = {"type": cap.type, "interaction": [{"code": i} for i in cap.interactions]}
+    docs = dict(cap.interaction_docs)
+    out: dict = {"type": cap.type, "interaction": [
+        {"code": i, **({"documentation": docs[i]} if i in docs else {})} for i in cap.interactions]}
     if cap.documentation:
         out["documentation"] = cap.documentation
     if cap.profiles:

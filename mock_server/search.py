@@ -7,13 +7,12 @@ from urllib.parse import urlencode
 
 from flask import current_app, request
 
-from . import store
+from . import limits, store
 from .deviations import deviates
 from .outcomes import FhirError
 from .urls import base_url
 
 MAX_OFFSET = 2**62  # beyond any table; keeps SQLite's 64-bit OFFSET from overflowing
-MAX_VALUES = 500  # comma-separated values per parameter (SQLite variable limit)
 
 
 @dataclass(frozen=True)
@@ -37,6 +36,28 @@ class Query:
     used: list[tuple[str, str]] = field(default_factory=list)  # echoed in paging links
     count: int = 10
     offset: int = 0
+    seen: set[tuple[str, tuple[Any, ...]]] = field(default_factory=set)
+
+    def add(self, clause: str, args: list[Any]) -> None:
+        """AND one clause; a repeat of an identical clause adds nothing (repeats cost no SQL)."""
+        key = (clause, tuple(args))
+        if key not in self.seen:
+            self.seen.add(key)
+            self.where.append(clause)
+            self.args.extend(args)
+
+    def condition(self) -> str:
+        """The clauses ANDed as a balanced tree: SQLite's expression depth limit (1000) is never reached."""
+        return all_of(self.where)
+
+
+def all_of(clauses: Sequence[str]) -> str:
+    if not clauses:
+        return "1"
+    if len(clauses) == 1:
+        return clauses[0]
+    half = len(clauses) // 2
+    return f"({all_of(clauses[:half])}) AND ({all_of(clauses[half:])})"
 
 
 def request_params(post_search: bool) -> list[tuple[str, str]]:
@@ -44,7 +65,7 @@ def request_params(post_search: bool) -> list[tuple[str, str]]:
     items = list(request.args.items(multi=True))
     if post_search and not deviates("post-search-ignores-body"):
         items += list(request.form.items(multi=True))
-    return items
+    return limits.check_params(items, "search")
 
 
 def _int(name: str, value: str) -> int:
@@ -78,8 +99,6 @@ def parse(items: Iterable[tuple[str, str]], params: Sequence[SearchParam], ignor
         values = [v for v in value.split(",") if v]
         if not values:
             continue  # FHIR: a parameter with an empty value is ignored
-        if len(values) > MAX_VALUES:
-            raise FhirError(400, f"Too many values for {name} (at most {MAX_VALUES})")
         if param.allowed is not None:
             bad = [v for v in values if v not in param.allowed]
             if bad:
@@ -99,14 +118,10 @@ def _like(text: str) -> str:
 def _compile(q: Query, param: SearchParam, modifier: str, values: list[str]) -> None:
     marks = ", ".join("?" * len(values))
     if param.kind == "id":
-        q.where.append(f"r.id IN ({marks})")
-        q.args.extend(values)
+        q.add(f"r.id IN ({marks})", values)
     elif param.kind == "token":
-        q.where.append(
-            "EXISTS (SELECT 1 FROM search_token t WHERE t.rtype = r.rtype AND t.id = r.id"
-            f" AND t.param = ? AND t.value IN ({marks}))"
-        )
-        q.args.extend([param.name, *values])
+        q.add("EXISTS (SELECT 1 FROM search_token t WHERE t.rtype = r.rtype AND t.id = r.id"
+              f" AND t.param = ? AND t.value IN ({marks}))", [param.name, *values])
     else:
         if modifier == "exact":
             test, args = "s.value = ?", values
@@ -115,17 +130,14 @@ def _compile(q: Query, param: SearchParam, modifier: str, values: list[str]) -> 
         else:
             test, args = "s.value_lower LIKE ? ESCAPE '\\'", [f"{_like(v.lower())}%" for v in values]
         ors = " OR ".join([f"({test})"] * len(values))
-        q.where.append(
-            "EXISTS (SELECT 1 FROM search_string s WHERE s.rtype = r.rtype AND s.id = r.id"
-            f" AND s.param = ? AND ({ors}))"
-        )
-        q.args.extend([param.name, *args])
+        q.add("EXISTS (SELECT 1 FROM search_string s WHERE s.rtype = r.rtype AND s.id = r.id"
+              f" AND s.param = ? AND ({ors}))", [param.name, *args])
 
 
 def run(rtype: str, q: Query, render: Callable[[store.Row], dict[str, Any]]) -> dict[str, Any]:
     """Execute the query in SQL and wrap one page into a searchset Bundle."""
     with current_app.extensions["fhir.store"].read() as conn:
-        total, rows = store.page(conn, rtype, q.where, q.args, q.count, q.offset)
+        total, rows = store.page(conn, rtype, [q.condition()] if q.where else [], q.args, q.count, q.offset)
         resources = [render(row) for row in rows]
     base = base_url()
     bundle: dict[str, Any] = {"resourceType": "Bundle", "type": "searchset", "total": total}

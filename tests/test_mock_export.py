@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import re
 import time
 from typing import Any
 
@@ -62,7 +63,8 @@ def test_flow_and_content(client):
     r = kickoff(client, query="?_outputFormat=ndjson")
     assert r.status_code == 202 and r.headers["Content-Location"].startswith("http://localhost/bulk/status/")
     running = client.get(local(r.headers["Content-Location"]), headers=auth())
-    assert running.status_code == 202 and running.headers["Retry-After"] == "1" and "X-Progress" in running.headers
+    assert running.status_code == 202 and running.headers["Retry-After"] == "1"
+    assert re.match(r"^\d{1,3}% \(", running.headers["X-Progress"])  # leads with a percentage (SPEC §7)
     done = wait(client, r.headers["Content-Location"])
     assert done.mimetype == "application/json" and "Expires" in done.headers
     manifest = done.get_json()

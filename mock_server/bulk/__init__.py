@@ -12,13 +12,12 @@ import re
 import shutil
 import time
 import uuid
-from datetime import datetime, timezone
 from typing import Any
 
 from flask import Blueprint, Flask, Response, current_app, request, send_file
 from werkzeug.http import http_date
 
-from .. import store
+from .. import fhirdate, limits, store
 from ..auth import authorize
 from ..capabilities import ResourceCapability, declare
 from ..deviations import deviates
@@ -48,12 +47,12 @@ def _store() -> store.Store:
 
 def _instant(name: str, value: str) -> str:
     try:
-        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        raise FhirError(400, f"{name} is not a FHIR instant: '{value}'") from None
-    if parsed.tzinfo is None:
-        raise FhirError(400, f"{name} must carry a time zone: '{value}'")
-    return parsed.astimezone(timezone.utc).isoformat()
+        parsed = fhirdate.parse(value)
+    except ValueError as exc:
+        raise FhirError(400, f"{name} is not a FHIR instant: {exc} ({fhirdate.RANGE_TEXT})") from None
+    if not parsed.has_zone:
+        raise FhirError(400, f"{name} must be an instant with a time and a time zone: '{value[:64]}'")
+    return parsed.start.isoformat()
 
 
 def _pairs_from_query() -> list[tuple[str, str]]:
@@ -64,8 +63,11 @@ def _pairs_from_parameters() -> list[tuple[str, Any]]:
     body = read_resource_body()
     if body.get("resourceType") != "Parameters":
         raise FhirError(400, "POST $export expects a Parameters resource")
+    parameters = body.get("parameter", [])
+    if not isinstance(parameters, list):
+        raise FhirError(400, f"Parameters.parameter must be an array, got {type(parameters).__name__}")
     pairs: list[tuple[str, Any]] = []
-    for p in body.get("parameter", []) or []:
+    for p in parameters:
         if not isinstance(p, dict) or not isinstance(p.get("name"), str):
             raise FhirError(400, "every Parameters.parameter needs a name")
         values = [v for k, v in p.items() if k.startswith("value")]
@@ -75,7 +77,7 @@ def _pairs_from_parameters() -> list[tuple[str, Any]]:
         if isinstance(value, dict):
             value = value.get("reference", "")
         pairs.append((p["name"], value if isinstance(value, str) else json.dumps(value)))
-    return pairs
+    return limits.check_params(pairs, "Parameters")
 
 
 def _params(pairs: list[tuple[str, str]], post: bool, lenient: bool, members: set[str] | None) -> jobs.ExportParams:
@@ -204,7 +206,7 @@ def status(job_id: str) -> Response:
         if (config.export_poll_min > 0 and job["last_poll"] is not None
                 and now - job["last_poll"] < config.export_poll_min):
             raise FhirError(429, "Polled too frequently; honour Retry-After", "throttled", headers={"Retry-After": retry})
-        headers = {"X-Progress": (job["progress"] or job["status"])[:99]}
+        headers = {"X-Progress": (job["progress"] or f"0% ({job['status']})")[:99]}
         if not deviates("export-retry-after-missing"):
             headers["Retry-After"] = retry
         return fhir_response(None, 202, headers)

@@ -95,6 +95,12 @@ def _parse(value: str | None) -> datetime | None:
     return dt if dt.tzinfo else dt.replace(tzinfo=timezone.utc)
 
 
+def progress_text(done: int, total: int) -> str:
+    """X-Progress, leading with a percentage (clients display it as such): '45% (900 of 2000 members)'."""
+    percent = 100 * done // total if total else 100
+    return f"{percent}% ({done} of {total} members exported)"
+
+
 class Cancelled(Exception):
     """The job was deleted while running."""
 
@@ -218,7 +224,7 @@ class Exporter:
                 done += len(batch)
                 with self.db.write() as conn:
                     conn.execute("UPDATE export_job SET progress = ? WHERE id = ?",
-                                 (f"{done} of {total} members exported", self.job["id"]))
+                                 (progress_text(done, total), self.job["id"]))
             if self.params.ignored:
                 for name in self.params.ignored:
                     writer.write("OperationOutcome", {

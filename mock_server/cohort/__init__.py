@@ -21,7 +21,7 @@ from typing import Any
 
 from flask import Blueprint, Flask, Response, current_app, request
 
-from .. import store
+from .. import prefer, store
 from ..auth import authorize
 from ..capabilities import ResourceCapability, declare
 from ..deviations import deviates
@@ -60,7 +60,11 @@ CREATE TABLE IF NOT EXISTS cohort_job (
 """
 
 bp = Blueprint("cohort", __name__)
-declare(bp, ResourceCapability("Group", ("delete",), profiles=(PROFILE,), documentation=DOCUMENTATION))
+DELETE_DOCUMENTATION = ("Only Bulk Cohort groups (profile bulk-cohort-group) can be deleted; DELETE of a Canvas "
+                        "Team or Patient Group answers 405.")
+declare(bp, ResourceCapability("Group", ("delete",), profiles=(PROFILE,),
+                               documentation=DOCUMENTATION + " " + DELETE_DOCUMENTATION,
+                               interaction_docs=(("delete", DELETE_DOCUMENTATION),)))
 
 
 def init_app(app: Flask) -> None:
@@ -158,7 +162,8 @@ def create(body: dict[str, Any]) -> Response:
     if "respond-async" not in request.headers.get("Prefer", ""):
         with _store().write() as conn:
             gid = save(conn, content)
-        return fhir_response(None, 201, {"Location": f"{base}/Group/{gid}"})
+            row = store.get(conn, "Group", gid)
+        return prefer.written(201, {"Location": f"{base}/Group/{gid}"}, lambda: render(row), f"Created Group/{gid}")
     job_id = uuid.uuid4().hex
     with _store().write() as conn:
         conn.execute("INSERT INTO cohort_job (id, status, created, base_url, body) VALUES (?, 'queued', ?, ?, ?)",
@@ -208,7 +213,7 @@ def status(job_id: str) -> Response:
         time.sleep(0.01)
         job = _job(job_id)
     if job["status"] in ("queued", "running") or time.time() < job["created"] + config.cohort_min_seconds:
-        return fhir_response(None, 202, {"Retry-After": str(config.export_retry_after), "X-Progress": job["status"]})
+        return fhir_response(None, 202, {"Retry-After": str(config.export_retry_after), "X-Progress": f"0% ({job['status']})"})
     if job["status"] == "failed":
         return fhir_response(operation_outcome("invalid" if job["error_status"] < 500 else "exception", job["error"]),
                              job["error_status"])

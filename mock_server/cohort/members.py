@@ -11,18 +11,17 @@ from __future__ import annotations
 import json
 import sqlite3
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import datetime
 from decimal import Decimal
 from typing import Any, Iterable
 
 from flask import Flask
 
 from ..deviations import deviates
+from ..fhirdate import EARLIEST, LATEST
 from .query import Query, span
 
 GENDER_SYSTEM = "http://hl7.org/fhir/administrative-gender"
-EARLIEST = datetime(1, 1, 1, tzinfo=timezone.utc)
-LATEST = datetime(9999, 12, 31, 23, 59, 59, tzinfo=timezone.utc)
 TOKEN_PATHS = {("Condition", "code"): "code", ("Condition", "clinical-status"): "clinicalStatus",
                ("Condition", "category"): "category", ("Encounter", "class"): "class",
                ("Encounter", "type"): "type", ("Observation", "code"): "code"}

@@ -9,12 +9,12 @@ Observation ``code`` ``date`` ``value-quantity``. No modifiers; no result parame
 """
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import datetime
 from decimal import Decimal, InvalidOperation
 from urllib.parse import parse_qsl
 
+from .. import fhirdate, limits
 from ..deviations import deviates
 from ..outcomes import FhirError
 
@@ -29,8 +29,6 @@ RESULT_PARAMETERS = frozenset({"_sort", "_count", "_include", "_revinclude", "_e
 DATE_PREFIXES = frozenset({"eq", "ne", "gt", "lt", "ge", "le", "sa", "eb"})
 QUANTITY_PREFIXES = frozenset({"eq", "ne", "gt", "lt", "ge", "le"})
 KNOWN_PREFIXES = DATE_PREFIXES | {"ap"}
-DATE_RE = re.compile(r"^(\d{4})(?:-(\d{2})(?:-(\d{2})(?:T(\d{2}):(\d{2})(?::(\d{2})(?:\.\d+)?)?"
-                     r"(Z|[+-]\d{2}:\d{2})?)?)?)?$")
 
 
 @dataclass(frozen=True)
@@ -48,29 +46,12 @@ class Query:
 
 
 def span(text: str) -> tuple[datetime, datetime] | None:
-    """[low, high) of a FHIR date/dateTime at its precision; zone-less times are UTC."""
-    m = DATE_RE.match(text or "")
-    if not m:
-        return None
-    y, mo, d, h, mi, s, zone = m.groups()
-    tz = timezone.utc
-    if zone and zone != "Z":
-        offset = timedelta(hours=int(zone[1:3]), minutes=int(zone[4:6]))
-        tz = timezone(offset if zone[0] == "+" else -offset)
+    """[low, high) of a FHIR date/dateTime at its precision (zone-less times are UTC); None if invalid."""
     try:
-        if mo is None:
-            return datetime(int(y), 1, 1, tzinfo=tz), datetime(int(y) + 1, 1, 1, tzinfo=tz)
-        if d is None:
-            low = datetime(int(y), int(mo), 1, tzinfo=tz)
-            nxt = datetime(int(y) + (int(mo) == 12), int(mo) % 12 + 1, 1, tzinfo=tz)
-            return low, nxt
-        if h is None:
-            low = datetime(int(y), int(mo), int(d), tzinfo=tz)
-            return low, low + timedelta(days=1)
-        low = datetime(int(y), int(mo), int(d), int(h), int(mi), int(s or 0), tzinfo=tz)
-        return low, low + timedelta(seconds=1 if s is not None else 60)
+        parsed = fhirdate.parse(text)
     except ValueError:
         return None
+    return parsed.start, parsed.end
 
 
 def parse(expression: object) -> Query:
@@ -83,7 +64,7 @@ def parse(expression: object) -> Query:
     if not query:
         raise FhirError(400, f"member-filter expression {expression!r} has no search parameters")
     criteria: list[Criterion] = []
-    for key, value in parse_qsl(query, keep_blank_values=True):
+    for key, value in limits.check_params(parse_qsl(query, keep_blank_values=True), "member-filter"):
         name, _, modifier = key.partition(":")
         if name in RESULT_PARAMETERS:
             raise FhirError(400, f"search result parameter {name!r} is not allowed in a member-filter")
@@ -120,10 +101,11 @@ def _value(kind: str, name: str, text: str) -> tuple:
         return None, text
     if kind == "date":
         prefix, rest = _prefix(text, DATE_PREFIXES, name)
-        bounds = span(rest)
-        if bounds is None:
-            raise FhirError(400, f"{name}={text!r} is not a FHIR date")
-        return prefix, bounds[0], bounds[1]
+        try:
+            parsed = fhirdate.parse(rest)
+        except ValueError as exc:
+            raise FhirError(400, f"{name}={text[:64]!r} is not a FHIR date: {exc} ({fhirdate.RANGE_TEXT})") from None
+        return prefix, parsed.start, parsed.end
     prefix, rest = _prefix(text, QUANTITY_PREFIXES, name)
     number, _, unit = rest.partition("|")
     system, _, code = unit.partition("|")

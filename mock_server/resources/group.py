@@ -8,7 +8,7 @@ from uuid import uuid4
 from flask import Blueprint, Response, current_app, request
 from werkzeug.http import http_date
 
-from .. import cohort, preconditions, search, store
+from .. import cohort, preconditions, prefer, search, store
 from ..auth import authorize, requires
 from ..capabilities import ResourceCapability, declare
 from ..deviations import deviates
@@ -156,7 +156,7 @@ def create() -> Response:
     if not deviates("create-missing-location"):
         headers["Location"] = f"{_base()}/Group/{gid}"
     status = 200 if deviates("create-returns-200") else 201
-    return fhir_response(None, status, headers)
+    return prefer.written(status, headers, lambda: render(row), f"Created Group/{gid}")
 
 
 @bp.get("/Group/<gid>")
@@ -187,7 +187,7 @@ def update(gid: str) -> Response:
             raise FhirError(405, "Update of Bulk Cohort groups is not supported (create a new cohort)")
         preconditions.check(old, since)
         row = save(conn, gid, draft, old)
-    return fhir_response(None, 200, _headers(row))
+    return prefer.written(200, _headers(row), lambda: render(row), f"Updated Group/{gid}")
 
 
 @bp.delete("/Group/<gid>")

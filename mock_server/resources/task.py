@@ -15,7 +15,7 @@ from uuid import uuid4
 from flask import Blueprint, Response, current_app, request
 from werkzeug.http import http_date
 
-from .. import preconditions, search, store
+from .. import fhirdate, preconditions, prefer, search, store
 from ..auth import authorize, requires
 from ..capabilities import ResourceCapability, declare
 from ..deviations import deviates
@@ -157,7 +157,7 @@ def write_index(conn: sqlite3.Connection, tid: str, seq: int, content: dict[str,
         " description_lower, due, modified) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         (tid, seq, content["status"], content.get("owner"), content.get("patient"), content["requester"],
          description, description.lower() if description else None, task_rules.index_instant(content.get("due")),
-         modified.strftime("%Y-%m-%dT%H:%M:%S.%f")),
+         fhirdate.sortable(modified)),
     )
     conn.execute("DELETE FROM task_label WHERE task_id = ?", (tid,))
     labels = content.get("labels", [])
@@ -241,7 +241,7 @@ def create() -> Response:
         row = save(conn, tid, draft, None)
     headers = _headers(row)
     headers["Location"] = f"{_base()}/Task/{tid}"
-    return fhir_response(None, 201, headers)
+    return prefer.written(201, headers, lambda: render(row), f"Created Task/{tid}")
 
 
 @bp.get("/Task/<tid>")
@@ -270,7 +270,7 @@ def update(tid: str) -> Response:
             raise not_found("Task", tid)
         preconditions.check(old, since)
         row = save(conn, tid, draft, old, _replace_notes())
-    return fhir_response(None, 200, _headers(row))
+    return prefer.written(200, _headers(row), lambda: render(row), f"Updated Task/{tid}")
 
 
 @bp.delete("/Task/<tid>")
@@ -312,10 +312,11 @@ def _reference_values(name: str, kind: str, values: list[str]) -> list[str]:
 def _date_clause(name: str, column: str, value: str) -> tuple[str, list[str]]:
     prefix, text = (value[:2], value[2:]) if value[:2] in PREFIXES else ("eq", value)
     try:
-        start, end = task_rules.instant_range(text)
-    except ValueError:
-        raise FhirError(400, f"Invalid value for {name}: '{value}' (expected [eq|ne|gt|lt|ge|le]<date or dateTime>)") from None
-    s, e = (x.strftime("%Y-%m-%dT%H:%M:%S.%f") for x in (start, end))
+        parsed = fhirdate.parse(text)
+    except ValueError as exc:
+        raise FhirError(400, f"Invalid value for {name}: {exc} (expected [eq|ne|gt|lt|ge|le]<date or dateTime>, "
+                             f"{fhirdate.RANGE_TEXT})") from None
+    s, e = fhirdate.sortable(parsed.start), fhirdate.sortable(parsed.end)
     if prefix == "lt" and name == "due" and deviates("task-due-lt-as-le"):
         prefix = "le"
     return {
@@ -348,8 +349,6 @@ def parse(items: list[tuple[str, str]]) -> TaskQuery:
         values = [v for v in value.split(",") if v]
         if not values:
             continue
-        if len(values) > search.MAX_VALUES:
-            raise FhirError(400, f"Too many values for {name} (at most {search.MAX_VALUES})")
         q.used.append((key, value))
         marks = ", ".join("?" * len(values))
         if name == "_sort":
@@ -359,23 +358,19 @@ def parse(items: list[tuple[str, str]]) -> TaskQuery:
             if not deviates("task-sort-ignored"):
                 orders += [SORTS[v] for v in values]
         elif name == "_id":
-            q.where.append(f"t.id IN ({marks})")
-            q.args.extend(values)
+            q.add(f"t.id IN ({marks})", values)
         elif name == "status":
             bad = [v for v in values if v not in task_rules.CANVAS_TASK_STATUS]
             if bad:
                 raise FhirError(400, f"Invalid value for status: '{bad[0]}' (expected requested, completed or cancelled)")
             if not deviates("task-status-search-ignored"):
-                q.where.append(f"t.status IN ({marks})")
-                q.args.extend(values)
+                q.add(f"t.status IN ({marks})", values)
         elif name == "label":
             if not deviates("task-label-search-ignored"):
-                q.where.append(f"t.id IN (SELECT l.task_id FROM task_label l WHERE l.label IN ({marks}))")
-                q.args.extend(values)
+                q.add(f"t.id IN (SELECT l.task_id FROM task_label l WHERE l.label IN ({marks}))", values)
         elif name in ("owner", "requester", "patient"):
             kind = "Patient" if name == "patient" else "Practitioner"
-            q.where.append(f"t.{name} IN ({marks})")
-            q.args.extend(_reference_values(name, kind, values))
+            q.add(f"t.{name} IN ({marks})", _reference_values(name, kind, values))
         elif name == "description":
             if modifier == "exact":
                 test, args = "t.description = ?", values
@@ -383,21 +378,18 @@ def parse(items: list[tuple[str, str]]) -> TaskQuery:
                 test, args = "t.description_lower LIKE ? ESCAPE '\\'", [f"%{search._like(v.lower())}%" for v in values]
             else:
                 test, args = "t.description_lower LIKE ? ESCAPE '\\'", [f"{search._like(v.lower())}%" for v in values]
-            q.where.append("(" + " OR ".join([test] * len(values)) + ")")
-            q.args.extend(args)
+            q.add("(" + " OR ".join([test] * len(values)) + ")", args)
         else:  # due, modified: each repetition ANDs, comma-separated values OR
             column = "t.due" if name == "due" else "t.modified"
             clauses = [_date_clause(name, column, v) for v in values]
-            q.where.append("(" + " OR ".join(c for c, _ in clauses) + ")")
-            for _, args in clauses:
-                q.args.extend(args)
+            q.add("(" + " OR ".join(c for c, _ in clauses) + ")", [a for _, args in clauses for a in args])
     if orders:
         q.order = ", ".join([*orders, "t.seq ASC"])
     return q
 
 
 def page(conn: sqlite3.Connection, q: TaskQuery) -> tuple[int, list[store.Row]]:
-    cond = " AND ".join(q.where) or "1"
+    cond = q.condition()
     total = conn.execute(f"SELECT COUNT(*) FROM task_index t WHERE {cond}", q.args).fetchone()[0]
     if q.count <= 0:
         return total, []

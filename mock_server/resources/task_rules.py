@@ -7,9 +7,10 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timezone
 from typing import Any
 
+from .. import fhirdate
 from ..deviations import deviates
 from ..outcomes import FhirError
 from ..validation import Spec, Validator
@@ -49,53 +50,15 @@ def utcnow_text() -> str:
 
 def normalize_instant(value: str) -> str:
     """A dateTime with a time becomes UTC ISO text (no timezone = UTC); a partial date stays as sent."""
-    if "T" not in value:
-        return value
-    when = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=timezone.utc)
-    return when.astimezone(timezone.utc).isoformat()
+    parsed = fhirdate.parse(value)
+    return parsed.start.isoformat() if parsed.has_time else value
 
 
 def index_instant(value: str | None) -> str | None:
     """Sortable UTC text for the search index (a partial date indexes as the start of its range)."""
     if not value:
         return None
-    start, _ = instant_range(value)
-    return start.strftime("%Y-%m-%dT%H:%M:%S.%f")
-
-
-def instant_range(value: str) -> tuple[datetime, datetime]:
-    """[start, end) that a FHIR date/dateTime of this precision denotes (SPEC §3 search Decision)."""
-    m = re.fullmatch(r"(\d{4})(?:-(\d{2})(?:-(\d{2})(?:T(\d{2}):(\d{2})(?::(\d{2})(?:\.(\d+))?)?"
-                     r"(Z|[+-]\d{2}:\d{2})?)?)?)?", value)
-    if not m:
-        raise ValueError(value)
-    year, month, day, hour, minute, second, frac, tz = m.groups()
-    if hour is not None and tz is None:
-        tz = "Z"
-    zone = timezone.utc if tz in (None, "Z") else datetime.strptime(tz.replace(":", ""), "%z").tzinfo
-    if month is None:
-        start = datetime(int(year), 1, 1, tzinfo=zone)
-        end = datetime(int(year) + 1, 1, 1, tzinfo=zone)
-    elif day is None:
-        start = datetime(int(year), int(month), 1, tzinfo=zone)
-        end = datetime(int(year) + int(month) // 12, int(month) % 12 + 1, 1, tzinfo=zone)
-    elif hour is None:
-        start = datetime(int(year), int(month), int(day), tzinfo=zone)
-        end = start + timedelta(days=1)
-    else:
-        digits = (frac or "")[:6]
-        micro = int(digits.ljust(6, "0")) if digits else 0
-        start = datetime(int(year), int(month), int(day), int(hour), int(minute), int(second or 0), micro, tzinfo=zone)
-        if second is None:
-            step = timedelta(minutes=1)
-        elif not digits:
-            step = timedelta(seconds=1)
-        else:
-            step = timedelta(microseconds=10 ** (6 - len(digits)))
-        end = start + step
-    return start.astimezone(timezone.utc), end.astimezone(timezone.utc)
+    return fhirdate.sortable(fhirdate.parse(value).start)
 
 
 @dataclass

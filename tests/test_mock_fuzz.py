@@ -196,9 +196,8 @@ def test_no_route_answers_5xx_to_hostile_input(fuzz_app: Flask) -> None:
     learned: list[str] = []  # job ids and resource ids the mock handed out, reused as path values
     exercised: set[tuple[str, str]] = set()
 
-    def one_request(route: tuple[str, str], data: st.DataObject) -> None:
+    def one_request(route: tuple[str, str], ids: st.SearchStrategy[str], data: st.DataObject) -> None:
         rule, method = route
-        ids = st.sampled_from(IDS + learned[-20:]) | st.text(max_size=40)
         path = re.sub(r"<(?:[a-z]+:)?([a-z_]+)>", lambda m: quote(data.draw(ids, label=m.group(1)), safe="") or "x",
                       rule)
         pairs = data.draw(query(), label="query")
@@ -216,11 +215,13 @@ def test_no_route_answers_5xx_to_hostile_input(fuzz_app: Flask) -> None:
                 learned.append(response.headers[header].rstrip("/").rsplit("/", 1)[-1])
 
     def fuzz(route: tuple[str, str]) -> Any:
+        ids = st.sampled_from(IDS + learned[-20:]) | st.text(max_size=40)  # fixed for this route's run
+
         @settings(max_examples=max(1, EXAMPLES // len(routes)), deadline=None, database=None,
                   suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
         @given(data=st.data())
         def run(data: st.DataObject) -> None:
-            one_request(route, data)
+            one_request(route, ids, data)
 
         return run
 

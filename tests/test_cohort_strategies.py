@@ -20,7 +20,7 @@ SETTINGS = settings(max_examples=40, deadline=None, suppress_health_check=list(H
 def facts() -> Facts:
     population = Population()
     population.add_all(PATIENTS)
-    population.add_all(body for p in PATIENTS for _, _, _, body in compartment_for(p["id"]))
+    population.add_all(body for p in PATIENTS for _, _, _, body in compartment_for(p))
     return Facts.of(population)
 
 

@@ -72,7 +72,7 @@ def test_flow_and_content(client):
     got = files(client, manifest)
     assert {p["id"] for p in got["Patient"]} == MEMBERS
     assert set(got) == {"Patient", "Condition", "Encounter", "Observation"}
-    expected = sum(1 for pid in MEMBERS for _ in compartment_for(pid))
+    expected = sum(1 for p in PATIENTS if p["id"] in MEMBERS for _ in compartment_for(p))
     assert sum(len(v) for k, v in got.items() if k != "Patient") == expected
     for rtype, resources in got.items():
         assert all(res["resourceType"] == rtype for res in resources)

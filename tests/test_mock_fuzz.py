@@ -111,8 +111,9 @@ def mutated_template(draw: st.DrawFn) -> bytes:
     return json.dumps(_replace(template, path, draw(JSON_VALUE))).encode()
 
 
-BODIES = st.one_of(st.none(), st.just(b""), st.binary(max_size=64), JSON_VALUE.map(lambda v: json.dumps(v).encode()),
-                   mutated_template(), st.sampled_from(TEMPLATES).map(lambda t: json.dumps(t).encode()),
+VALID_BODIES = st.sampled_from(TEMPLATES).map(lambda t: json.dumps(t).encode())
+BODIES = st.one_of(VALID_BODIES, mutated_template(), VALID_BODIES, mutated_template(), mutated_template(),
+                   JSON_VALUE.map(lambda v: json.dumps(v).encode()), st.none(), st.just(b""), st.binary(max_size=64),
                    st.just(b'{"resourceType": "Group"' + b', "a": [' * 5000 + b"]" * 5000 + b"}"))
 
 
@@ -128,13 +129,13 @@ def query(draw: st.DrawFn) -> list[tuple[str, str]]:
     return pairs
 
 
-AUTHORIZATION = ["Bearer dev-token"] * 12 + ["Bearer dev-readonly-token", "Bearer nope", "Basic x", "Bearer",
+AUTHORIZATION = ["Bearer dev-token"] * 30 + ["Bearer dev-readonly-token", "Bearer nope", "Basic x", "Bearer",
                                             "bearer dev-token", ""]
-ACCEPT = ["application/fhir+json"] * 24 + ["application/json", "text/html", "*/*", "application/xml;q=1",
+ACCEPT = ["application/fhir+json"] * 40 + ["application/json", "text/html", "*/*", "application/xml;q=1",
                                           "application/fhir+ndjson", ",,;;", "application/fhir+json; fhirVersion=4.0"]
 
 
-CONTENT_TYPES = ["application/fhir+json"] * 12 + ["application/json", "application/x-www-form-urlencoded", "text/plain",
+CONTENT_TYPES = ["application/fhir+json"] * 30 + ["application/json", "application/x-www-form-urlencoded", "text/plain",
                                                   "multipart/form-data; boundary=x", "application/json; charset=latin1",
                                                   ";;", ""]
 

@@ -42,6 +42,8 @@ def text(app: Flask) -> str:
                   for c, (_, s) in config.clients.items()]
         lines += [f"               SMART Backend Services client {c} ({s or 'full access'}) given with --jwks-client"
                   for c, (_, s) in config.jwks_clients.items()]
+    if config.variants:
+        lines.append(f"  variants:    {', '.join(sorted(config.variants))} (legal choices)")
     if config.deviations:
         lines.append(f"  deviations:  {', '.join(sorted(config.deviations))} (rules broken on purpose)")
     return "\n".join(lines)

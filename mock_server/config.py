@@ -39,6 +39,7 @@ class MockConfig:
     base_url: str | None = None        # --base-url: absolute URLs are built from it (else the listening address)
     access_log: str | None = None      # --access-log FILE ('-' = stderr): one line per request
     deviations: frozenset[str] = frozenset()
+    variants: frozenset[str] = frozenset()   # legal choices (mock_server/variants.py), implied ones added
     max_body_bytes: int = 1024 * 1024
     page_default: int = 10
     page_max: int = 100
@@ -73,6 +74,9 @@ class MockConfig:
 
         object.__setattr__(self, "deviations", frozenset(self.deviations))
         validate_names(self.deviations)
+        from .variants import expand
+
+        object.__setattr__(self, "variants", expand(self.variants))
         object.__setattr__(self, "faults", frozenset(self.faults))
         unknown = sorted(self.faults - FAULTS.keys())
         if unknown:

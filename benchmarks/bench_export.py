@@ -1,31 +1,86 @@
-"""Group $export on the mock: 10,000- and 100,000-patient groups (not run by CI).
+"""Group $export on the mock, the previous algorithm against this one, in one run (not run by CI).
 
-    .venv/bin/python benchmarks/bench_export.py                 # 10000 and 100000
-    .venv/bin/python benchmarks/bench_export.py --sizes 10000 --no-suite
+    .venv/bin/python benchmarks/bench_export.py                       # 10000 and 100000 patients
+    .venv/bin/python benchmarks/bench_export.py --sizes 10000 --suite # also time the suite's export checks
 
-For each size: start ``fhir-mock --patients N`` (file database), then
-- export the generated group (GET kick-off, poll, download every file): seconds,
-  resources per second, and the mock's peak RSS during the export (VmHWM after
-  resetting it with /proc/<pid>/clear_refs once the population is loaded);
-- run the suite's bulk-export profile against that group (FHIR_CONFORMANCE_EXPORT_GROUP)
-  and time it.
-Figures are printed, never asserted.
+For each size, one database is loaded once (``fhir-mock --patients N``, file database), then
+for each algorithm a fresh ``fhir-mock`` process on that database exports the generated
+group: kick-off, poll, download every file. Measured from the kick-off to the last byte:
+resources per second and MB per second, and the process's peak RSS during the export
+(VmHWM after resetting it with /proc/<pid>/clear_refs once the mock is up).
+
+"previous" is the export writer as it was before issue 12 (every stored row parsed with
+``json.loads``, reshaped, its instant reformatted in Python and encoded again with
+``json.dumps``), kept callable here as ``PreviousExporter``; "current" is the shipped
+one (rows outside the window skipped in SQL, stored JSON text streamed as is, Patient
+``meta.lastUpdated`` set by SQLite's ``json_set``). Figures are printed, never asserted.
 """
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
 import httpx
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
 TOKEN = "bench-token"
 HEADERS = {"Authorization": f"Bearer {TOKEN}", "Accept": "application/fhir+json", "Prefer": "respond-async"}
+ALGORITHMS = ("previous", "current")
+
+
+def previous_exporter():  # type: ignore[no-untyped-def]
+    """The export writer before issue 12, verbatim, as a subclass of the shipped Exporter."""
+    from mock_server.bulk import jobs
+    from mock_server.deviations import deviates
+
+    class PreviousExporter(jobs.Exporter):
+        def _write_rows(self, writer: jobs.Writer, patient_ids: list[str], practitioner_ids: list[str],
+                        first: bool) -> None:
+            wrong_type = "Observation" if deviates("export-wrong-line-type") else None
+            with self.db.read() as conn:
+                for rtype, ids in (("Patient", patient_ids), ("Practitioner", practitioner_ids)):
+                    if not ids or not self.wanted(rtype):
+                        continue
+                    marks = ",".join("?" * len(ids))
+                    for rid, last_updated, body in conn.execute(
+                            f"SELECT id, last_updated, body FROM resource WHERE rtype = ? AND id IN ({marks}) ORDER BY seq",
+                            [rtype, *ids]):
+                        if self.in_window(last_updated):
+                            writer.write(rtype, self.shape(json.loads(body), rtype, rid, last_updated), wrong_type)
+                if not patient_ids:
+                    return
+                marks = ",".join("?" * len(patient_ids))
+                for rtype, rid, last_updated, body in conn.execute(
+                        f"SELECT rtype, id, last_updated, body FROM compartment_resource WHERE patient_id IN ({marks})"
+                        " ORDER BY rtype, seq", patient_ids):
+                    if self.wanted(rtype) and self.in_window(last_updated):
+                        resource = self.shape(json.loads(body), rtype, rid, last_updated)
+                        if first and deviates("export-foreign-compartment"):
+                            resource["subject"] = {"reference": "Patient/not-a-member"}
+                            first = False
+                        writer.write(rtype, resource)
+                if self.wanted("Task"):
+                    self._write_tasks(conn, writer, patient_ids)
+
+    return PreviousExporter
+
+
+def serve(algorithm: str, argv: list[str]) -> int:
+    """Run fhir-mock in this process with the chosen export algorithm."""
+    from mock_server import __main__ as cli
+    from mock_server.bulk import jobs
+
+    if algorithm == "previous":
+        jobs.Exporter = previous_exporter()
+    return cli.main(argv)
 
 
 def _rss(pid: int, key: str) -> int:
@@ -43,20 +98,22 @@ def _reset_peak(pid: int) -> bool:
         return False
 
 
-def start_mock(tmp: Path, patients: int) -> tuple[subprocess.Popen, str, float]:
+def start_mock(db: Path, patients: int, algorithm: str) -> tuple[subprocess.Popen, str, float]:
     started = time.perf_counter()
-    proc = subprocess.Popen([sys.executable, "-m", "mock_server", "--port", "0", "--db", str(tmp / "mock.sqlite3"),
+    proc = subprocess.Popen([sys.executable, __file__, "--serve", algorithm, "--", "--port", "0", "--db", str(db),
                              "--token", TOKEN, "--patients", str(patients)],
-                            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+                            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
     assert proc.stdout is not None
     for line in proc.stdout:
         if "listening on" in line:
-            return proc, line.strip().rsplit(" ", 1)[-1], time.perf_counter() - started
+            url = line.strip().rsplit(" ", 1)[-1]
+            threading.Thread(target=proc.stdout.read, daemon=True).start()  # keep the pipe drained
+            return proc, url, time.perf_counter() - started
     raise RuntimeError(f"fhir-mock did not start (exit {proc.wait()})")
 
 
 def export(base: str, gid: str) -> tuple[float, float, int, int]:
-    """(seconds to manifest, seconds incl. downloads, resources, bytes)."""
+    """(seconds to manifest, seconds kick-off to last byte, resources, bytes)."""
     http = httpx.Client(timeout=600)
     started = time.perf_counter()
     r = http.get(f"{base}/Group/{gid}/$export", headers=HEADERS)
@@ -67,7 +124,7 @@ def export(base: str, gid: str) -> tuple[float, float, int, int]:
         if r.status_code == 200:
             break
         assert r.status_code == 202, r.text
-        time.sleep(min(float(r.headers.get("Retry-After", "1")), 0.2))
+        time.sleep(0.05)
     ready = time.perf_counter() - started
     lines = size = 0
     for entry in r.json()["output"]:
@@ -80,7 +137,7 @@ def export(base: str, gid: str) -> tuple[float, float, int, int]:
     return ready, total, lines, size
 
 
-def suite(base: str, gid: str, tmp: Path) -> tuple[float, int, str]:
+def suite(base: str, gid: str, tmp: Path) -> tuple[float, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("FHIR_CONFORMANCE_")}
     env.update(FHIR_CONFORMANCE_TOKEN=TOKEN, FHIR_CONFORMANCE_EXPORT_GROUP=gid, FHIR_CONFORMANCE_EXPORT_TIMEOUT="1800")
     started = time.perf_counter()
@@ -88,31 +145,42 @@ def suite(base: str, gid: str, tmp: Path) -> tuple[float, int, str]:
                            "--report-dir", str(tmp / "reports"), "--seed", "1"], cwd=tmp, env=env,
                           capture_output=True, text=True)
     verdict = next((l for l in proc.stdout.splitlines() if l.startswith("verdict:")), proc.stdout[-300:])
-    return time.perf_counter() - started, proc.returncode, verdict
+    return time.perf_counter() - started, verdict
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--sizes", type=int, nargs="+", default=[10_000, 100_000])
-    parser.add_argument("--no-suite", action="store_true", help="skip timing the suite's export checks")
-    args = parser.parse_args()
-    print(f"{'patients':>9} {'load s':>8} {'export s':>9} {'+download s':>12} {'resources':>10} {'res/s':>9} "
-          f"{'MB':>7} {'mock peak RSS MB':>17} {'suite s':>8}  suite verdict", flush=True)
+    parser.add_argument("--suite", action="store_true", help="also time the suite's bulk-export checks (current only)")
+    parser.add_argument("--serve", choices=ALGORITHMS, help=argparse.SUPPRESS)
+    args, rest = parser.parse_known_args()
+    if args.serve:
+        return serve(args.serve, [a for a in rest if a != "--"])
+    print(f"{'patients':>9} {'algorithm':>9} {'resources':>10} {'MB':>7} {'to manifest s':>13} {'to last byte s':>14} "
+          f"{'res/s':>9} {'MB/s':>7} {'peak RSS MB':>11}", flush=True)
     for n in args.sizes:
         with tempfile.TemporaryDirectory(prefix="bench-export-") as tmpdir:
             tmp = Path(tmpdir)
-            proc, base, load = start_mock(tmp, n)
-            try:
-                gid = f"population-20240602-{n}"
-                reset = _reset_peak(proc.pid)
-                ready, total, resources, size = export(base, gid)
-                peak = _rss(proc.pid, "VmHWM" if reset else "VmRSS")
-                suite_s, code, verdict = (0.0, 0, "skipped") if args.no_suite else suite(base, gid, tmp)
-            finally:
-                proc.terminate()
-                proc.wait(10)
-            print(f"{n:>9} {load:>8.1f} {ready:>9.1f} {total:>12.1f} {resources:>10} {resources / ready:>9.0f} "
-                  f"{size / 1e6:>7.1f} {peak / 1e6:>17.1f} {suite_s:>8.1f}  {verdict}", flush=True)
+            db = tmp / "mock.sqlite3"
+            gid = f"population-20240602-{n}"
+            figures = {}
+            for algorithm in ALGORITHMS:
+                proc, base, load = start_mock(db, n, algorithm)
+                try:
+                    reset = _reset_peak(proc.pid)
+                    ready, total, resources, size = export(base, gid)
+                    peak = _rss(proc.pid, "VmHWM" if reset else "VmRSS")
+                    verdict = suite(base, gid, tmp) if args.suite and algorithm == "current" else None
+                finally:
+                    proc.terminate()
+                    proc.wait(10)
+                figures[algorithm] = (resources / total, size / 1e6 / total)
+                print(f"{n:>9} {algorithm:>9} {resources:>10} {size / 1e6:>7.1f} {ready:>13.2f} {total:>14.2f} "
+                      f"{resources / total:>9.0f} {size / 1e6 / total:>7.1f} {peak / 1e6:>11.1f}"
+                      + (f"  suite {verdict[0]:.0f} s, {verdict[1]}" if verdict else ""), flush=True)
+            (prev_res, prev_mb), (cur_res, cur_mb) = figures["previous"], figures["current"]
+            print(f"{n:>9} {'speed-up':>9} {'':>10} {'':>7} {'':>13} {'':>14} {cur_res / prev_res:>8.1f}x "
+                  f"{cur_mb / prev_mb:>6.1f}x", flush=True)
     return 0
 
 

@@ -43,6 +43,9 @@ CREATE TABLE IF NOT EXISTS export_job (
 );
 """
 BATCH = 500
+# meta.lastUpdated as exported ("2024-01-02T03:04:05.000000Z") from the stored UTC isoformat text, in SQL
+EXPORT_INSTANT_SQL = ("substr(last_updated, 1, 19) || '.' || CASE WHEN substr(last_updated, 20, 1) = '.'"
+                      " THEN substr(last_updated, 21, 6) ELSE '000000' END || 'Z'")
 COMPARTMENT_TYPES = ("Condition", "Encounter", "Observation")
 
 
@@ -118,13 +121,19 @@ class Writer:
         self.counts: dict[str, int] = {}
 
     def write(self, rtype: str, resource: dict[str, Any], line_type: str | None = None) -> None:
-        handle = self.files.get(rtype)
-        if handle is None:
-            handle = self.files[rtype] = open(self.directory / f"{rtype}.ndjson", "w", encoding="utf-8")
-            self.counts[rtype] = 0
         if line_type is not None:
             resource = {**resource, "resourceType": line_type}
-        handle.write(json.dumps(resource, separators=(",", ":")) + "\n")
+        self.write_text(rtype, json.dumps(resource, separators=(",", ":")))
+
+    def write_text(self, rtype: str, text: str) -> None:
+        """One line of JSON text that is already the exported resource (no parse, no re-encode)."""
+        handle = self.files.get(rtype)
+        if handle is None:
+            handle = self.files[rtype] = open(self.directory / f"{rtype}.ndjson", "w", encoding="utf-8",
+                                              buffering=1 << 20)
+            self.counts[rtype] = 0
+        handle.write(text)
+        handle.write("\n")
         self.counts[rtype] += 1
 
     def close(self) -> None:
@@ -151,6 +160,24 @@ class Exporter:
         if self.since is not None and when < self.since and not deviates("export-since-ignored"):
             return False
         return self.until is None or when <= self.until
+
+    def window_sql(self) -> tuple[str, list[str]]:
+        """``in_window`` as SQL over the stored UTC ISO text (``last_updated``), so skipped rows are never read.
+
+        Stored instants and the window bounds are all ``datetime.isoformat()`` of UTC values, whose
+        text order is their time order (``+`` sorts before ``.``, so 07+00:00 < 07.5+00:00)."""
+        clauses, args = [], []
+        if self.params.since is not None and not deviates("export-since-ignored"):
+            clauses.append("last_updated >= ?")
+            args.append(_parse(self.params.since).isoformat())
+        if self.params.until is not None:
+            clauses.append("last_updated <= ?")
+            args.append(_parse(self.params.until).isoformat())
+        return "".join(f" AND {c}" for c in clauses), args
+
+    def verbatim(self) -> bool:
+        """True when stored text can be written as is: no _elements, no deviation rewriting lines."""
+        return not self.params.elements and not deviates("export-wrong-line-type")
 
     def shape(self, body: dict[str, Any], rtype: str, rid: str, last_updated: str) -> dict[str, Any]:
         meta = {**body.get("meta", {}), "lastUpdated": _parse(last_updated).strftime("%Y-%m-%dT%H:%M:%S.%fZ")}
@@ -262,6 +289,11 @@ class Exporter:
                                 (self.job["group_id"],)).fetchone()[0]
 
     def _write_batch(self, writer: Writer, batch: list[tuple[str, str]], first: bool) -> None:
+        patient_ids, practitioner_ids = self._batch_ids(batch, first)
+        self._write_rows(writer, patient_ids, practitioner_ids, first)
+
+    def _batch_ids(self, batch: list[tuple[str, str]], first: bool) -> tuple[list[str], list[str]]:
+        """The Patient and Practitioner ids of one batch of members (where deviations add or drop one)."""
         by_type: dict[str, list[str]] = {}
         for rtype, rid in batch:
             by_type.setdefault(rtype, []).append(rid)
@@ -275,29 +307,46 @@ class Exporter:
                 patient_ids = [*patient_ids, stranger[0]]
         if first and len(patient_ids) > 1 and deviates("export-missing-member"):
             patient_ids = patient_ids[1:]
+        return patient_ids, by_type.get("Practitioner", [])
+
+    def _write_rows(self, writer: Writer, patient_ids: list[str], practitioner_ids: list[str], first: bool) -> None:
+        """The members' own resources, then their compartments and Tasks, streamed to the files."""
         wrong_type = "Observation" if deviates("export-wrong-line-type") else None
+        window, window_args = self.window_sql()
+        verbatim = self.verbatim()
         with self.db.read() as conn:
-            for rtype, ids in (("Patient", patient_ids), ("Practitioner", by_type.get("Practitioner", []))):
+            for rtype, ids in (("Patient", patient_ids), ("Practitioner", practitioner_ids)):
                 if not ids or not self.wanted(rtype):
                     continue
                 marks = ",".join("?" * len(ids))
+                if verbatim:  # SQLite sets id and meta.lastUpdated in the stored text: nothing parsed in Python
+                    for (text,) in conn.execute(
+                            f"SELECT json_set(body, '$.resourceType', rtype, '$.id', id, '$.meta.lastUpdated', "
+                            f"{EXPORT_INSTANT_SQL}) FROM resource WHERE rtype = ? AND id IN ({marks}){window}"
+                            " ORDER BY seq", [rtype, *ids, *window_args]):
+                        writer.write_text(rtype, text)
+                    continue
                 for rid, last_updated, body in conn.execute(
-                        f"SELECT id, last_updated, body FROM resource WHERE rtype = ? AND id IN ({marks}) ORDER BY seq",
-                        [rtype, *ids]):
-                    if self.in_window(last_updated):
-                        writer.write(rtype, self.shape(json.loads(body), rtype, rid, last_updated), wrong_type)
+                        f"SELECT id, last_updated, body FROM resource WHERE rtype = ? AND id IN ({marks}){window}"
+                        " ORDER BY seq", [rtype, *ids, *window_args]):
+                    writer.write(rtype, self.shape(json.loads(body), rtype, rid, last_updated), wrong_type)
             if not patient_ids:
                 return
             marks = ",".join("?" * len(patient_ids))
+            foreign = first and deviates("export-foreign-compartment")
             for rtype, rid, last_updated, body in conn.execute(
                     f"SELECT rtype, id, last_updated, body FROM compartment_resource WHERE patient_id IN ({marks})"
-                    " ORDER BY rtype, seq", patient_ids):
-                if self.wanted(rtype) and self.in_window(last_updated):
-                    resource = self.shape(json.loads(body), rtype, rid, last_updated)
-                    if first and deviates("export-foreign-compartment"):
-                        resource["subject"] = {"reference": "Patient/not-a-member"}
-                        first = False
-                    writer.write(rtype, resource)
+                    f"{window} ORDER BY rtype, seq", [*patient_ids, *window_args]):
+                if not self.wanted(rtype):
+                    continue
+                if verbatim and not foreign:  # stored as exported (population.py): streamed without parsing
+                    writer.write_text(rtype, body)
+                    continue
+                resource = self.shape(json.loads(body), rtype, rid, last_updated)
+                if foreign:
+                    resource["subject"] = {"reference": "Patient/not-a-member"}
+                    foreign = False
+                writer.write(rtype, resource)
             if self.wanted("Task"):
                 self._write_tasks(conn, writer, patient_ids)
 

@@ -97,7 +97,7 @@ def authorize(rtype: str, mode: str) -> None:
         raise FhirError(403, "Authorization failed")
 
 
-PUBLIC_PATHS = frozenset({"/metadata", "/.well-known/smart-configuration", "/auth/token/", "/openapi.json"})
+PUBLIC_PATHS = frozenset({"/metadata", "/.well-known/smart-configuration", "/auth/token/"})
 
 
 def authenticate_unrouted() -> None:

@@ -7,7 +7,7 @@ headers and bodies (random JSON, valid payloads with one field replaced by a val
 another JSON type, bytes that are not JSON). Each answer must be below 500, and every
 error must be an OperationOutcome (the OAuth token endpoint answers RFC 6749 JSON).
 
-``FHIR_MOCK_FUZZ_EXAMPLES`` sets the number of requests (default 600, bounded for CI);
+``FHIR_MOCK_FUZZ_EXAMPLES`` sets the number of requests (default 1200, bounded for CI);
 the figures (requests, status counts) are printed (``-s``) and kept in ``FIGURES``.
 """
 from __future__ import annotations
@@ -27,7 +27,7 @@ from hypothesis import strategies as st
 from conftest import GROUPS, PATIENTS, PRACTITIONERS, patient_group, team
 from mock_server import MockConfig, create_app
 
-EXAMPLES = int(os.environ.get("FHIR_MOCK_FUZZ_EXAMPLES", "600"))
+EXAMPLES = int(os.environ.get("FHIR_MOCK_FUZZ_EXAMPLES", "1200"))
 FIGURES: Counter[str] = Counter()
 
 PARAM_NAMES = ["_id", "type", "name", "member", "status", "due", "modified", "label", "owner", "patient", "requester",
@@ -81,6 +81,34 @@ TEMPLATES = [team("Fuzz team", ("REVIEW_COVERAGES",), (PRACTITIONERS[0]["id"],))
              patient_group("Fuzz group", (PATIENTS[0]["id"],)), _task(), _cohort(), _parameters(), PATIENTS[0]]
 
 
+ROUTE_TEMPLATES = {"/Group": [0, 1, 3], "/Task": [2], "$export": [4], "/auth/token/": [], "/Patient": [5]}
+ROUTE_PARAMS = {
+    "/Group": ["_id", "type", "name", "member"], "/Task": ["_id", "description", "label", "owner", "patient",
+                                                           "requester", "status", "due", "modified", "_sort"],
+    "/Patient": ["_id", "name"], "/Practitioner": ["_id", "name"],
+    "$export": ["_outputFormat", "_type", "_since", "_until", "_elements", "patient", "_typeFilter",
+                "includeAssociatedData"],
+    "/auth/token/": ["grant_type", "scope", "client_id", "client_secret", "client_assertion_type", "client_assertion"],
+}
+DATE_PARAMS = {"due", "modified", "_since", "_until"}
+HOSTILE_DATES = ["ge9999-12-31", "le0001-01-01", "gt9999-12-31T23:59:59-14:00", "lt0001-01-01T00:00:00+14:00",
+                 "eq0000-01-01", "2024-13-45", "2024-02-30T25:61:61Z", "9999-12-31T23:59:59.999999-12:00",
+                 "0001-01-01T00:00:00+14:00", "10000-01-01", "ne9999-12", "sa2024", "2024-01-01T10:00:00+99:99"]
+FILTERS = ["Patient?birthdate=ge9999-12-31", "Patient?birthdate=le0001-01-01T00:00:00%2B14:00",
+           "Condition?onset-date=sa9999-12-31", "Observation?date=eb0001-01-01&value-quantity=1e309",
+           "Encounter?date=9999-12-31T23:59:59-14:00", "Observation?value-quantity=ge99999999999999999999999",
+           "Patient?" + "&".join(["gender=female"] * 150), "Patient?_id=" + ",".join(["x"] * 150)]
+
+
+def _family(rule: str) -> str:
+    """Which resource or operation a rule belongs to (for parameter names and payloads)."""
+    if "$export" in rule:
+        return "$export"
+    if rule.startswith("/auth"):
+        return "/auth/token/"
+    return "/" + rule.strip("/").split("/")[0]
+
+
 def _paths(value: Any, prefix: tuple = ()) -> list[tuple]:
     out = [prefix]
     if isinstance(value, dict):
@@ -103,29 +131,48 @@ def _replace(document: Any, path: tuple, new: Any) -> Any:
     return copy
 
 
+HOSTILE_JSON = st.one_of(JSON_VALUE, st.sampled_from(HOSTILE_DATES + FILTERS + HOSTILE_VALUES))
+
+
 @st.composite
-def mutated_template(draw: st.DrawFn) -> bytes:
+def mutated_template(draw: st.DrawFn, templates: list[dict[str, Any]]) -> bytes:
     """A valid payload with one element replaced by a value of any JSON type (or a hostile string)."""
-    template = draw(st.sampled_from(TEMPLATES))
+    template = draw(st.sampled_from(templates))
     path = draw(st.sampled_from(_paths(template)[1:]))
-    return json.dumps(_replace(template, path, draw(JSON_VALUE))).encode()
+    return json.dumps(_replace(template, path, draw(HOSTILE_JSON))).encode()
 
 
-VALID_BODIES = st.sampled_from(TEMPLATES).map(lambda t: json.dumps(t).encode())
-BODIES = st.one_of(VALID_BODIES, mutated_template(), VALID_BODIES, mutated_template(), mutated_template(),
-                   JSON_VALUE.map(lambda v: json.dumps(v).encode()), st.none(), st.just(b""), st.binary(max_size=64),
-                   st.just(b'{"resourceType": "Group"' + b', "a": [' * 5000 + b"]" * 5000 + b"}"))
+def bodies(rule: str) -> st.SearchStrategy[bytes | None]:
+    """Bodies for a route: mostly its own payloads, valid or with one element broken, else anything."""
+    own = [TEMPLATES[i] for i in ROUTE_TEMPLATES.get(_family(rule), [])] or TEMPLATES
+    valid = st.sampled_from(own).map(lambda t: json.dumps(t).encode())
+    return st.one_of(valid, mutated_template(own), valid, mutated_template(own), mutated_template(TEMPLATES),
+                     JSON_VALUE.map(lambda v: json.dumps(v).encode()), st.none(), st.just(b""),
+                     st.binary(max_size=64),
+                     st.just(b'{"resourceType": "Group"' + b', "a": [' * 5000 + b"]" * 5000 + b"}"))
+
+
+def _value_for(name: str) -> st.SearchStrategy[str]:
+    base = name.partition(":")[0]
+    if base in DATE_PARAMS:
+        return st.one_of(st.sampled_from(HOSTILE_DATES), st.sampled_from(HOSTILE_VALUES), st.text(max_size=30))
+    return st.one_of(st.sampled_from(HOSTILE_VALUES), st.text(max_size=30))
 
 
 @st.composite
-def query(draw: st.DrawFn) -> list[tuple[str, str]]:
-    pairs = draw(st.lists(st.tuples(st.sampled_from(PARAM_NAMES).flatmap(
-        lambda n: st.sampled_from(MODIFIERS).map(lambda m: n + m)),
-        st.one_of(st.sampled_from(HOSTILE_VALUES), st.text(max_size=30))), max_size=4))
-    if draw(st.integers(0, 9)) == 0:  # one parameter repeated past (or up to) the limits
-        name = draw(st.sampled_from(PARAM_NAMES))
-        pairs += [(name, draw(st.sampled_from(HOSTILE_VALUES[:6] + ["x", "a,b"])))] * draw(
-            st.sampled_from([99, 101, 300, 1200]))
+def query(draw: st.DrawFn, rule: str) -> list[tuple[str, str]]:
+    """Mostly the route's own parameters (with odd modifiers), hostile values, and now and then
+    one parameter repeated up to or past the limits."""
+    own = ROUTE_PARAMS.get(_family(rule), []) + ["_count", "_offset"]
+    names = st.one_of(st.sampled_from(own), st.sampled_from(own), st.sampled_from(PARAM_NAMES), st.text(max_size=10))
+    name_with_modifier = names.flatmap(lambda n: st.sampled_from(MODIFIERS).map(lambda m: n + m))
+    pairs = draw(st.lists(name_with_modifier.flatmap(lambda n: st.tuples(st.just(n), _value_for(n))), max_size=4))
+    if draw(st.integers(0, 9)) == 0:
+        name = draw(st.sampled_from(own))
+        value = draw(st.sampled_from(HOSTILE_DATES[:4] + ["x", "a,b"]))
+        pairs += [(name, value)] * draw(st.sampled_from([99, 100, 101, 300, 1200]))
+        if draw(st.booleans()):  # distinct values: each one a clause of its own
+            pairs = [(n, f"{v}{i}" if n not in DATE_PARAMS else v) for i, (n, v) in enumerate(pairs)]
     return pairs
 
 
@@ -199,13 +246,25 @@ def test_no_route_answers_5xx_to_hostile_input(fuzz_app: Flask) -> None:
 
     def one_request(route: tuple[str, str], ids: st.SearchStrategy[str], data: st.DataObject) -> None:
         rule, method = route
-        path = re.sub(r"<(?:[a-z]+:)?([a-z_]+)>", lambda m: quote(data.draw(ids, label=m.group(1)), safe="") or "x",
-                      rule)
-        pairs = data.draw(query(), label="query")
+        drawn: list[str] = []
+
+        def fill(m: re.Match[str]) -> str:
+            drawn.append(data.draw(ids, label=m.group(1)))
+            return quote(drawn[-1], safe="") or "x"
+
+        path = re.sub(r"<(?:[a-z]+:)?([a-z_]+)>", fill, rule)
+        pairs = data.draw(query(rule), label="query")
         headers = data.draw(HEADERS, label="headers")
-        body = data.draw(BODIES, label="body") if method in ("POST", "PUT") else None
+        body = data.draw(bodies(rule), label="body") if method in ("POST", "PUT") else None
+        if method == "PUT" and body and drawn and data.draw(st.booleans(), label="id from the path"):
+            try:
+                document = json.loads(body)
+            except ValueError:
+                document = None
+            if isinstance(document, dict):  # an update whose id matches the URL gets past the first check
+                body = json.dumps({**document, "id": drawn[-1]}).encode()
         if method == "POST" and rule.endswith(("_search", "/auth/token/")) and data.draw(st.booleans()):
-            body = urlencode(data.draw(query(), label="form")).encode()
+            body = urlencode(data.draw(query(rule), label="form")).encode()
             headers["Content-Type"] = "application/x-www-form-urlencoded"
         target = path + ("?" + urlencode(pairs) if pairs else "")
         response = client.open(target, method=method, headers=headers, data=body)

@@ -48,6 +48,9 @@ def _parser() -> argparse.ArgumentParser:
                      help="run this profile even if the target does not declare it (repeatable)")
     run.add_argument("--requirement", action="append", dest="requirements", metavar="ID",
                      help="run only the checks tied to this requirement (repeatable)")
+    run.add_argument("--check", action="append", dest="checks", metavar="ID",
+                     help="run only this check, by the stable id `list` prints (repeatable; "
+                          "'ID' selects every parameter case, 'ID[case]' one)")
     run.add_argument("--strict", action="store_true", default=None,
                      help="SHOULD/MAY breaches and inexact status codes fail the run")
     run.add_argument("--notes-replace", action="store_true", default=None,
@@ -61,7 +64,8 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--timeout", type=float, help="seconds per HTTP request")
     run.add_argument("--export-timeout", type=float, help="seconds a bulk export may take (default 120)")
     run.add_argument("--config", type=Path, help="settings file (default ./conformance.toml)")
-    run.add_argument("-k", dest="keyword", help="only checks matching this pytest -k expression")
+    run.add_argument("-k", dest="keyword", help="only checks matching this pytest -k expression "
+                                                 "(check ids and function names)")
     run.add_argument("-v", "--verbose", action="store_true", help="one line per check")
     smart = run.add_argument_group("SMART Backend Services (client credentials with a signed JWT)")
     smart.add_argument("--private-key", metavar="FILE", help="JWK/JWKS or PEM private key (RS384 or ES384)")
@@ -102,7 +106,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "diff":
         return _diff(args.old, args.new, args.format)
     cli = {k: getattr(args, k) for k in ("target", "token", "client_id", "client_secret", "token_url",
-                                         "limited_token", "profiles", "requirements", "strict",
+                                         "limited_token", "profiles", "requirements", "checks", "strict",
                                          "notes_replace", "shrink", "report_dir", "seed", "examples", "timeout",
                                          "private_key", "key_id", "scope", "ca_bundle", "client_cert",
                                          "client_key", "insecure", "max_rps", "max_concurrency",
@@ -275,7 +279,9 @@ def _list(fmt: str) -> int:
         return EXIT_OK
     print(f"{len(reqs)} requirements, {len(checks)} checks")
     for r in reqs:
-        print(f"{r.id:<32} {r.strength:<7} {r.profile:<12} {r.statement}\n{'':<53}source: {r.source}")
+        print(f"{r.id:<32} {r.strength:<7} {r.profile:<12} {r.statement}\n{'':<53}source: {r.source} ({r.cites})")
+        if r.decision:
+            print(f"{'':<53}the kit's decision: {r.decision}")
         tied = by_req.get(r.id, [])
         print(f"{'':<53}checks ({len(tied)}): {', '.join(tied) if tied else '(none)'}")
     print("\nchecks:")
@@ -292,6 +298,10 @@ def _diff(old_path: Path, new_path: Path, fmt: str) -> int:
         print(f"fhir-conformance: {exc}", file=sys.stderr)
         return EXIT_USAGE
     comparison = compare(old, new["requirements"])
+    if old.get("target") != new.get("target"):
+        print(f"WARNING: the two summaries are for different targets ({old.get('target')} and "
+              f"{new.get('target')}): the changes below may be differences between servers, not regressions",
+              file=sys.stderr)
     if fmt == "json":
         print(json.dumps(comparison, indent=2))
     else:

@@ -9,6 +9,7 @@ installing the kit does not change other projects' test runs.
 from __future__ import annotations
 
 import os
+from pathlib import Path
 from typing import Any, Iterator
 
 import pytest
@@ -64,6 +65,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--fhir-profile", action="append", default=None, help="profile to run (repeatable)")
     group.addoption("--fhir-requirement", action="append", default=None,
                     help="run only the checks tied to this requirement id (repeatable)")
+    group.addoption("--fhir-check", action="append", default=None,
+                    help="run only this check (stable id as `fhir-conformance list` prints it; repeatable)")
     group.addoption("--fhir-strict", action="store_true", default=None,
                     help="SHOULD/MAY breaches and exact status codes fail the run")
     group.addoption("--fhir-no-shrink", action="store_false", dest="fhir_shrink", default=None,
@@ -89,6 +92,7 @@ def _settings_from(config: pytest.Config) -> tuple[Settings, int | None]:
     cli: dict[str, Any] = {name: config.getoption(opt) for opt, (name, _) in OPTIONS.items()}
     cli["profiles"] = config.getoption("--fhir-profile")
     cli["requirements"] = config.getoption("--fhir-requirement")
+    cli["checks"] = config.getoption("--fhir-check")
     cli["strict"] = config.getoption("--fhir-strict")
     cli["notes_replace"] = config.getoption("--fhir-notes-replace")
     cli["shrink"] = config.getoption("fhir_shrink")
@@ -122,6 +126,21 @@ def item_check_id(item: pytest.Item) -> str:
     return f"{base}[{callspec.id}]" if callspec is not None else base
 
 
+def item_base_check_id(item: pytest.Item) -> str:
+    return item.get_closest_marker("conformance").kwargs["id"]
+
+
+def item_strength(item: pytest.Item) -> str:
+    """The strongest strength among the check's requirements (SHALL > SHOULD > MAY)."""
+    strengths = {catalogue()[r].strength for r in item_requirements(item)}
+    return next((s for s in ("SHALL", "SHOULD", "MAY") if s in strengths), "")
+
+
+def selects(wanted: set[str], item: pytest.Item) -> bool:
+    """``--check ID`` matches the stable id, with or without its parameters."""
+    return item_check_id(item) in wanted or item_base_check_id(item) in wanted
+
+
 def item_profile(item: pytest.Item) -> str:
     mark = item.get_closest_marker("profile")
     if mark:
@@ -136,6 +155,8 @@ def ensure_run(config: pytest.Config) -> ConformanceRun:
     if run is None:
         settings, seed = _settings_from(config)
         run = ConformanceRun(settings, seed)
+        html, xml = getattr(config.option, "htmlpath", None), getattr(config.option, "xmlpath", None)
+        run.html_path, run.junit_path = (Path(html) if html else None), (Path(xml) if xml else None)
         config.stash[RUN_KEY] = run
         _load_hypothesis_profile(settings)
     return run
@@ -146,6 +167,8 @@ def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config
     checks = [i for i in items if _is_check(i)]
     if not checks:
         return
+    for item in checks:               # -k matches stable check ids too (collection filters -k after this hook)
+        item.extra_keyword_matches.update({item_check_id(item), item_base_check_id(item)})
     settings = ensure_run(config).settings
     if settings.requirements:
         unknown = [r for r in settings.requirements if r not in catalogue()]
@@ -153,10 +176,30 @@ def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config
             raise pytest.UsageError(f"unknown requirement id(s): {', '.join(unknown)}")
         wanted = set(settings.requirements)
         keep = [i for i in items if not _is_check(i) or wanted & set(item_requirements(i))]
-        deselected = [i for i in items if i not in keep]
-        if deselected:
-            config.hook.pytest_deselected(items=deselected)
-            items[:] = keep
+        _deselect(config, items, keep)
+    if settings.checks:
+        known = {item_check_id(i) for i in checks} | {item_base_check_id(i) for i in checks}
+        unknown = [c for c in settings.checks if c not in known]
+        if unknown:
+            raise pytest.UsageError(f"unknown check id(s): {', '.join(unknown)} (see `fhir-conformance list`)")
+        wanted = set(settings.checks)
+        _deselect(config, items, [i for i in items if not _is_check(i) or selects(wanted, i)])
+
+
+def pytest_deselected(items: list[pytest.Item]) -> None:
+    """Any deselection (-k, --check, --requirement) makes the run partial: unselected is not untested."""
+    for item in items:
+        run = item.config.stash.get(RUN_KEY, None)
+        if run is not None:
+            run.partial = True
+            return
+
+
+def _deselect(config: pytest.Config, items: list[pytest.Item], keep: list[pytest.Item]) -> None:
+    deselected = [i for i in items if i not in keep]
+    if deselected:
+        config.hook.pytest_deselected(items=deselected)
+        items[:] = keep
 
 
 def _load_hypothesis_profile(settings: Settings) -> None:
@@ -195,6 +238,9 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
         return
     record = verdicts.CheckRecord(item.nodeid, item_check_id(item), item_requirements(item))
     item.stash[RECORD_KEY] = record
+    # JUnit reads the properties of the item (the teardown report copies them), not of the call report
+    item.user_properties += [("check_id", record.check_id), ("requirements", " ".join(record.requirements)),
+                             ("strength", item_strength(item)), ("profile", item_profile(item))]
     run.recorder.clear()
     verdicts.begin(record, run.settings.strict)
     reason = _skip_reason(run, item)
@@ -221,6 +267,8 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo) -> Itera
         item.stash[RESULT_KEY] = result
         run.results.append(result)
         report.attach(rep, result, record, run)
+        if result.outcome == "warning":
+            item.user_properties.append(("warnings", result.message))
     elif result is not None and rep.when == "teardown" and rep.failed and result.outcome == "passed":
         result.outcome, result.message = "error", report.one_line(call.excinfo)
     _shorten(rep, call)
@@ -254,6 +302,14 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     summary = report.write_summary(run, session.config)
     if exitstatus in (0, 1):
         session.exitstatus = summary["exit_code"]
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    """junit.xml is written by now: name its test cases by stable check id."""
+    run = config.stash.get(RUN_KEY, None)
+    xmlpath = getattr(config.option, "xmlpath", None)
+    if run is not None and xmlpath:
+        report.rename_junit_cases(Path(xmlpath), run.results)
 
 
 def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:

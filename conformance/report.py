@@ -151,7 +151,7 @@ def _verdict(req: Requirement, tied: list[CheckResult], strict: bool) -> tuple[s
         return "skip", skipped[0].message
     if tied:
         return "untested", "its checks did not verify it"
-    return "untested", "no check selected for it"
+    return "untested", NOT_SELECTED
 
 
 def exit_code(verdicts: list[dict[str, Any]], results: list[CheckResult]) -> int:
@@ -165,18 +165,26 @@ def exit_code(verdicts: list[dict[str, Any]], results: list[CheckResult]) -> int
 BAD = ("fail", "error")
 
 
-def compare(old: dict[str, Any], new_requirements: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
+NOT_SELECTED = "no check selected for it"
+
+
+def compare(old: dict[str, Any], new_requirements: list[dict[str, Any]],
+            partial: bool = False) -> dict[str, list[dict[str, Any]]]:
     """Requirement verdicts against a baseline summary.
 
     *regressions*: failing or broken now (``fail``/``error``) but not in the baseline
     (including requirements the baseline did not have); *fixes*: failing or broken in the
     baseline, ``pass``/``warn`` now; *unchanged failures*: failing or broken in both;
     *other changes*: any other verdict change (e.g. pass -> skip), for information.
+    With ``partial`` (a run restricted by --requirement, --check or -k) requirements no
+    selected check was tied to are left out: they were not tested, not changed.
     """
     before = {r["id"]: r.get("verdict", "untested") for r in old.get("requirements", []) if isinstance(r, dict)}
     out: dict[str, list[dict[str, Any]]] = {"regressions": [], "fixes": [], "unchanged_failures": [],
                                             "other_changes": []}
     for req in new_requirements:
+        if partial and req["verdict"] == "untested" and req.get("reason") == NOT_SELECTED:
+            continue
         was, now = before.get(req["id"]), req["verdict"]
         row = {"id": req["id"], "strength": req.get("strength", ""), "was": was or "absent", "now": now,
                "reason": req.get("reason", "")}
@@ -242,11 +250,15 @@ def profile_counts(results: Iterable[CheckResult]) -> dict[str, dict[str, int]]:
 def build_summary(run: ConformanceRun) -> dict[str, Any]:
     verdicts = requirement_verdicts(run.results, run.settings.strict)
     absolute = exit_code(verdicts, run.results)
+    if not run.results and run.partial:
+        absolute = EXIT_USAGE          # the selection (-k, --check, --requirement) matched no check
     summary: dict[str, Any] = {
         "target": run.settings.target,
         "started": run.started,
         "finished": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
         "seed": run.seed,
+        "selection": {"requirements": list(run.settings.requirements), "checks": list(run.settings.checks),
+                      "partial": run.partial},
         "strict": run.settings.strict,
         "run_prefix": run.run_prefix,
         "exit_code": absolute,
@@ -261,7 +273,7 @@ def build_summary(run: ConformanceRun) -> dict[str, Any]:
         "cleanup_problems": run.cleanup_problems,
     }
     if run.settings.baseline:
-        comparison = compare(load_summary(run.settings.baseline), verdicts)
+        comparison = compare(load_summary(run.settings.baseline), verdicts, partial=run.partial)
         summary["baseline"] = {"path": str(run.settings.baseline), **comparison}
         summary["exit_code_without_baseline"] = absolute
         summary["exit_code"] = gated_exit_code(comparison)
@@ -331,20 +343,31 @@ def write_summary(run: ConformanceRun, config: pytest.Config) -> dict[str, Any]:
     return summary
 
 
+def report_files(run: ConformanceRun) -> list[Path]:
+    """The report files this run writes (the HTML and JUnit ones only where asked for)."""
+    out = Path(run.settings.report_dir)
+    asked = [p for p in (run.html_path, run.junit_path) if p is not None]
+    return asked + [out / "summary.json", out / "requirements.csv"]
+
+
 def print_summary(run: ConformanceRun, write: Callable[[str], None]) -> None:
     summary = getattr(run, "summary", None) or build_summary(run)
     write("")
     if summary.get("tls", {}).get("insecure"):
         write("WARNING: TLS certificate verification was DISABLED (--insecure); the target's identity was not checked")
-    write(f"FHIR conformance of {summary['target']}  (seed {summary['seed']}, run prefix {summary['run_prefix']})")
+    seed = summary["seed"] if summary["seed"] is not None else "not fixed: pass --hypothesis-seed=N to repeat it"
+    write(f"FHIR conformance of {summary['target']}  (seed {seed}, run prefix {summary['run_prefix']})")
     write(f"{'profile':<13}{'passed':>8}{'failed':>8}{'warnings':>10}{'skipped':>9}{'errors':>8}")
     for name, c in summary["profiles"].items():
         write(f"{name:<13}{c['passed']:>8}{c['failed']:>8}{c['warnings']:>10}{c['skipped']:>9}{c['errors']:>8}")
-    by = {}
+    by: dict[str, list[dict[str, Any]]] = {}
+    partial = summary.get("selection", {}).get("partial")
     for v in summary["requirements"]:
-        by.setdefault(v["verdict"], []).append(v)
+        key = "not selected" if partial and v["verdict"] == "untested" and v["reason"] == NOT_SELECTED else v["verdict"]
+        by.setdefault(key, []).append(v)
     write("requirements: " + ", ".join(f"{len(by.get(k, []))} {k}" for k in
-                                       ("pass", "fail", "warn", "error", "skip", "untested")))
+                                       ("pass", "fail", "warn", "error", "skip", "untested", "not selected")
+                                       if k != "not selected" or partial))
     for kind in ("fail", "warn", "error"):
         for v in by.get(kind, [])[:12]:
             write(f"  {kind.upper():<5} {v['id']} ({v['strength']}): {v['reason'][:150]}")
@@ -352,9 +375,10 @@ def print_summary(run: ConformanceRun, write: Callable[[str], None]) -> None:
         write("clean-up problems: " + "; ".join(summary["cleanup_problems"]))
     if "baseline" in summary:
         render_comparison(summary["baseline"], write, limit=12)
-    out = Path(run.settings.report_dir)
-    write(f"reports: {out / 'report.html'}  {out / 'junit.xml'}  {out / 'summary.json'}  {out / 'requirements.csv'}")
-    verdict = {EXIT_OK: "PASS", EXIT_FAILED: "FAIL (SHALL-level failures)", EXIT_BROKEN: "BROKEN (errors)"}
+    written = [str(p) for p in report_files(run) if p.is_file()]
+    write("reports: " + ("  ".join(written) if written else "(none written)"))
+    verdict = {EXIT_OK: "PASS", EXIT_FAILED: "FAIL (SHALL-level failures)", EXIT_BROKEN: "BROKEN (errors)",
+               EXIT_USAGE: "NOTHING TESTED (no check matched the selection)"}
     if "baseline" in summary:
         verdict = {EXIT_OK: "PASS (no regression against the baseline)", EXIT_FAILED: "FAIL (regressions)",
                    EXIT_BROKEN: "BROKEN (new errors against the baseline)"}
@@ -365,20 +389,16 @@ def print_summary(run: ConformanceRun, write: Callable[[str], None]) -> None:
 
 def attach(rep: pytest.TestReport, result: CheckResult, record: CheckRecord, run: ConformanceRun) -> None:
     """Exchanges, curl and the reproduce line on every failing, warning or broken check."""
-    rep.user_properties.append(("check_id", result.check_id))
-    rep.user_properties.append(("requirements", " ".join(result.requirements)))
     if result.outcome not in ("failed", "warning", "error"):
         return
     exchanges = list(run.recorder.exchanges)[-12:]
     failing = result.exchange or (exchanges[-1] if exchanges else None)
     reproduce = (f"fhir-conformance run --target {run.settings.target} --seed {run.seed} "
-                 f"-k '{rep.nodeid.split('::')[-1]}'")
+                 f"--check '{result.check_id}'")
     text = [f"verdict: {result.outcome}", f"reproduce the run: {reproduce}"]
     if failing is not None:
         text.append(f"reproduce the request: {failing.curl()}")
     rep.sections.append(("conformance", run.redact("\n".join(text))))
-    if result.outcome == "warning":
-        rep.user_properties.append(("warnings", result.message))
     try:
         from pytest_html import extras
     except ImportError:  # pragma: no cover - pytest-html is a dependency
@@ -395,3 +415,39 @@ def attach(rep: pytest.TestReport, result: CheckResult, record: CheckRecord, run
         parts.append(f"<details><summary>{html.escape(ex.method)} {html.escape(ex.url)} → {ex.status}</summary>"
                      f"<pre>{html.escape(ex.render())}</pre></details>")
     rep.extras = getattr(rep, "extras", []) + [extras.html(run.redact("".join(parts)))]
+
+
+# -- JUnit ---------------------------------------------------------------------
+
+def _junit_address(nodeid: str) -> tuple[str, str]:
+    """(classname, name) as pytest's junitxml writes them for a node id."""
+    parts = nodeid.split("::")
+    path = parts[0].replace("/", ".").removesuffix(".py")
+    return ".".join([path, *parts[1:-1]]), parts[-1]
+
+
+def rename_junit_cases(path: Path, results: Iterable[CheckResult]) -> None:
+    """Name each test case by its stable check id (classname: the profile) and add its node id.
+
+    pytest writes test cases under Python function names; CI dashboards should show the
+    ids users type (``--check ID``) and read everywhere else (SPEC §6).
+    """
+    import xml.etree.ElementTree as ET
+
+    if not path.is_file():
+        return
+    by_address = {_junit_address(r.nodeid): r for r in results}
+    tree = ET.parse(path)
+    for case in tree.iter("testcase"):
+        result = by_address.get((case.get("classname", ""), case.get("name", "")))
+        if result is None:
+            continue
+        case.set("classname", f"fhir-conformance.{result.profile}")
+        case.set("name", result.check_id)
+        props = case.find("properties")
+        if props is None:
+            props = ET.Element("properties")
+            case.insert(0, props)
+        ET.SubElement(props, "property", name="nodeid", value=result.nodeid)
+        ET.SubElement(props, "property", name="outcome", value=result.outcome)
+    tree.write(path, encoding="utf-8", xml_declaration=True)

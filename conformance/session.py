@@ -10,6 +10,7 @@ import datetime as dt
 from dataclasses import dataclass, field
 from typing import Any
 from functools import cached_property
+from pathlib import Path
 
 import httpx
 
@@ -50,6 +51,9 @@ class ConformanceRun:
     ledger: Ledger = field(default_factory=Ledger)
     cleanup_problems: list[str] = field(default_factory=list)
     summary: dict[str, Any] | None = None
+    partial: bool = False                  # checks were deselected (-k, --check, --requirement)
+    html_path: Path | None = None          # report files this run writes (None: not asked for)
+    junit_path: Path | None = None
 
     def __post_init__(self) -> None:
         self.run_prefix = self.settings.run_prefix or new_run_prefix()

@@ -1,0 +1,157 @@
+"""Reports a person reads at a glance: public sources, stable check ids in JUnit and on the
+command line, and no small lies (selection that matches nothing, a missing config file, the
+pytest route's seed and report list, a partial run against a baseline, diff across targets)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import pytest
+
+from conformance import cli
+from conformance.report import NOT_SELECTED, compare
+from conformance.requirements import LOCAL_NAMES, PUBLIC_SOURCE, Requirement, catalogue, check_public
+from mock_server import MockConfig
+from mock_server.server import run_in_thread
+
+from suite_runner import TOKEN, TOKENS, run_suite
+
+ROOT = Path(__file__).resolve().parents[1]
+FAILING = ("--requirement", "CANVAS-GROUP-NAME", "--seed", "5", "--examples", "2")
+
+
+@pytest.fixture(scope="module")
+def failing_run(tmp_path_factory):
+    """A small run against a mock that breaks one SHALL rule (a Team without a name is accepted)."""
+    tmp = tmp_path_factory.mktemp("failing")
+    with run_in_thread(MockConfig(db=":memory:", tokens=TOKENS, deviations=frozenset({"name-not-required"}))) as url:
+        run = run_suite(tmp / "reports", *FAILING, target=url)
+    assert run.exit_code == 1, run.output[-3000:]
+    return run
+
+
+# -- public sources --------------------------------------------------------------
+
+def test_every_requirement_cites_a_public_page_and_says_what_on_it():
+    for req in catalogue().values():
+        assert PUBLIC_SOURCE.match(req.source), req
+        assert req.cites, f"{req.id}: say what on the page is cited"
+        assert not LOCAL_NAMES.search(req.cites + req.statement + req.decision), req
+    decisions = [r for r in catalogue().values() if r.kit_decision]
+    assert decisions and all(len(r.decision) > 40 for r in decisions), "a decision gives its reason"
+
+
+@pytest.mark.parametrize("bad", [
+    dict(source="000_eaffc2096145799d.txt create"),
+    dict(source="SPEC.md §2"),
+    dict(source="https://docs.canvasmedical.com/api/group/", cites="seed 003 attributes"),
+    dict(source="https://docs.canvasmedical.com/api/group/", decision="see SPEC.md §1"),
+    dict(source="http://hl7.org/fhir/R4/http.html"),
+])
+def test_a_local_or_unopenable_source_is_refused(bad):
+    req = Requirement(**{"id": "X", "profile": "canvas", "strength": "SHALL", "statement": "s", "cites": "c", **bad})
+    with pytest.raises(ValueError):
+        check_public(req)
+
+
+def test_no_report_names_a_local_file(failing_run):
+    for name in ("report.html", "summary.json", "junit.xml", "requirements.csv"):
+        text = (failing_run.report_dir / name).read_text(encoding="utf-8")
+        found = LOCAL_NAMES.search(text)
+        assert found is None, f"{name} names a local file: {text[max(0, found.start() - 80):found.end() + 80]!r}"
+    failed = next(r for r in failing_run.summary["requirements"] if r["id"] == "CANVAS-GROUP-NAME")
+    assert failed["source"].startswith("https://docs.canvasmedical.com/api/group/")
+
+
+# -- stable check ids --------------------------------------------------------------
+
+def test_junit_cases_are_named_by_check_id_with_its_properties(failing_run):
+    tree = ET.parse(failing_run.report_dir / "junit.xml")
+    cases = list(tree.iter("testcase"))
+    checks = {c["id"]: c for c in failing_run.summary["checks"]}
+    assert cases and {c.get("name") for c in cases} == set(checks)
+    for case in cases:
+        props = {p.get("name"): p.get("value") for p in case.iter("property")}
+        check = checks[case.get("name")]
+        assert props["check_id"] == case.get("name")
+        assert props["requirements"].split() == check["requirements"]
+        assert props["strength"] in ("SHALL", "SHOULD", "MAY")
+        assert case.get("classname") == f"fhir-conformance.{check['profile']}"
+    failed = [c for c in cases if c.find("failure") is not None]
+    assert failed, "the broken rule shows as a failing test case"
+
+
+def test_check_option_selects_by_stable_id(tmp_path):
+    with run_in_thread(MockConfig(db=":memory:", tokens=TOKENS)) as url:
+        run = run_suite(tmp_path / "reports", "--check", "group-create-valid", "--check", "group-read-unknown",
+                        "--seed", "3", "--examples", "2", target=url)
+        unknown = run_suite(tmp_path / "unknown", "--check", "no-such-check", target=url)
+    assert run.exit_code == 0, run.output[-3000:]
+    ids = {c["id"] for c in run.summary["checks"]}
+    assert ids and {i.split("[")[0] for i in ids} == {"group-create-valid", "group-read-unknown"}, ids
+    assert unknown.exit_code == 2 and "unknown check id(s): no-such-check" in unknown.output
+
+
+# -- no small lies ---------------------------------------------------------------------
+
+def test_a_selection_matching_nothing_is_not_a_pass(tmp_path):
+    with run_in_thread(MockConfig(db=":memory:", tokens=TOKENS)) as url:
+        run = run_suite(tmp_path / "reports", "-k", "matches-no-check-at-all", target=url)
+    assert run.exit_code == 2
+    assert "PASS" not in run.output and "NOTHING TESTED" in run.output
+
+
+def test_a_missing_config_file_is_a_usage_error(tmp_path, capsys):
+    assert cli.main(["run", "--config", str(tmp_path / "nope.toml")]) == 2
+    assert "config file not found" in capsys.readouterr().err
+
+
+def test_the_pytest_route_names_no_seed_it_lacks_and_no_report_it_did_not_write(tmp_path):
+    reports = tmp_path / "reports"
+    reports.mkdir()
+    (reports / "report.html").write_text("stale, from an earlier run")
+    with run_in_thread(MockConfig(db=":memory:", tokens=TOKENS)) as url:
+        proc = subprocess.run([sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "--pyargs",
+                               "conformance.checks", "--fhir-target", url, "--fhir-token", TOKEN,
+                               "--fhir-requirement", "CANVAS-GROUP-CREATE", "--fhir-examples", "2",
+                               "--fhir-report-dir", str(reports), "-q"],
+                              capture_output=True, text=True, cwd=tmp_path, timeout=300)
+    out = proc.stdout + proc.stderr
+    assert "FHIR conformance of" in out, out[-3000:]
+    assert "seed None" not in out and "--hypothesis-seed" in out
+    listed = next(line for line in out.splitlines() if line.startswith("reports:"))
+    assert "summary.json" in listed and "report.html" not in listed and "junit.xml" not in listed
+
+
+def test_a_partial_run_does_not_call_unselected_requirements_changed():
+    old = {"requirements": [{"id": "A", "verdict": "pass"}, {"id": "B", "verdict": "pass"}]}
+    new = [{"id": "A", "verdict": "fail", "reason": "x"}, {"id": "B", "verdict": "untested", "reason": NOT_SELECTED}]
+    assert [r["id"] for r in compare(old, new)["other_changes"]] == ["B"]          # a full run: a real change
+    partial = compare(old, new, partial=True)
+    assert partial["other_changes"] == [] and [r["id"] for r in partial["regressions"]] == ["A"]
+
+
+def test_a_baseline_run_restricted_by_requirement_lists_only_what_it_tested(tmp_path):
+    baseline = tmp_path / "baseline.json"
+    baseline.write_text(json.dumps({"target": "x", "requirements": [
+        {"id": rid, "verdict": "pass"} for rid in catalogue()]}))
+    with run_in_thread(MockConfig(db=":memory:", tokens=TOKENS)) as url:
+        run = run_suite(tmp_path / "reports", "--requirement", "CANVAS-GROUP-CREATE", "--seed", "2",
+                        "--examples", "2", "--baseline", str(baseline), target=url)
+    assert run.exit_code == 0, run.output[-3000:]
+    assert run.summary["baseline"]["other_changes"] == [], run.summary["baseline"]["other_changes"][:3]
+    assert "-> untested" not in run.output and "not selected" in run.output
+
+
+def test_diff_warns_when_the_summaries_are_for_different_targets(tmp_path, capsys):
+    for name, target in (("a", "https://one.example"), ("b", "https://two.example")):
+        (tmp_path / f"{name}.json").write_text(json.dumps({"target": target, "requirements": []}))
+    assert cli.main(["diff", str(tmp_path / "a.json"), str(tmp_path / "b.json")]) == 0
+    assert "different targets" in capsys.readouterr().err
+    (tmp_path / "c.json").write_text(json.dumps({"target": "https://one.example", "requirements": []}))
+    assert cli.main(["diff", str(tmp_path / "a.json"), str(tmp_path / "c.json")]) == 0
+    assert "different targets" not in capsys.readouterr().err

@@ -88,6 +88,12 @@ def _parser() -> argparse.ArgumentParser:
                      help="a previous summary.json: the exit code reflects only regressions against it")
     lst = sub.add_parser("list", help="print every requirement and the checks tied to it")
     lst.add_argument("--format", choices=("text", "json"), default="text")
+    replay = sub.add_parser("replay", help="re-send the requests that led a check to fail; exit 1 if it still fails")
+    replay.add_argument("report_dir", type=Path, help="the report directory of the run (holds reproduction.json)")
+    replay.add_argument("--check", required=True, metavar="ID", help="the failing check's id, as the report shows it")
+    replay.add_argument("--target", help="send to this base URL instead of the run's target")
+    replay.add_argument("--timeout", type=float, default=30.0, help="seconds per request (default 30)")
+    replay.add_argument("--insecure", action="store_true", help="do not verify the target's TLS certificate")
     diff = sub.add_parser("diff", help="compare two summary.json files (exit 1 when NEW regressed)")
     diff.add_argument("old", type=Path, help="the earlier summary.json (the baseline)")
     diff.add_argument("new", type=Path, help="the later summary.json")
@@ -105,6 +111,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _list(args.format)
     if args.command == "diff":
         return _diff(args.old, args.new, args.format)
+    if args.command == "replay":
+        from .replay import replay_command
+
+        return replay_command(args.report_dir, args.check, args.target, args.timeout, args.insecure)
     cli = {k: getattr(args, k) for k in ("target", "token", "client_id", "client_secret", "token_url",
                                          "limited_token", "profiles", "requirements", "checks", "strict",
                                          "notes_replace", "shrink", "report_dir", "seed", "examples", "timeout",
@@ -164,9 +174,9 @@ def run_pytest(settings: Settings, seed: int, keyword: str | None, verbose: bool
     args = [str(checks_dir), "--rootdir", str(checks_dir), "-c", str(checks_dir / "pytest.ini"),
             "-p", "no:cacheprovider", f"--hypothesis-seed={seed}",
             "-W", "ignore::pytest.PytestAssertRewriteWarning",
-            f"--html={report_dir / 'report.html'}", "--self-contained-html",
+            "-p", "no:html",
             f"--junitxml={report_dir / 'junit.xml'}", "-o", "junit_suite_name=fhir-conformance",
-            "-v" if verbose else "-q", "--tb=short", "-rfE"]
+            "-v" if verbose else "-q", "--tb=short"]
     if keyword:
         args += ["-k", keyword]
     if exitfirst:

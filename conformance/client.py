@@ -182,6 +182,7 @@ class Exchange:
     response_body: str
     elapsed_ms: float
     error: str | None = None
+    seq: int = 0                 # order within the run (the recorder numbers exchanges)
 
     def curl(self) -> str:
         parts = ["curl", "-i", "-X", self.method, shlex.quote(self.url)]
@@ -230,16 +231,52 @@ class Redactor:
 
 
 class Recorder:
-    """Keeps the recent exchanges of the current check (bounded)."""
+    """Keeps the recent exchanges of the current check (bounded), and what reproduction needs.
+
+    ``own`` holds the current check's exchanges before its first Hypothesis example and
+    those of its latest example (earlier examples cannot matter once a new one starts);
+    ``capture()`` lets the plugin collect what a shared fixture sent while it was set up.
+    """
+
+    OWN_LIMIT = 400
 
     def __init__(self, limit: int = 60):
         self.exchanges: deque[Exchange] = deque(maxlen=limit)
+        self.own: list[Exchange] = []
+        self._before_examples: int | None = None
+        self._captures: list[list[Exchange]] = []
+        self._seq = 0
 
     def clear(self) -> None:
         self.exchanges.clear()
+        self.own = []
+        self._before_examples = None
+
+    def new_example(self) -> None:
+        """A Hypothesis example starts: forget the previous example's exchanges."""
+        if self._before_examples is None:
+            self._before_examples = len(self.own)
+        else:
+            del self.own[self._before_examples:]
 
     def add(self, exchange: Exchange) -> None:
+        self._seq += 1
+        exchange.seq = self._seq
         self.exchanges.append(exchange)
+        self.own.append(exchange)
+        if len(self.own) > self.OWN_LIMIT:
+            del self.own[(self._before_examples or 0):(self._before_examples or 0) + 100]
+        for captured in self._captures:
+            captured.append(exchange)
+
+    def capture(self) -> list[Exchange]:
+        captured: list[Exchange] = []
+        self._captures.append(captured)
+        return captured
+
+    def release(self, captured: list[Exchange]) -> None:
+        if captured in self._captures:
+            self._captures.remove(captured)
 
     @property
     def last(self) -> Exchange | None:

@@ -14,7 +14,7 @@ from typing import Any, Iterator
 
 import pytest
 
-from . import report, verdicts
+from . import report, reproduce, verdicts
 from .capabilities import Need
 from .client import FhirClient
 from .requirements import catalogue
@@ -155,8 +155,9 @@ def ensure_run(config: pytest.Config) -> ConformanceRun:
     if run is None:
         settings, seed = _settings_from(config)
         run = ConformanceRun(settings, seed)
-        html, xml = getattr(config.option, "htmlpath", None), getattr(config.option, "xmlpath", None)
-        run.html_path, run.junit_path = (Path(html) if html else None), (Path(xml) if xml else None)
+        xml = getattr(config.option, "xmlpath", None)
+        run.html_path = Path(settings.report_dir) / "report.html"
+        run.junit_path = Path(xml) if xml else None
         config.stash[RUN_KEY] = run
         _load_hypothesis_profile(settings)
     return run
@@ -242,10 +243,42 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
     item.user_properties += [("check_id", record.check_id), ("requirements", " ".join(record.requirements)),
                              ("strength", item_strength(item)), ("profile", item_profile(item))]
     run.recorder.clear()
+    _mark_examples(item, run)
     verdicts.begin(record, run.settings.strict)
     reason = _skip_reason(run, item)
     if reason:
         pytest.skip(reason)
+
+
+def _mark_examples(item: pytest.Item, run: ConformanceRun) -> None:
+    """Tell the recorder where each Hypothesis example starts (the failing one is replayed last)."""
+    handle = getattr(getattr(item, "obj", None), "hypothesis", None)
+    inner = getattr(handle, "inner_test", None)
+    if inner is None or getattr(inner, "_marks_examples", False):
+        return
+    recorder = run.recorder
+
+    def marked(*args: Any, **kwargs: Any) -> Any:
+        recorder.new_example()
+        return inner(*args, **kwargs)
+
+    marked._marks_examples = True  # type: ignore[attr-defined]
+    handle.inner_test = marked
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_fixture_setup(fixturedef: pytest.FixtureDef, request: pytest.FixtureRequest) -> Iterator[None]:
+    """Keep what a shared (module/session) fixture sends: a failure's reproduction replays its writes."""
+    run = request.config.stash.get(RUN_KEY, None)
+    if run is None or fixturedef.scope == "function":
+        yield
+        return
+    captured = run.recorder.capture()
+    try:
+        yield
+    finally:
+        run.recorder.release(captured)
+        run.fixture_exchanges[fixturedef.argname] = [e for e in captured if e.method != "GET"]
 
 
 def pytest_runtest_teardown(item: pytest.Item) -> None:
@@ -266,11 +299,19 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo) -> Itera
         result = report.classify(item, rep, call, record, item_profile(item), run.settings.strict)
         item.stash[RESULT_KEY] = result
         run.results.append(result)
+        if result.outcome in ("failed", "warning", "error"):
+            prelude = sorted((e for name in getattr(item, "fixturenames", ())
+                              for e in run.fixture_exchanges.get(name, ())), key=lambda e: e.seq)
+            failing = result.exchange or run.recorder.last
+            result.sequence = reproduce.sequence(prelude, run.recorder.own, failing)
+            result.traceback = run.redact(rep.longreprtext) if rep.failed else ""
         report.attach(rep, result, record, run)
         if result.outcome == "warning":
             item.user_properties.append(("warnings", result.message))
     elif result is not None and rep.when == "teardown" and rep.failed and result.outcome == "passed":
         result.outcome, result.message = "error", report.one_line(call.excinfo)
+    if rep.location:                  # failure headers in the terminal name the stable check id
+        rep.location = (rep.location[0], rep.location[1], item_check_id(item))
     _shorten(rep, call)
 
 
@@ -284,15 +325,6 @@ def _shorten(rep: pytest.TestReport, call: pytest.CallInfo) -> None:
         rep.longrepr = report.one_line(problem)
 
 
-@pytest.hookimpl(optionalhook=True)
-def pytest_html_results_summary(prefix: list, summary: list, postfix: list, session: pytest.Session) -> None:
-    """report.html opens with the requirement coverage matrix."""
-    run = session.config.stash.get(RUN_KEY, None)
-    if run is None or run.summary is None:
-        return
-    prefix.append(run.redact(report.matrix_html(run.summary)))
-
-
 @pytest.hookimpl(tryfirst=True)
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     run = session.config.stash.get(RUN_KEY, None)
@@ -300,6 +332,13 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
         return
     run.cleanup()
     summary = report.write_summary(run, session.config)
+    from . import html_report
+
+    html_report.write(run, summary, run.html_path)
+    target = summary["target"] or ""
+    reproduce.save(Path(run.settings.report_dir) / reproduce.REPRODUCTION_FILE,
+                   filter(None, (html_report.reproduction_of(r, target) for r in run.results
+                                 if r.outcome in ("failed", "warning", "error"))), run.redact)
     if exitstatus in (0, 1):
         session.exitstatus = summary["exit_code"]
 

@@ -295,43 +295,6 @@ def matrix_csv(summary: dict[str, Any]) -> str:
     return out.getvalue()
 
 
-def matrix_html(summary: dict[str, Any]) -> str:
-    """The coverage matrix that opens report.html (requirement × verdict, checks, source)."""
-    esc = html.escape
-    colours = {"pass": "#2e7d32", "fail": "#c62828", "warn": "#ef6c00", "error": "#6a1b9a",
-               "skip": "#757575", "untested": "#9e9e9e"}
-    head = "".join(f"<th>{v}</th>" for v in MATRIX_VERDICTS)
-    rows = []
-    for r in summary["requirements"]:
-        cells = "".join(
-            f'<td style="text-align:center;color:{colours[v]}">{"&#9679;" if r["verdict"] == v else ""}</td>'
-            for v in MATRIX_VERDICTS)
-        checks = ", ".join(f'<a href="#results-table" title="filter the results table with this id">'
-                           f"<code>{esc(c)}</code></a>" for c in r["checks"][:8])
-        if len(r["checks"]) > 8:
-            checks += f" … (+{len(r['checks']) - 8})"
-        source = r["source"]
-        source_html = (f'<a href="{esc(source)}">{esc(source)}</a>' if source.startswith(("http://", "https://"))
-                       else esc(source))
-        rows.append(f'<tr id="req-{esc(r["id"])}" title="{esc(r.get("statement", ""))}"><td><b>{esc(r["id"])}</b>'
-                    f'</td><td>{esc(r["strength"])}</td>{cells}<td>{checks}</td><td>{source_html}</td>'
-                    f'<td>{esc(r["reason"][:200])}</td></tr>')
-    banner = ""
-    if summary.get("tls", {}).get("insecure"):
-        banner = ('<p style="background:#c62828;color:white;padding:8px;font-weight:bold">'
-                  "TLS CERTIFICATE VERIFICATION WAS DISABLED (--insecure): the identity of the target was "
-                  "not checked; do not rely on this run for a production server.</p>")
-    gating = ""
-    if "baseline" in summary:
-        b = summary["baseline"]
-        gating = (f"<p>Against baseline <code>{esc(b['path'])}</code>: {len(b['regressions'])} regressions, "
-                  f"{len(b['fixes'])} fixes, {len(b['unchanged_failures'])} unchanged failures.</p>")
-    return (f"{banner}<h2>Requirement coverage</h2>{gating}"
-            '<table class="coverage-matrix" border="1" style="border-collapse:collapse;font-size:12px">'
-            f"<tr><th>requirement</th><th>strength</th>{head}<th>checks</th><th>source</th><th>reason</th></tr>"
-            + "".join(rows) + "</table>")
-
-
 def write_summary(run: ConformanceRun, config: pytest.Config) -> dict[str, Any]:
     summary = build_summary(run)
     out = Path(run.settings.report_dir)
@@ -391,30 +354,15 @@ def attach(rep: pytest.TestReport, result: CheckResult, record: CheckRecord, run
     """Exchanges, curl and the reproduce line on every failing, warning or broken check."""
     if result.outcome not in ("failed", "warning", "error"):
         return
-    exchanges = list(run.recorder.exchanges)[-12:]
-    failing = result.exchange or (exchanges[-1] if exchanges else None)
-    reproduce = (f"fhir-conformance run --target {run.settings.target} --seed {run.seed} "
-                 f"--check '{result.check_id}'")
-    text = [f"verdict: {result.outcome}", f"reproduce the run: {reproduce}"]
+    failing = result.exchange or run.recorder.last
+    rerun = (f"fhir-conformance run --target {run.settings.target} --seed {run.seed} "
+             f"--check '{result.check_id}'")
+    text = [f"verdict: {result.outcome}", f"re-run the check: {rerun}"]
     if failing is not None:
-        text.append(f"reproduce the request: {failing.curl()}")
+        text.append(f"the request that shows it: {failing.method} {failing.url} -> {failing.status}")
+        text.append(f"re-send the {len(result.sequence)} request(s) that led to it: fhir-conformance replay "
+                    f"{run.settings.report_dir} --check '{result.check_id}' (a curl script is in report.html)")
     rep.sections.append(("conformance", run.redact("\n".join(text))))
-    try:
-        from pytest_html import extras
-    except ImportError:  # pragma: no cover - pytest-html is a dependency
-        return
-    parts = [f"<p><b>{html.escape(result.outcome.upper())}</b> {html.escape(result.message)}</p>",
-             "<ul>" + "".join(f"<li><b>{html.escape(r)}</b> ({catalogue()[r].strength}) "
-                              f"{html.escape(catalogue()[r].statement)} <i>{html.escape(catalogue()[r].source)}</i></li>"
-                              for r in (result.failed_requirements or result.warned_requirements or result.requirements))
-             + "</ul>",
-             f"<p>Reproduce the run: <code>{html.escape(reproduce)}</code></p>"]
-    if failing is not None:
-        parts.append(f"<p>Reproduce the request:</p><pre>{html.escape(failing.curl())}</pre>")
-    for ex in exchanges:
-        parts.append(f"<details><summary>{html.escape(ex.method)} {html.escape(ex.url)} → {ex.status}</summary>"
-                     f"<pre>{html.escape(ex.render())}</pre></details>")
-    rep.extras = getattr(rep, "extras", []) + [extras.html(run.redact("".join(parts)))]
 
 
 # -- JUnit ---------------------------------------------------------------------

@@ -39,6 +39,8 @@ class CheckResult:
     verified: tuple[str, ...] = ()
     duration: float = 0.0
     exchange: Any = None             # the exchange that shows the breach, if known
+    sequence: list[Any] = field(default_factory=list)   # exchanges that led to it (failing/warning/error)
+    traceback: str = ""              # pytest's long representation (suite-internal detail)
 
 
 @dataclass
@@ -54,6 +56,7 @@ class ConformanceRun:
     partial: bool = False                  # checks were deselected (-k, --check, --requirement)
     html_path: Path | None = None          # report files this run writes (None: not asked for)
     junit_path: Path | None = None
+    fixture_exchanges: dict[str, list[Any]] = field(default_factory=dict)  # what shared fixtures sent
 
     def __post_init__(self) -> None:
         self.run_prefix = self.settings.run_prefix or new_run_prefix()

@@ -5,6 +5,8 @@ pytest route's seed and report list, a partial run against a baseline, diff acro
 from __future__ import annotations
 
 import json
+import os
+import shutil
 import subprocess
 import sys
 import xml.etree.ElementTree as ET
@@ -12,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from conformance import cli
+from conformance import cli, reproduce
 from conformance.report import NOT_SELECTED, compare
 from conformance.requirements import LOCAL_NAMES, PUBLIC_SOURCE, Requirement, catalogue, check_public
 from mock_server import MockConfig
@@ -21,15 +23,22 @@ from mock_server.server import run_in_thread
 from suite_runner import TOKEN, TOKENS, run_suite
 
 ROOT = Path(__file__).resolve().parents[1]
-FAILING = ("--requirement", "CANVAS-GROUP-NAME", "--seed", "5", "--examples", "2")
+FAILING = ("--requirement", "CANVAS-GROUP-NAME", "--requirement", "CANVAS-GROUP-RESP-UNIQUE",
+           "--seed", "5", "--examples", "2")
+BROKEN = frozenset({"name-not-required", "responsibility-not-unique"})
 
 
 @pytest.fixture(scope="module")
-def failing_run(tmp_path_factory):
-    """A small run against a mock that breaks one SHALL rule (a Team without a name is accepted)."""
-    tmp = tmp_path_factory.mktemp("failing")
-    with run_in_thread(MockConfig(db=":memory:", tokens=TOKENS, deviations=frozenset({"name-not-required"}))) as url:
-        run = run_suite(tmp / "reports", *FAILING, target=url)
+def failing_mock():
+    """A mock that breaks two SHALL rules: a Team without a name and a second holder of a
+    responsibility are both accepted. It stays up so reproductions can be replayed against it."""
+    with run_in_thread(MockConfig(db=":memory:", tokens=TOKENS, deviations=BROKEN)) as url:
+        yield url
+
+
+@pytest.fixture(scope="module")
+def failing_run(tmp_path_factory, failing_mock):
+    run = run_suite(tmp_path_factory.mktemp("failing") / "reports", *FAILING, target=failing_mock)
     assert run.exit_code == 1, run.output[-3000:]
     return run
 
@@ -113,7 +122,7 @@ def test_a_missing_config_file_is_a_usage_error(tmp_path, capsys):
 def test_the_pytest_route_names_no_seed_it_lacks_and_no_report_it_did_not_write(tmp_path):
     reports = tmp_path / "reports"
     reports.mkdir()
-    (reports / "report.html").write_text("stale, from an earlier run")
+    (reports / "junit.xml").write_text("stale, from an earlier run")
     with run_in_thread(MockConfig(db=":memory:", tokens=TOKENS)) as url:
         proc = subprocess.run([sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "--pyargs",
                                "conformance.checks", "--fhir-target", url, "--fhir-token", TOKEN,
@@ -124,7 +133,8 @@ def test_the_pytest_route_names_no_seed_it_lacks_and_no_report_it_did_not_write(
     assert "FHIR conformance of" in out, out[-3000:]
     assert "seed None" not in out and "--hypothesis-seed" in out
     listed = next(line for line in out.splitlines() if line.startswith("reports:"))
-    assert "summary.json" in listed and "report.html" not in listed and "junit.xml" not in listed
+    assert "summary.json" in listed and "report.html" in listed and "junit.xml" not in listed
+    assert "NOTHING TESTED" not in (reports / "report.html").read_text() and "PASS" in out
 
 
 def test_a_partial_run_does_not_call_unselected_requirements_changed():
@@ -155,3 +165,48 @@ def test_diff_warns_when_the_summaries_are_for_different_targets(tmp_path, capsy
     (tmp_path / "c.json").write_text(json.dumps({"target": "https://one.example", "requirements": []}))
     assert cli.main(["diff", str(tmp_path / "a.json"), str(tmp_path / "c.json")]) == 0
     assert "different targets" not in capsys.readouterr().err
+
+
+# -- reproduction of the sequence ----------------------------------------------------------
+
+CONFLICT = "group-responsibility-unique-create"
+
+
+def test_a_failure_records_the_sequence_that_led_to_it(failing_run):
+    reps = reproduce.load(failing_run.report_dir)
+    conflict = reps[CONFLICT]
+    assert [s.method for s in conflict.steps][-2:] == ["POST", "POST"], conflict.steps
+    holder, second = conflict.steps[-2:]
+    assert holder.status == 201 and second.status == 201          # the second claim should have been 422
+    claimed = json.loads(second.body)["characteristic"][0]["valueCodeableConcept"]["text"]
+    assert claimed in holder.body, "the sequence starts with the team holding the responsibility"
+    html = (failing_run.report_dir / "report.html").read_text()
+    assert f'id="check-{CONFLICT}"' in html and "${FHIR_CONFORMANCE_TOKEN}" in html
+    assert TOKEN not in (failing_run.report_dir / reproduce.REPRODUCTION_FILE).read_text()
+
+
+def test_the_shell_script_replays_the_whole_sequence(failing_run, failing_mock, tmp_path):
+    if shutil.which("curl") is None:
+        pytest.skip("curl is not installed")
+    rep = reproduce.load(failing_run.report_dir)[CONFLICT]
+    path = tmp_path / "reproduce.sh"
+    path.write_text(reproduce.script(rep))
+    env = {**os.environ, "FHIR_CONFORMANCE_TOKEN": TOKEN, "FHIR_CONFORMANCE_TARGET": failing_mock}
+    proc = subprocess.run(["sh", str(path)], capture_output=True, text=True, env=env, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    lines = [line for line in proc.stdout.splitlines() if line[:1].isdigit()]
+    assert lines[-1].endswith("-> 201 (the run saw 201)"), proc.stdout     # the breach occurs again
+    assert TOKEN not in path.read_text()
+
+
+def test_replay_shows_whether_the_failure_still_occurs(failing_run, failing_mock, capsys, monkeypatch):
+    monkeypatch.setenv("FHIR_CONFORMANCE_TOKEN", TOKEN)
+    assert cli.main(["replay", str(failing_run.report_dir), "--check", CONFLICT]) == 1
+    assert "STILL FAILS" in capsys.readouterr().out
+    # against a conforming server the same sequence builds the holder first, so the claim is refused:
+    # clean-up of the run (which released the holder) does not matter
+    with run_in_thread(MockConfig(db=":memory:", tokens=TOKENS)) as fixed:
+        assert cli.main(["replay", str(failing_run.report_dir), "--check", CONFLICT, "--target", fixed]) == 0
+    out = capsys.readouterr().out
+    assert "CHANGED: the target now answers 422" in out, out
+    assert cli.main(["replay", str(failing_run.report_dir), "--check", "no-such-check"]) == 2

@@ -176,12 +176,15 @@ def run_pytest(settings: Settings, seed: int, keyword: str | None, verbose: bool
             "-W", "ignore::pytest.PytestAssertRewriteWarning",
             "-p", "no:html",
             f"--junitxml={report_dir / 'junit.xml'}", "-o", "junit_suite_name=fhir-conformance",
-            "-v" if verbose else "-q", "--tb=short"]
+            "-v" if verbose else "-q", "--tb=short", "-rN"]
     if keyword:
         args += ["-k", keyword]
     if exitfirst:
         args.append("-x")
-    code = pytest.main(args, plugins=[InjectedSettings(settings, seed)])
+    from .progress import Progress
+
+    progress = Progress(tty=sys.stdout.isatty())
+    code = pytest.main(args, plugins=[InjectedSettings(settings, seed), progress])
     summary_path = report_dir / "summary.json"
     if code in (pytest.ExitCode.USAGE_ERROR,):
         return EXIT_USAGE
@@ -202,7 +205,10 @@ def bundled_mock(settings: Settings) -> Iterator[Settings]:
         cmd = [sys.executable, "-m", "mock_server", "--host", "127.0.0.1", "--port", "0",
                "--db", str(Path(tmp) / "mock.sqlite3"),
                # --token=VALUE: a token_urlsafe value may start with '-', which argparse takes for an option
-               f"--token={token}", f"--token={limited}:system/*.read"]
+               f"--token={token}", f"--token={limited}:system/*.read",
+               # a development server on loopback: exports say "poll again now" instead of making every
+               # export check sleep a second (the suite still checks that Retry-After is present and valid)
+               "--retry-after", "0"]
         proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         try:
             url = _await_listening(proc)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import email.utils
 import json
+import queue
 import shlex
 import ssl
 import threading
@@ -212,6 +213,51 @@ class Exchange:
             if self.response_body:
                 lines += ["<", *(f"< {line}" for line in self.response_body.splitlines())]
         return "\n".join(lines)
+
+
+class _Job:
+    """One send handed to a sender thread: its outcome and when it is done."""
+
+    def __init__(self, work: Callable[[], Any]):
+        self.work, self.done, self.outcome = work, threading.Event(), {}
+
+
+class _Senders:
+    """Daemon threads that send requests, reused from one request to the next.
+
+    A thread stuck on a trickling target is not waited for: the caller gives up at its
+    deadline and the next request takes another idle thread (or a new one). A thread
+    returns to the idle list once its send is over, however it ended.
+    """
+
+    def __init__(self) -> None:
+        self._idle: list["queue.SimpleQueue[_Job]"] = []
+        self._lock = threading.Lock()
+
+    def submit(self, work: Callable[[], Any]) -> _Job:
+        job = _Job(work)
+        with self._lock:
+            inbox = self._idle.pop() if self._idle else None
+        if inbox is None:
+            inbox = queue.SimpleQueue()
+            threading.Thread(target=self._serve, args=(inbox,), name="fhir-request", daemon=True).start()
+        inbox.put(job)
+        return job
+
+    def _serve(self, inbox: "queue.SimpleQueue[_Job]") -> None:
+        while True:
+            job = inbox.get()
+            try:
+                job.outcome["response"] = job.work()
+            except BaseException as exc:  # noqa: BLE001 - re-raised on the caller's thread
+                job.outcome["error"] = exc
+            job.work = None  # type: ignore[assignment]
+            job.done.set()
+            with self._lock:
+                self._idle.append(inbox)
+
+
+_SENDERS = _Senders()
 
 
 class Redactor:
@@ -600,38 +646,31 @@ class FhirClient:
         """``http.send`` with a wall-clock deadline for the response headers.
 
         httpx's timeouts apply to each read, so a target that trickles its headers a byte
-        at a time would hold a check forever. The send runs on a daemon thread; past the
-        deadline the socket it opened (seen through httpcore's trace hook) is closed, which
-        ends the thread, and the check gets a one-line TargetError.
+        at a time would hold a check forever. The send runs on a reused daemon sender thread
+        (starting a thread per request cost more than many requests on a loaded machine); past
+        the deadline the socket it opened (seen through httpcore's trace hook) is closed, which
+        frees the thread, and the check gets a one-line TargetError.
         """
         sockets: list[Any] = []
-        outcome: dict[str, Any] = {}
 
         def trace(event: str, info: dict[str, Any]) -> None:
             if event == "connection.connect_tcp.complete" and info.get("return_value") is not None:
                 sockets.append(info["return_value"])
 
-        def run() -> None:
-            try:
-                outcome["response"] = self.http.send(request, stream=True)
-            except BaseException as exc:  # noqa: BLE001 - re-raised on the caller's thread
-                outcome["error"] = exc
-
         request.extensions["trace"] = trace
-        worker = threading.Thread(target=run, name="fhir-request", daemon=True)
-        worker.start()
+        job = _SENDERS.submit(lambda: self.http.send(request, stream=True))
         # a little grace, so that httpx's own per-read timeout (a more precise cause) wins where it applies
-        worker.join(max(0.0, deadline - time.perf_counter()) + HEADER_GRACE)
-        if worker.is_alive():
+        if not job.done.wait(max(0.0, deadline - time.perf_counter()) + HEADER_GRACE):
             for stream in sockets:
                 try:
                     stream.close()
-                except Exception:  # noqa: BLE001 - best effort: the thread is a daemon anyway
+                except Exception:  # noqa: BLE001 - best effort: the sender thread is a daemon anyway
                     pass
             message = (f"target did not answer within {self.timeout:g} s (headers still incomplete) "
                        f"on {self.redact(_where(request))}")
             self.polite.failed(message)
             raise TargetError(message)
+        outcome = job.outcome
         if "error" in outcome:
             raise outcome["error"]
         return outcome["response"]

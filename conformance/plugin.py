@@ -259,6 +259,7 @@ def _mark_examples(item: pytest.Item, run: ConformanceRun) -> None:
     recorder = run.recorder
 
     def marked(*args: Any, **kwargs: Any) -> Any:
+        __tracebackhide__ = True
         recorder.new_example()
         return inner(*args, **kwargs)
 
@@ -306,6 +307,7 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo) -> Itera
             result.sequence = reproduce.sequence(prelude, run.recorder.own, failing)
             result.traceback = run.redact(rep.longreprtext) if rep.failed else ""
         report.attach(rep, result, record, run)
+        _note_problems(item, run, rep, result)
         if result.outcome == "warning":
             item.user_properties.append(("warnings", result.message))
     elif result is not None and rep.when == "teardown" and rep.failed and result.outcome == "passed":
@@ -313,6 +315,20 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo) -> Itera
     if rep.location:                  # failure headers in the terminal name the stable check id
         rep.location = (rep.location[0], rep.location[1], item_check_id(item))
     _shorten(rep, call)
+
+
+def _note_problems(item: pytest.Item, run: ConformanceRun, rep: pytest.TestReport, result: CheckResult) -> None:
+    """Problems that make the rest of the run doubtful, announced the moment they are known."""
+    if result.outcome == "error" and rep.when == "setup":
+        run.problem(f"set-up failed for {result.check_id} (and checks sharing its set-up): {result.message}")
+    if run.polite.tripped:
+        run.problem(f"the target stopped answering: {run.polite.failures} requests in a row failed "
+                    f"(last: {run.polite.last_failure}); the remaining checks report errors")
+    from .progress import Progress
+
+    for plugin in item.config.pluginmanager.get_plugins():
+        if isinstance(plugin, Progress):
+            plugin.announce(run.problems)
 
 
 def _shorten(rep: pytest.TestReport, call: pytest.CallInfo) -> None:

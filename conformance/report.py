@@ -271,6 +271,7 @@ def build_summary(run: ConformanceRun) -> dict[str, Any]:
                     "warned_requirements": sorted(r.warned_requirements), "message": r.message,
                     "duration": round(r.duration, 3)} for r in run.results],
         "cleanup_problems": run.cleanup_problems,
+        "problems": run.problems,
     }
     if run.settings.baseline:
         comparison = compare(load_summary(run.settings.baseline), verdicts, partial=run.partial)
@@ -316,6 +317,8 @@ def report_files(run: ConformanceRun) -> list[Path]:
 def print_summary(run: ConformanceRun, write: Callable[[str], None]) -> None:
     summary = getattr(run, "summary", None) or build_summary(run)
     write("")
+    for problem in summary.get("problems", []):
+        write(f"PROBLEM: {problem}")
     if summary.get("tls", {}).get("insecure"):
         write("WARNING: TLS certificate verification was DISABLED (--insecure); the target's identity was not checked")
     seed = summary["seed"] if summary["seed"] is not None else "not fixed: pass --hypothesis-seed=N to repeat it"

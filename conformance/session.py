@@ -57,6 +57,11 @@ class ConformanceRun:
     html_path: Path | None = None          # report files this run writes (None: not asked for)
     junit_path: Path | None = None
     fixture_exchanges: dict[str, list[Any]] = field(default_factory=dict)  # what shared fixtures sent
+    problems: list[str] = field(default_factory=list)   # set-up problems, a target gone: shown at once and on top
+
+    def problem(self, text: str) -> None:
+        if text not in self.problems:
+            self.problems.append(text)
 
     def __post_init__(self) -> None:
         self.run_prefix = self.settings.run_prefix or new_run_prefix()

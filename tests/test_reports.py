@@ -4,13 +4,16 @@ pytest route's seed and report list, a partial run against a baseline, diff acro
 
 from __future__ import annotations
 
+import io
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
 import xml.etree.ElementTree as ET
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
@@ -210,3 +213,75 @@ def test_replay_shows_whether_the_failure_still_occurs(failing_run, failing_mock
     out = capsys.readouterr().out
     assert "CHANGED: the target now answers 422" in out, out
     assert cli.main(["replay", str(failing_run.report_dir), "--check", "no-such-check"]) == 2
+
+
+# -- progress ------------------------------------------------------------------------------
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def _progress(tty: bool):
+    from conformance.progress import ProfileProgress, Progress
+
+    out, clock = io.StringIO(), FakeClock()
+    progress = Progress(tty=tty, stream=out, clock=clock, interval=5.0)
+    cases = [("canvas", "group-a[x]", "group-a"), ("canvas", "group-a[y]", "group-a"), ("canvas", "group-b", "group-b"),
+             ("bulk-export", "export-c", "export-c")]
+    for i, (profile, check, group) in enumerate(cases):
+        progress.items[f"n{i}"] = (profile, check, group)
+        progress.profiles.setdefault(profile, ProfileProgress()).total += 1
+        progress.group_left[group] = progress.group_left.get(group, 0) + 1
+    return progress, out, clock
+
+
+def _finish(progress, nodeid: str, failed: bool = False) -> None:
+    progress.pytest_runtest_logstart(nodeid, None)
+    for when in ("setup", "call", "teardown"):
+        progress.pytest_runtest_logreport(SimpleNamespace(nodeid=nodeid, when=when, failed=failed and when == "call"))
+
+
+def test_without_a_terminal_a_plain_line_per_finished_group_at_most_every_few_seconds():
+    progress, out, clock = _progress(tty=False)
+    clock.now = 6.0
+    _finish(progress, "n0")
+    assert out.getvalue() == "", "group-a is not finished yet"
+    _finish(progress, "n1", failed=True)
+    assert out.getvalue().splitlines() == ["[    6 s] canvas 2/3 (1 failed); bulk-export 0/1 - finished group-a"]
+    clock.now = 7.0
+    _finish(progress, "n2")
+    assert len(out.getvalue().splitlines()) == 1, "not within 5 s of the last line"
+    clock.now = 12.0
+    _finish(progress, "n3")
+    last = out.getvalue().splitlines()[-1]
+    assert last == "[   12 s] canvas 3/3 (1 failed); bulk-export 1/1 - finished group-b, export-c"
+
+
+def test_in_a_terminal_a_live_line_per_profile_with_the_current_check():
+    from rich.console import Console
+
+    progress, _, clock = _progress(tty=True)
+    _finish(progress, "n0")
+    clock.now = 3.0
+    progress.pytest_runtest_logstart("n2", None)
+    console = Console(file=io.StringIO(), width=120, color_system=None)
+    console.print(progress._table())
+    lines = console.file.getvalue().splitlines()
+    assert "canvas" in lines[0] and "1/3" in lines[0] and "group-b" in lines[0] and "3 s" in lines[0]
+    assert "bulk-export" in lines[1] and "0/1" in lines[1] and "waiting" in lines[1]
+
+
+def test_problems_are_printed_the_moment_they_are_known_and_once():
+    progress, out, _ = _progress(tty=False)
+    problems = ["the target stopped answering: 5 requests in a row failed"]
+    progress.announce(problems)
+    progress.announce(problems)
+    assert out.getvalue().count("PROBLEM: the target stopped answering") == 1
+
+
+def test_a_run_without_a_terminal_shows_progress_lines(failing_run):
+    assert re.search(r"^\[\s*\d+ s\] canvas \d+/\d+", failing_run.output, re.M), failing_run.output[:2000]

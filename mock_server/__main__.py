@@ -10,6 +10,7 @@ from typing import Sequence
 from .auth import parse_scopes
 from .config import FAULTS, MockConfig
 from .deviations import DEVIATIONS
+from .variants import VARIANTS
 
 
 def _token(value: str) -> tuple[str, str]:
@@ -58,6 +59,12 @@ def _deviation(value: str) -> str:
     return value
 
 
+def _variant(value: str) -> str:
+    if value not in VARIANTS:
+        raise argparse.ArgumentTypeError(f"unknown variant '{value}'; valid: {', '.join(sorted(VARIANTS))}")
+    return value
+
+
 def _port(value: str) -> int:
     try:
         port = int(value)
@@ -97,6 +104,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--deviate", type=_deviation, action="append", default=[], metavar="NAME",
                    help="break one rule on purpose (repeatable; see --list-deviations)")
     p.add_argument("--list-deviations", action="store_true", help="list deviations and exit")
+    p.add_argument("--variant", type=_variant, action="append", default=[], metavar="NAME",
+                   help="take one legal choice a real server may take (repeatable; see --list-variants)")
+    p.add_argument("--list-variants", action="store_true", help="list legal variants and exit")
     p.add_argument("--fixtures", type=Path, metavar="DIR", help="fixtures directory (default: bundled)")
     p.add_argument("--patients", type=_positive, metavar="N",
                    help="add N generated patients (with conditions, encounters, observations) in one Patient Group")
@@ -118,10 +128,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         for d in DEVIATIONS.values():
             print(f"{d.name}\t{','.join(d.breaks)}\t{d.description}")
         return 0
+    if args.list_variants:
+        for v in VARIANTS.values():
+            implied = f" (with {', '.join(v.implies)})" if v.implies else ""
+            print(f"{v.name}\t{v.description}{implied}\tallowed by: {v.allowed_by}")
+        return 0
     if args.fixtures is not None and not args.fixtures.is_dir():
         print(f"fhir-mock: error: fixtures directory not found: {args.fixtures}", file=sys.stderr)
         return 2
-    kwargs: dict = {"db": args.db, "deviations": frozenset(args.deviate)}
+    kwargs: dict = {"db": args.db, "deviations": frozenset(args.deviate), "variants": frozenset(args.variant)}
     if args.token:
         kwargs["tokens"] = dict(args.token)
     if args.client:

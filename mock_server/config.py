@@ -33,6 +33,7 @@ class MockConfig:
     clients: dict[str, tuple[str, str]] = field(default_factory=lambda: dict(DEFAULT_CLIENTS))
     jwks_clients: dict[str, tuple[dict, str]] = field(default_factory=dict)
     deviations: frozenset[str] = frozenset()
+    variants: frozenset[str] = frozenset()   # legal choices (mock_server/variants.py), implied ones added
     max_body_bytes: int = 1024 * 1024
     page_default: int = 10
     page_max: int = 100
@@ -54,6 +55,9 @@ class MockConfig:
 
         object.__setattr__(self, "deviations", frozenset(self.deviations))
         validate_names(self.deviations)
+        from .variants import expand
+
+        object.__setattr__(self, "variants", expand(self.variants))
         object.__setattr__(self, "faults", frozenset(self.faults))
         unknown = sorted(self.faults - FAULTS.keys())
         if unknown:

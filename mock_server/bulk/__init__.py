@@ -22,6 +22,7 @@ from .. import store
 from ..auth import authorize
 from ..capabilities import ResourceCapability, declare
 from ..deviations import deviates
+from ..variants import varies
 from ..outcomes import FhirError, fhir_response, not_found
 from ..payload import read_resource_body
 from . import jobs
@@ -30,6 +31,7 @@ bp = Blueprint("bulk_export", __name__)
 declare(bp, ResourceCapability(
     "Patient", (), operations=(("export", "http://hl7.org/fhir/uv/bulkdata/OperationDefinition/patient-export"),)))
 OUTPUT_FORMATS = ("application/fhir+ndjson", "application/ndjson", "ndjson")
+EXTRA_OUTPUT_FORMATS = ("text/csv", "application/x-ndjson")  # variant export-extra-output-formats
 NDJSON = "application/fhir+ndjson"
 TYPE_RE = re.compile(r"^[A-Z][A-Za-z]{1,63}$")
 ELEMENT_RE = re.compile(r"^([A-Z][A-Za-z]+\.)?[a-z][A-Za-z0-9]*$")
@@ -84,7 +86,8 @@ def _params(pairs: list[tuple[str, str]], post: bool, lenient: bool, members: se
     for name, value in pairs:
         if name == "_outputFormat":
             strict = deviates("export-output-format-strict")
-            if value not in OUTPUT_FORMATS or (strict and value != OUTPUT_FORMATS[0]):
+            extra = EXTRA_OUTPUT_FORMATS if varies("export-extra-output-formats") else ()
+            if value not in OUTPUT_FORMATS + extra or (strict and value != OUTPUT_FORMATS[0]):
                 raise FhirError(400, f"_outputFormat '{value}' is not supported; use one of {', '.join(OUTPUT_FORMATS)}")
         elif name == "_type":
             for t in (s.strip() for s in value.split(",")):
@@ -94,6 +97,10 @@ def _params(pairs: list[tuple[str, str]], post: bool, lenient: bool, members: se
         elif name in ("_since", "_until"):
             fields[name[1:]] = _instant(name, value)
         elif name == "_elements":
+            if varies("export-elements-unsupported"):
+                raise FhirError(400, "parameter _elements is not supported", "not-supported")
+            if varies("export-elements-ignored"):
+                continue
             elements = [e.strip() for e in value.split(",") if e.strip()]
             if not elements or not all(ELEMENT_RE.match(e) for e in elements):
                 raise FhirError(400, f"_elements '{value}' is not a list of element names")
@@ -164,6 +171,9 @@ def kickoff_get(gid: str) -> Response:
 
 @bp.post("/Group/<gid>/$export")
 def kickoff_post(gid: str) -> Response:
+    if varies("export-no-post-kickoff"):
+        authorize("Group", "read")
+        raise FhirError(405, "POST kick-off is not supported; use GET", "not-supported")
     return _kickoff(gid, True)
 
 
@@ -213,7 +223,8 @@ def status(job_id: str) -> Response:
     if "expired-file" in config.faults:
         expires = now - 1
     response = Response(job["manifest"], status=200, content_type="application/json")
-    response.headers["Expires"] = http_date(expires)
+    if not varies("export-no-expires"):
+        response.headers["Expires"] = http_date(expires)
     return response
 
 

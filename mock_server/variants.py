@@ -1,0 +1,81 @@
+"""Named *legal* choices a real server may take, so the suite can prove it does not fail them.
+
+A deviation breaks a rule; a variant keeps every rule and takes another allowed road
+(an optional feature left out, a MAY taken, a stricter FHIR reading). The variant
+matrix (``tests/test_mock_variants.py``) runs the suite against the mock under each
+variant and requires exit 0 with no SHALL failure.
+
+Adding a variant is one entry in ``VARIANTS`` plus one ``if varies("name")`` at the
+place in the mock it changes. ``touches`` names the requirements whose checks exercise
+the variant (the matrix runs only those, to stay cheap); ``warns`` the ones where a
+SHOULD-level warning is the right verdict for that choice; ``implies`` other variants
+without which the choice would not be legal (they are switched on with it).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Iterable
+
+from flask import current_app
+
+
+@dataclass(frozen=True)
+class Variant:
+    name: str
+    description: str
+    allowed_by: str                 # the source that makes the choice legal
+    touches: tuple[str, ...]        # requirement ids whose checks exercise it
+    warns: tuple[str, ...] = ()     # requirements where a SHOULD warning is the right verdict
+    implies: tuple[str, ...] = ()   # variants switched on with it
+
+
+def _v(name: str, touches: str, description: str, allowed_by: str, warns: str = "",
+       implies: str = "") -> tuple[str, Variant]:
+    return name, Variant(name, description, allowed_by, tuple(touches.split()), tuple(warns.split()),
+                         tuple(implies.split()))
+
+
+VARIANTS: dict[str, Variant] = dict(
+    [
+        # Bulk Data Group $export (SPEC §4)
+        _v("export-no-expires", "BULK-EXPORT-EXPIRES BULK-EXPORT-STATUS",
+           "The complete status answer carries no Expires header.",
+           "Bulk Data IG export.html#response---complete-status: the server MAY return an Expires header"),
+        _v("export-extra-output-formats", "BULK-EXPORT-OUTPUT-FORMAT BULK-EXPORT-OUTPUT-FORMAT-UNSUPPORTED",
+           "_outputFormat also accepts text/csv and application/x-ndjson (the mock still writes NDJSON).",
+           "Bulk Data IG export.html#query-parameters: the server MAY choose to support additional output formats"),
+        _v("export-elements-ignored", "BULK-EXPORT-ELEMENTS",
+           "_elements is accepted and ignored: full resources, no SUBSETTED tag.",
+           "Bulk Data IG export.html#query-parameters: _elements support is optional, SUBSETTED is a SHOULD",
+           warns="BULK-EXPORT-ELEMENTS"),
+        _v("export-elements-unsupported", "BULK-EXPORT-ELEMENTS BULK-EXPORT-KICKOFF",
+           "_elements is refused with 400 and an OperationOutcome (not supported).",
+           "Bulk Data IG export.html#query-parameters: _elements support is optional; unsupported parameters "
+           "SHOULD be an error"),
+        _v("export-no-post-kickoff", "BULK-EXPORT-KICKOFF-POST BULK-EXPORT-PATIENT BULK-EXPORT-KICKOFF",
+           "POST $export is answered 405 (not-supported); only GET kick-off exists (so no patient parameter).",
+           "Bulk Data IG export.html#bulk-data-kick-off-request: a server MAY support POST; patient is POST-only "
+           "and optional"),
+    ]
+)
+
+
+def expand(names: Iterable[str]) -> frozenset[str]:
+    """``names`` plus every variant they imply; unknown names are an error listing the valid ones."""
+    names = set(names)
+    unknown = sorted(names - VARIANTS.keys())
+    if unknown:
+        raise ValueError(f"unknown variant(s): {', '.join(unknown)}; valid names: {', '.join(sorted(VARIANTS))}")
+    todo, out = list(names), set()
+    while todo:
+        name = todo.pop()
+        if name not in out:
+            out.add(name)
+            todo.extend(VARIANTS[name].implies)
+    return frozenset(out)
+
+
+def varies(name: str) -> bool:
+    """True when the running app was started with variant ``name`` (or one implying it)."""
+    assert name in VARIANTS, name
+    return name in current_app.config["MOCK"].variants

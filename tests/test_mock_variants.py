@@ -1,0 +1,69 @@
+"""Legal variants of the mock: the switches work, and the suite passes every one of them.
+
+The variant matrix is the mirror of the deviation matrix: a variant takes a choice the
+sources allow (an optional feature left out, a MAY taken), so the suite restricted to
+the requirements the variant touches must end with exit 0, no failed or broken
+requirement, and a warning only where the variant declares one right (a SHOULD it
+does not follow). Each case runs few examples on a fresh in-memory mock.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from conformance.requirements import catalogue
+from mock_server import MockConfig
+from mock_server.__main__ import main
+from mock_server.server import run_in_thread
+from mock_server.variants import VARIANTS, expand
+
+from suite_runner import TOKENS, run_suite
+
+
+def test_every_variant_names_catalogued_requirements_and_known_variants():
+    for variant in VARIANTS.values():
+        assert variant.touches and set(variant.touches) <= set(catalogue()), variant
+        assert set(variant.warns) <= set(variant.touches), variant
+        assert all(catalogue()[r].strength != "SHALL" for r in variant.warns), variant
+        assert set(variant.implies) <= set(VARIANTS), variant
+        assert variant.allowed_by, variant
+
+
+def test_list_variants(capsys):
+    assert main(["--list-variants"]) == 0
+    out = capsys.readouterr().out
+    for v in VARIANTS.values():
+        assert v.name in out
+
+
+def test_unknown_variant_is_a_usage_error(capsys):
+    assert main(["--variant", "no-such-variant"]) == 2
+    assert "unknown variant" in capsys.readouterr().err
+    with pytest.raises(ValueError, match="unknown variant"):
+        MockConfig(db=":memory:", variants=frozenset({"no-such-variant"}))
+
+
+def test_implied_variants_are_switched_on():
+    for name, variant in VARIANTS.items():
+        assert set(variant.implies) <= expand({name})
+        assert MockConfig(db=":memory:", variants=frozenset({name})).variants == expand({name})
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", sorted(VARIANTS))
+def test_suite_passes_the_variant(name, tmp_path, record_property):
+    variant = VARIANTS[name]
+    config = MockConfig(db=":memory:", tokens=TOKENS, variants=frozenset({name}))
+    selection = [arg for rid in variant.touches for arg in ("--requirement", rid)]
+    with run_in_thread(config) as base_url:
+        run = run_suite(tmp_path / "reports", "--seed", "11", "--examples", "3", "--no-shrink",
+                        *selection, target=base_url)
+    verdicts = run.verdicts()
+    broken = {rid: v for rid, v in verdicts.items() if v in ("fail", "error")}
+    wrong_warnings = {rid for rid, v in verdicts.items() if v == "warn"} - set(variant.warns)
+    record_property("variant_matrix", (name, "passed" if not broken and run.exit_code == 0 else "FAILED"))
+    assert run.exit_code == 0, f"variant {name} ({variant.description}): exit {run.exit_code}\n{run.output[-3000:]}"
+    assert not broken, f"variant {name} ({variant.description}) judged a departure: {broken}\n{run.output[-3000:]}"
+    assert not wrong_warnings, f"variant {name}: unexpected warnings {sorted(wrong_warnings)}\n{run.output[-2000:]}"
+    counts = {k: sum(p.get(k, 0) for p in run.summary["profiles"].values()) for k in ("passed", "warnings")}
+    assert counts["passed"] + counts["warnings"] > 0, f"variant {name}: nothing was tested\n{run.output[-2000:]}"

@@ -23,6 +23,7 @@ from conformance.requirements import LOCAL_NAMES, PUBLIC_SOURCE, Requirement, ca
 from mock_server import MockConfig
 from mock_server.server import run_in_thread
 
+import browser
 from suite_runner import TOKEN, TOKENS, run_suite
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -285,3 +286,61 @@ def test_problems_are_printed_the_moment_they_are_known_and_once():
 
 def test_a_run_without_a_terminal_shows_progress_lines(failing_run):
     assert re.search(r"^\[\s*\d+ s\] canvas \d+/\d+", failing_run.output, re.M), failing_run.output[:2000]
+
+
+# -- seen in a real browser ------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def passing_run(tmp_path_factory):
+    with run_in_thread(MockConfig(db=":memory:", tokens=TOKENS)) as url:
+        run = run_suite(tmp_path_factory.mktemp("passing") / "reports", "--requirement", "CANVAS-GROUP-CREATE",
+                        "--seed", "5", "--examples", "2", target=url)
+    assert run.exit_code == 0, run.output[-3000:]
+    return run
+
+
+def _first_screen(run, tmp_path, selectors):
+    binary = browser.chromium()
+    if binary is None:
+        pytest.skip("headless Chromium is not installed (Debian: apt-get install chromium)")
+    page = run.report_dir / "report.html"
+    png = tmp_path / f"{run.report_dir.parent.name}.png"
+    browser.screenshot(binary, page, png)
+    assert png.stat().st_size > 5_000, "Chromium wrote no real screenshot"
+    return browser.geometry(binary, page, selectors, tmp_path)
+
+
+def test_a_failing_report_shows_the_banner_and_the_first_failure_on_the_first_screen(failing_run, tmp_path):
+    geo = _first_screen(failing_run, tmp_path, ["#verdict", "#banner", ".req.fail", "#failures"])
+    height = geo["viewport"][1]
+    verdict, first = geo["elements"]["#verdict"], geo["elements"][".req.fail"]
+    assert verdict and verdict["visible"] and verdict["bottom"] <= height
+    assert first is not None and first["visible"], "no failed requirement box in the page"
+    assert first["top"] < height - 60, f"the first failure starts below the first screen: {first} (viewport {height})"
+    assert geo["scrollWidth"] <= geo["viewport"][0], "the page is wider than the window: text does not wrap"
+    text = (failing_run.report_dir / "report.html").read_text()
+    assert '<h1 id="verdict">FAIL</h1>' in text
+
+
+def test_a_passing_report_says_so_on_the_first_screen(passing_run, tmp_path):
+    geo = _first_screen(passing_run, tmp_path, ["#verdict", "#failures", "#coverage"])
+    height = geo["viewport"][1]
+    assert geo["elements"]["#verdict"]["bottom"] <= height
+    assert geo["elements"]["#failures"]["top"] < height
+    assert geo["scrollWidth"] <= geo["viewport"][0]
+    assert '<h1 id="verdict">PASS</h1>' in (passing_run.report_dir / "report.html").read_text()
+
+
+def test_a_target_that_stops_answering_is_announced_at_once_and_on_top_of_the_summary(tmp_path):
+    from misbehaving import Misbehaving
+
+    with Misbehaving("drop", metadata_ok=True) as srv:
+        run = run_suite(tmp_path / "reports", "--requirement", "CANVAS-GROUP-SEARCH-TYPE", "--requirement",
+                        "CANVAS-GROUP-CREATE", "--examples", "1", "--timeout", "2", target=srv.url)
+    assert run.exit_code == 3, run.output[-3000:]
+    problems = [i for i, line in enumerate(run.output.splitlines()) if line.startswith("PROBLEM: ")]
+    closing = next(i for i, line in enumerate(run.output.splitlines()) if line.startswith("FHIR conformance of"))
+    assert problems and problems[0] < closing - 1, "announced while running, not only at the end"
+    assert any(closing - 3 <= i < closing for i in problems), "repeated at the top of the closing summary"
+    html = (run.report_dir / "report.html").read_text()
+    assert 'class="problem"' in html and html.index('class="problem"') < html.index('id="failures"')

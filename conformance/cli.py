@@ -122,6 +122,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                                          "client_key", "insecure", "max_rps", "max_concurrency",
                                          "max_retry_wait", "max_body_mb", "max_redirects", "baseline",
                                          "export_timeout")}
+    named_config = args.config or os.environ.get("FHIR_CONFORMANCE_CONFIG")
+    if named_config and not Path(named_config).is_file():
+        print(f"fhir-conformance: configuration error: config file not found: {named_config}", file=sys.stderr)
+        return EXIT_USAGE
     try:
         settings = load(cli, os.environ, args.config)
         if settings.baseline:

@@ -173,10 +173,9 @@ def load(cli: Mapping[str, Any] | None = None, env: Mapping[str, str] | None = N
          config_path: Path | None = None) -> Settings:
     """Merge the three sources; later ones win: file < environment < command line."""
     env = os.environ if env is None else env
-    named = config_path or env.get(ENV_PREFIX + "CONFIG")
-    path = Path(named) if named else Path(CONFIG_FILE)
+    path = config_path or Path(env.get(ENV_PREFIX + "CONFIG", CONFIG_FILE))
     merged: dict[str, Any] = {}
-    merged.update(from_file(path, required=bool(named)))
+    merged.update(from_file(path))
     merged.update(from_env({k: v for k, v in env.items() if k != ENV_PREFIX + "CONFIG"}))
     merged.update(_convert({k: v for k, v in (cli or {}).items()}, "command line"))
     return Settings(**merged).validated()

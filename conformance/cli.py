@@ -6,7 +6,8 @@
     fhir-conformance diff OLD NEW             # compare two summary.json files
 
 Exit codes (SPEC §6): 0 no SHALL failure, 1 a SHALL failure (any with --strict),
-2 usage or configuration error, 3 target unreachable or the run broke.
+2 usage or configuration error (including a token the target refuses), 3 target
+unreachable, not a FHIR server, the run broke, or nothing was tested.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from typing import Iterator, Sequence
 import httpx
 
 from .report import EXIT_BROKEN, EXIT_FAILED, EXIT_OK, EXIT_USAGE, compare, load_summary, render_comparison
+from .preflight import check_target, write_stopped_summary
 from .requirements import catalogue
 from .settings import PROFILES, Settings, SettingsError, load
 
@@ -142,29 +144,12 @@ def main(argv: Sequence[str] | None = None) -> int:
                 print(f"fhir-conformance: could not start the bundled mock: {exc}", file=sys.stderr)
                 return EXIT_BROKEN
             print(f"fhir-conformance: started the bundled mock at {settings.target}")
-        problem = preflight(settings)
-        if problem:
-            print(f"fhir-conformance: target unreachable: {problem}", file=sys.stderr)
-            return EXIT_BROKEN
+        stopped = check_target(settings)
+        if stopped is not None:     # said first: nothing else of the run would mean anything
+            print(f"fhir-conformance: {stopped.reason}\nfhir-conformance: {stopped.line()}", file=sys.stderr)
+            write_stopped_summary(settings, stopped)
+            return stopped.exit_code
         return run_pytest(settings, seed, args.keyword, args.verbose, args.exitfirst)
-
-
-def preflight(settings: Settings) -> str | None:
-    """None when the target answers HTTP at all (within --timeout), else the one-line reason."""
-    from .client import TokenSource
-    from .session import ConformanceRun
-
-    run = ConformanceRun(settings)
-    try:
-        run.new_client(TokenSource(None)).get("metadata", auth=False)
-    except httpx.HTTPError as exc:     # TargetError: already one line, in the reader's terms
-        return f"{settings.target}: {exc}"
-    except (OSError, ValueError) as exc:   # unreadable CA bundle / client certificate
-        return f"{settings.target}: TLS setup failed: {exc}"
-    finally:
-        if "http" in run.__dict__:
-            run.http.close()
-    return None
 
 
 def run_pytest(settings: Settings, seed: int, keyword: str | None, verbose: bool, exitfirst: bool = False) -> int:

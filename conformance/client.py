@@ -23,11 +23,11 @@ from urllib.parse import urljoin
 
 import httpx
 
+from .redaction import Redactor, redact_body, redact_header, redact_url  # noqa: F401 (Redactor re-exported)
+
 FHIR_JSON = "application/fhir+json"
 BODY_PREVIEW = 8_000
-REDACTED = "[REDACTED]"
 HEADER_GRACE = 0.25      # seconds past --timeout before a trickled header is cut off
-SENSITIVE_HEADERS = {"authorization", "cookie", "set-cookie", "proxy-authorization"}
 DEFAULT_MAX_BODY = 20 * 1024 * 1024
 DEFAULT_MAX_REDIRECTS = 5
 CLIENT_ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
@@ -260,22 +260,6 @@ class _Senders:
 _SENDERS = _Senders()
 
 
-class Redactor:
-    """Replaces every known secret, wherever it appears (a server may echo it)."""
-
-    def __init__(self, secrets: Iterable[str]):
-        self._secrets = sorted({s for s in secrets if s}, key=len, reverse=True)
-
-    def add(self, secret: str) -> None:
-        if secret and secret not in self._secrets:
-            self._secrets = sorted([*self._secrets, secret], key=len, reverse=True)
-
-    def __call__(self, text: str) -> str:
-        for secret in self._secrets:
-            text = text.replace(secret, REDACTED)
-        return text
-
-
 class Recorder:
     """Keeps the recent exchanges of the current check (bounded), and what reproduction needs.
 
@@ -329,10 +313,7 @@ class Recorder:
         return self.exchanges[-1] if self.exchanges else None
 
 
-def _redact_header(name: str, value: str) -> str:
-    if name.lower() == "authorization" and value.startswith("Bearer "):
-        return "Bearer " + REDACTED
-    return REDACTED if name.lower() in SENSITIVE_HEADERS else value
+_redact_header = redact_header   # the name bulk.py imports
 
 
 def _preview(raw: bytes, headers: Mapping[str, str]) -> str:
@@ -680,13 +661,14 @@ class FhirClient:
         req_headers = {k: _redact_header(k, v) for k, v in request.headers.items()}
         body = request.content.decode("utf-8", errors="replace") if request.content else ""
         resp_headers = dict(response.headers) if response is not None else {}
+        preview = _preview(response.content, resp_headers) if response is not None else ""
         return Exchange(
-            method=request.method, url=self.redact(str(request.url)),
+            method=request.method, url=self.redact(redact_url(str(request.url))),
             request_headers={k: self.redact(v) for k, v in req_headers.items()},
-            request_body=self.redact(body[:BODY_PREVIEW]),
+            request_body=self.redact(redact_body(body[:BODY_PREVIEW], request.headers.get("content-type", ""))),
             status=response.status_code if response is not None else None,
-            response_headers={k: self.redact(v) for k, v in resp_headers.items()},
-            response_body=self.redact(_preview(response.content, resp_headers)) if response is not None else "",
+            response_headers={k: self.redact(redact_header(k, v)) for k, v in resp_headers.items()},
+            response_body=self.redact(redact_body(preview, resp_headers.get("content-type", ""))),
             elapsed_ms=(time.perf_counter() - started) * 1000, error=error)
 
     # -- FHIR interactions -------------------------------------------------

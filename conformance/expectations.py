@@ -41,13 +41,25 @@ def outcome_text(body: Any) -> str:
     return " ".join(texts)
 
 
+def describe_statuses(statuses: Iterable[int]) -> str:
+    """'a 4xx', 'a 4xx or 5xx', '400 or 422', '404': how a person says which answers were expected."""
+    wanted = sorted(set(statuses))
+    classes = sorted({s // 100 for s in wanted})
+    if all(set(range(c * 100, c * 100 + 100)) <= set(wanted) for c in classes) and \
+            len(wanted) == 100 * len(classes):
+        return "a " + " or ".join(f"{c}xx" for c in classes)
+    if len(wanted) == 1:
+        return f"HTTP {wanted[0]}"
+    return ", ".join(map(str, wanted[:-1])) + f" or {wanted[-1]}"
+
+
 def expect_error(fhir: FhirClient, response: httpx.Response, requirement: str, statuses: Iterable[int],
                  what: str, code: str | None = None, code_requirement: str | None = None) -> Any:
     """The answer is one of ``statuses`` and carries an OperationOutcome (FHIR-ERROR-OUTCOME)."""
     statuses = tuple(statuses)
     ex = last_exchange(fhir)
     expect(requirement, response.status_code in statuses,
-           f"{what}: expected HTTP {' or '.join(map(str, statuses))}, got {response.status_code}", ex)
+           f"{what}: expected {describe_statuses(statuses)}, got {response.status_code}", ex)
     body = json_or_none(response)
     expect("FHIR-ERROR-OUTCOME", is_operation_outcome(body),
            f"{what}: HTTP {response.status_code} without an OperationOutcome carrying an error issue with a code", ex)

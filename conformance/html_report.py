@@ -39,8 +39,9 @@ def kit_version() -> str:
 
 def verdict_label(summary: dict[str, Any]) -> str:
     """PASS / FAIL / ERROR / NOTHING TESTED, from the summary's verdict (or its exit code)."""
-    if summary.get("verdict"):
-        return str(summary["verdict"]).upper().replace("_", " ")
+    own = summary.get("verdict")
+    if isinstance(own, dict) and own.get("label"):          # the run's own judgement (outcome.judge)
+        return "ERROR" if own["label"] == "BROKEN" else str(own["label"])
     if not summary.get("checks") or all(c["outcome"] == "skipped" for c in summary["checks"]):
         return "NOTHING TESTED"
     return VERDICT_LABELS.get(summary["exit_code"], "ERROR")
@@ -114,7 +115,8 @@ def context(run: ConformanceRun, summary: dict[str, Any]) -> dict[str, Any]:
     details.sort(key=lambda d: order[d["result"].outcome])
     checks_of = {r["id"]: [results[c] for c in r["checks"] if c in results] for r in reqs}
     return {
-        "summary": summary, "verdict": verdict_label(summary), "duration": _duration(summary),
+        "summary": summary, "verdict": verdict_label(summary),
+        "verdict_reason": (summary.get("verdict") or {}).get("reason", "") if isinstance(summary.get("verdict"), dict) else "", "duration": _duration(summary),
         "version": kit_version(), "failed_by_profile": by_profile, "warned": warned, "requirements": reqs,
         "split": _strength_split(summary["requirements"]), "details": details, "checks_of": checks_of,
         "results": run.results, "insecure": summary.get("tls", {}).get("insecure"),

@@ -20,13 +20,13 @@ from typing import Any, Callable, Iterable
 import pytest
 
 from .client import AuthError, TargetError
+from .outcome import EXIT_BROKEN, EXIT_FAILED, EXIT_OK, EXIT_USAGE, RunVerdict, judge  # noqa: F401 (re-exported)
 from .requirements import Requirement, catalogue
 from .session import CheckResult, ConformanceRun, TargetUnreachable
 from .settings import PROFILES
 from .verdicts import CheckRecord, RequirementFailed
 
 OUTCOMES = ("passed", "failed", "warning", "skipped", "error")
-EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_BROKEN = 0, 1, 2, 3
 
 
 def one_line(excinfo: Any) -> str:
@@ -155,11 +155,7 @@ def _verdict(req: Requirement, tied: list[CheckResult], strict: bool) -> tuple[s
 
 
 def exit_code(verdicts: list[dict[str, Any]], results: list[CheckResult]) -> int:
-    if any(v["verdict"] == "fail" for v in verdicts):
-        return EXIT_FAILED
-    if any(r.outcome == "error" for r in results):
-        return EXIT_BROKEN
-    return EXIT_OK
+    return judge(verdicts, results).exit_code
 
 
 BAD = ("fail", "error")
@@ -249,9 +245,8 @@ def profile_counts(results: Iterable[CheckResult]) -> dict[str, dict[str, int]]:
 
 def build_summary(run: ConformanceRun) -> dict[str, Any]:
     verdicts = requirement_verdicts(run.results, run.settings.strict)
-    absolute = exit_code(verdicts, run.results)
-    if not run.results and run.partial:
-        absolute = EXIT_USAGE          # the selection (-k, --check, --requirement) matched no check
+    verdict = judge(verdicts, run.results)
+    absolute = verdict.exit_code
     summary: dict[str, Any] = {
         "target": run.settings.target,
         "started": run.started,
@@ -262,6 +257,7 @@ def build_summary(run: ConformanceRun) -> dict[str, Any]:
         "strict": run.settings.strict,
         "run_prefix": run.run_prefix,
         "exit_code": absolute,
+        "verdict": verdict.as_dict(),
         "tls": {"insecure": run.settings.insecure, "ca_bundle": bool(run.settings.ca_bundle),
                 "client_certificate": bool(run.settings.client_cert)},
         "profiles": profile_counts(run.results),
@@ -278,6 +274,8 @@ def build_summary(run: ConformanceRun) -> dict[str, Any]:
         summary["baseline"] = {"path": str(run.settings.baseline), **comparison}
         summary["exit_code_without_baseline"] = absolute
         summary["exit_code"] = gated_exit_code(comparison)
+        if verdict.label == "NOTHING TESTED":
+            summary["exit_code"] = verdict.exit_code     # no baseline makes an empty run a pass
     return summary
 
 
@@ -300,9 +298,10 @@ def write_summary(run: ConformanceRun, config: pytest.Config) -> dict[str, Any]:
     summary = build_summary(run)
     out = Path(run.settings.report_dir)
     out.mkdir(parents=True, exist_ok=True)
-    text = run.redact(json.dumps(summary, indent=2, ensure_ascii=False))
+    summary = run.redact.tree(summary)     # string values only: keys and structure stay intact
+    text = json.dumps(summary, indent=2, ensure_ascii=False)
     (out / "summary.json").write_text(text + "\n", encoding="utf-8")
-    (out / "requirements.csv").write_text(run.redact(matrix_csv(summary)), encoding="utf-8")
+    (out / "requirements.csv").write_text(matrix_csv(summary), encoding="utf-8")
     run.summary = summary
     return summary
 
@@ -343,12 +342,13 @@ def print_summary(run: ConformanceRun, write: Callable[[str], None]) -> None:
         render_comparison(summary["baseline"], write, limit=12)
     written = [str(p) for p in report_files(run) if p.is_file()]
     write("reports: " + ("  ".join(written) if written else "(none written)"))
-    verdict = {EXIT_OK: "PASS", EXIT_FAILED: "FAIL (SHALL-level failures)", EXIT_BROKEN: "BROKEN (errors)",
-               EXIT_USAGE: "NOTHING TESTED (no check matched the selection)"}
-    if "baseline" in summary:
-        verdict = {EXIT_OK: "PASS (no regression against the baseline)", EXIT_FAILED: "FAIL (regressions)",
-                   EXIT_BROKEN: "BROKEN (new errors against the baseline)"}
-    write(f"verdict: {verdict.get(summary['exit_code'], '?')} (exit {summary['exit_code']})")
+    own = summary.get("verdict") or {}
+    if "baseline" in summary and own.get("label") != "NOTHING TESTED":
+        labels = {EXIT_OK: "PASS (no regression against the baseline)", EXIT_FAILED: "FAIL (regressions)",
+                  EXIT_BROKEN: "BROKEN (new errors against the baseline)"}
+        write(f"verdict: {labels.get(summary['exit_code'], '?')} (exit {summary['exit_code']})")
+    else:
+        write(RunVerdict(summary["exit_code"], own.get("label", "?"), own.get("reason", "")).line())
 
 
 # -- attachments ---------------------------------------------------------------

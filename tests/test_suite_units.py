@@ -65,10 +65,35 @@ def test_curl_uses_an_environment_reference_instead_of_the_token():
     assert "--data-raw" in curl and "-X POST" in curl
 
 
-def test_redactor_replaces_every_secret_wherever_it_appears():
-    redact = Redactor(["abc", "abcdef"])
-    redact.add("zzz")
-    assert redact("x abcdef y abc zzz") == "x [REDACTED] y [REDACTED] [REDACTED]"
+def test_redactor_replaces_every_distinctive_secret_wherever_it_appears():
+    redact = Redactor(["abc-1234", "abc-1234-5678"])
+    redact.add("zzzzzzzzzzzzzzzzzz")
+    assert (redact("x abc-1234-5678 y abc-1234 zzzzzzzzzzzzzzzzzz") == "x [REDACTED] y [REDACTED] [REDACTED]")
+
+
+@pytest.mark.parametrize("token", ["x", "e", "test", "token", "pass", "Bearer", "password"])
+def test_short_and_word_like_tokens_leave_text_and_json_intact(token):
+    redact = Redactor([token])
+    summary = {"exit_code": 0, "verdict": "pass", "reason": "a test of the token exchange: Bearer password"}
+    assert redact.tree(summary) == summary
+    assert redact("exit_code test token") == "exit_code test token"
+
+
+def test_structural_redaction_removes_credentials_whatever_their_value():
+    from conformance.redaction import redact_body, redact_header, redact_url
+
+    assert redact_header("Authorization", "Bearer x") == "Bearer [REDACTED]"
+    assert redact_header("Cookie", "s=x") == "[REDACTED]"
+    form = redact_body("grant_type=client_credentials&client_id=app&client_secret=x",
+                       "application/x-www-form-urlencoded")
+    assert "client_secret=%5BREDACTED%5D" in form.replace("[", "%5B").replace("]", "%5D") and "client_id=app" in form
+    assert "x" not in redact_url("https://t/files/1?access_token=x&n=1").split("?", 1)[1].replace("n=1", "")
+    assert redact_url("https://u:pw@t/a") == "https://u:[REDACTED]@t/a"
+    jwk = json.loads(redact_body('{"keys": [{"kty": "RSA", "n": "AQAB", "d": "s3cr3t"}], "access_token": "t"}'))
+    assert jwk["keys"][0]["d"] == "[REDACTED]" and jwk["keys"][0]["n"] == "AQAB"
+    assert jwk["access_token"] == "[REDACTED]"
+    outcome = '{"resourceType": "OperationOutcome", "issue": [{"severity": "error", "code": "invalid"}]}'
+    assert redact_body(outcome) == outcome
 
 
 # -- verdicts and exit codes -----------------------------------------------------------
@@ -181,3 +206,13 @@ def test_cli_lists_the_catalogue(tmp_path):
     proc = cli("list", "--format", "json", cwd=tmp_path)
     ids = {r["id"] for r in json.loads(proc.stdout)}
     assert proc.returncode == 0 and {"CANVAS-GROUP-RESP-UNIQUE", "FHIR-AUTH-401"} <= ids
+
+
+def test_expected_statuses_are_said_as_a_person_would():
+    from conformance.expectations import describe_statuses
+
+    assert describe_statuses(range(400, 500)) == "a 4xx"
+    assert describe_statuses(range(400, 600)) == "a 4xx or 5xx"
+    assert describe_statuses((400, 422)) == "400 or 422"
+    assert describe_statuses((404,)) == "HTTP 404"
+    assert describe_statuses((400, 401, 403)) == "400, 401 or 403"

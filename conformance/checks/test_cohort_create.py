@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 
 from conformance.capabilities import BULK_COHORT_PROFILE
 from conformance.client import json_or_none
-from conformance.expectations import is_operation_outcome, last_exchange
+from conformance.expectations import describe_statuses, is_operation_outcome, last_exchange
 from conformance.markers import check, needs, profile, verifies
 from conformance.profiles.cohort import MEMBER_FILTER, PROFILE_STATUSES, REJECTED, cohort_payload, expressions_of
 from conformance.profiles.cohort import violations as cohort_violations
@@ -88,7 +88,7 @@ def test_invalid_cohort_is_refused(cohorts: CohortApi, population, violation, da
                outcome.exchange)
         return
     expect(violation.requirement, outcome.status in statuses,
-           f"{what}: expected HTTP {' or '.join(map(str, statuses))} at kick-off or from the status URL, got "
+           f"{what}: expected {describe_statuses(statuses)} at kick-off or from the status URL, got "
            f"{outcome.status} (at {outcome.where})", outcome.exchange)
     expect("FHIR-ERROR-OUTCOME", is_operation_outcome(outcome.body),
            f"{what}: HTTP {outcome.status} without an OperationOutcome", outcome.exchange)

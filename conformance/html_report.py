@@ -10,7 +10,6 @@ pytest route and needs no JavaScript to be read (a few lines filter the matrix).
 
 from __future__ import annotations
 
-import base64
 import datetime as dt
 import json
 import re
@@ -106,7 +105,6 @@ def context(run: ConformanceRun, summary: dict[str, Any]) -> dict[str, Any]:
                            "failing": e is result.sequence[-1]} for e in steps],
             "hidden_steps": len(result.sequence) - len(steps),
             "script": text,
-            "script_href": "data:text/x-shellscript;base64," + base64.b64encode(text.encode()).decode() if text else "",
             "rerun": (f"fhir-conformance run --target {summary['target']} --seed {summary['seed']} "
                       f"--check '{result.check_id}'"),
             "replay": f"fhir-conformance replay {run.settings.report_dir} --check '{result.check_id}'",

@@ -305,7 +305,7 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo) -> Itera
                               for e in run.fixture_exchanges.get(name, ())), key=lambda e: e.seq)
             failing = result.exchange or run.recorder.last
             result.sequence = reproduce.sequence(prelude, run.recorder.own, failing)
-            result.traceback = run.redact(rep.longreprtext) if rep.failed else ""
+            result.traceback = run.redact(report.tail(rep.longreprtext)) if rep.failed else ""
         report.attach(rep, result, record, run)
         _note_problems(item, run, rep, result)
         if result.outcome == "warning":

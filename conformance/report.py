@@ -68,6 +68,16 @@ def _requirement_failures(exc: BaseException) -> list[RequirementFailed]:
     return [e for e in _chain(exc) if isinstance(e, RequirementFailed)]
 
 
+TRACEBACK_KEPT = 4_000
+
+
+def tail(text: str, limit: int = TRACEBACK_KEPT) -> str:
+    """The end of a long traceback (where the cause is), saying how much was left out."""
+    if len(text) <= limit:
+        return text
+    return f"… ({len(text) - limit} earlier characters left out)\n" + text[-limit:]
+
+
 def _skip_message(rep: pytest.TestReport) -> str:
     longrepr = rep.longrepr
     if isinstance(longrepr, tuple) and len(longrepr) == 3:

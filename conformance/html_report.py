@@ -25,7 +25,7 @@ from .requirements import catalogue
 from .session import CheckResult, ConformanceRun
 
 BODY_SHOWN = 3_000          # characters of a body shown before "… n more"
-STEPS_SHOWN = 25            # exchanges shown per check (the script keeps them all)
+STEPS_SHOWN = 10            # exchanges shown per check (the script keeps them all)
 VERDICT_LABELS = {EXIT_OK: "PASS", EXIT_FAILED: "FAIL", EXIT_BROKEN: "ERROR", EXIT_USAGE: "NOTHING TESTED"}
 
 

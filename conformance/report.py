@@ -257,6 +257,9 @@ def build_summary(run: ConformanceRun) -> dict[str, Any]:
                     "warned_requirements": sorted(r.warned_requirements), "message": r.message,
                     "duration": round(r.duration, 3)} for r in run.results],
         "cleanup_problems": run.cleanup_problems,
+        "active_profiles": sorted(run.active_profiles()[0]) if "capabilities" in run.__dict__ or
+        run.settings.profiles else [],
+        "missing_declarations": sorted(run.missing_declarations),
     }
     if run.settings.baseline:
         comparison = compare(load_summary(run.settings.baseline), verdicts)
@@ -349,6 +352,9 @@ def print_summary(run: ConformanceRun, write: Callable[[str], None]) -> None:
     for kind in ("fail", "warn", "error"):
         for v in by.get(kind, [])[:12]:
             write(f"  {kind.upper():<5} {v['id']} ({v['strength']}): {v['reason'][:150]}")
+    if summary.get("missing_declarations"):
+        write("run because of --profile although the target does not declare: "
+              + "; ".join(summary["missing_declarations"]))
     if summary["cleanup_problems"]:
         write("clean-up problems: " + "; ".join(summary["cleanup_problems"]))
     if "baseline" in summary:

@@ -50,6 +50,7 @@ class ConformanceRun:
     ledger: Ledger = field(default_factory=Ledger)
     cleanup_problems: list[str] = field(default_factory=list)
     summary: dict[str, Any] | None = None
+    missing_declarations: set[str] = field(default_factory=set)   # run anyway because of --profile
 
     def __post_init__(self) -> None:
         self.run_prefix = self.settings.run_prefix or new_run_prefix()
@@ -111,8 +112,8 @@ class ConformanceRun:
 
     def active_profiles(self) -> tuple[set[str], str]:
         """The profiles to run and why (explicit choice, or what the target declares)."""
-        if self.settings.profiles:
-            return set(self.settings.profiles), "selected with --profile"
+        if self.settings.profiles:      # fhir-core applies to every FHIR server
+            return set(self.settings.profiles) | {"fhir-core"}, "selected with --profile"
         return self.capabilities.declared_profiles(), "declared in the target's CapabilityStatement"
 
     def cleanup(self) -> None:

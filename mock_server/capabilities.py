@@ -7,6 +7,7 @@ from datetime import datetime, timezone
 from flask import Blueprint, Flask, Response, current_app, request
 
 from .outcomes import fhir_response
+from .variants import varies
 
 bp = Blueprint("metadata", __name__)
 SMART_OAUTH = "http://fhir-registry.smarthealthit.org/StructureDefinition/oauth-uris"
@@ -52,7 +53,7 @@ def capabilities(app: Flask) -> list[ResourceCapability]:
 
 def _resource(cap: ResourceCapability) -> dict:
     out: dict = {"type": cap.type, "interaction": [{"code": i} for i in cap.interactions]}
-    if cap.documentation:
+    if cap.documentation and not (varies("generic-fhir") and "canvasmedical" in cap.documentation):
         out["documentation"] = cap.documentation
     if cap.profiles:
         out["supportedProfile"] = list(cap.profiles)

@@ -56,6 +56,18 @@ VARIANTS: dict[str, Variant] = dict(
            "POST $export is answered 405 (not-supported); only GET kick-off exists (so no patient parameter).",
            "Bulk Data IG export.html#bulk-data-kick-off-request: a server MAY support POST; patient is POST-only "
            "and optional"),
+        # Which server this is, and its access control (SPEC §0)
+        _v("generic-fhir", "FHIR-CREATE-201 FHIR-UPDATE-200 FHIR-UPDATE-ID FHIR-RESOURCE-TYPE FHIR-NOT-FOUND "
+           "FHIR-ERROR-OUTCOME FHIR-IF-MATCH FHIR-SEARCH-PAGING CANVAS-GROUP-CREATE CANVAS-TASK-CREATE",
+           "No Canvas marker in the CapabilityStatement: a generic FHIR server with Group and Task.",
+           "SPEC §0: canvas applies only when selected or when the target shows Canvas markers"),
+        _v("open-server", "BULK-EXPORT-AUTH BULK-EXPORT-KICKOFF BULK-EXPORT-FILE-AUTH BULK-EXPORT-FILE-LINES "
+           "FHIR-AUTH-401 FHIR-CREATE-201",
+           "No access control: every request is served with or without a token; files need no token "
+           "(requiresAccessToken false).",
+           "Bulk Data IG: a server SHOULD implement OAuth 2.0 access management (SHOULD, not SHALL); "
+           "only Canvas requires 401",
+           warns="BULK-EXPORT-AUTH", implies="generic-fhir"),
     ]
 )
 

@@ -67,3 +67,22 @@ def test_suite_passes_the_variant(name, tmp_path, record_property):
     assert not wrong_warnings, f"variant {name}: unexpected warnings {sorted(wrong_warnings)}\n{run.output[-2000:]}"
     counts = {k: sum(p.get(k, 0) for p in run.summary["profiles"].values()) for k in ("passed", "warnings")}
     assert counts["passed"] + counts["warnings"] > 0, f"variant {name}: nothing was tested\n{run.output[-2000:]}"
+
+
+@pytest.mark.slow
+def test_canvas_is_not_auto_selected_on_a_generic_fhir_server(tmp_path):
+    config = MockConfig(db=":memory:", tokens=TOKENS, variants=frozenset({"generic-fhir"}))
+    with run_in_thread(config) as base_url:
+        run = run_suite(tmp_path / "reports", "--seed", "3", "--examples", "2", "--requirement", "CANVAS-GROUP-CREATE",
+                        "--requirement", "FHIR-CREATE-201", target=base_url)
+    verdicts = {r["id"]: r for r in run.summary["requirements"]}
+    assert run.exit_code == 0, run.output[-3000:]
+    assert verdicts["CANVAS-GROUP-CREATE"]["verdict"] == "skip"
+    assert "profile 'canvas' is not declared" in verdicts["CANVAS-GROUP-CREATE"]["reason"]
+    assert verdicts["FHIR-CREATE-201"]["verdict"] == "pass"          # fhir-core runs on any FHIR server
+    assert "canvas" not in run.summary["active_profiles"] and "fhir-core" in run.summary["active_profiles"]
+    # told explicitly, the suite runs canvas anyway
+    with run_in_thread(config) as base_url:
+        told = run_suite(tmp_path / "told", "--seed", "3", "--examples", "2", "--requirement", "CANVAS-GROUP-CREATE",
+                         "--profile", "canvas", target=base_url)
+    assert told.verdicts()["CANVAS-GROUP-CREATE"] == "pass", told.output[-3000:]

@@ -138,11 +138,33 @@ def test_capabilities_decide_profiles_and_needs():
          "searchParam": [{"name": "type"}], "operation": [{"name": "export"}],
          "supportedProfile": [BULK_COHORT_PROFILE + "|3.0.0"]}]}]}
     caps = Capabilities.from_statement(statement)
-    assert caps.declared_profiles() == {"canvas", "bulk-export", "bulk-cohort"}
+    # Group create + read is what every FHIR server with Groups declares: not a Canvas marker
+    assert caps.declared_profiles() == {"fhir-core", "bulk-export", "bulk-cohort"}
     assert caps.satisfies(Need("Group", search_param="type"))
     assert not caps.satisfies(Need("Group", search_param="member"))
     assert "search parameter 'member'" in Need("Group", search_param="member").describe()
-    assert Capabilities.from_statement(None).declared_profiles() == set()
+    assert Capabilities.from_statement(None).declared_profiles() == {"fhir-core"}
+
+
+@pytest.mark.parametrize("marker", [
+    {"software": {"name": "Canvas Medical FHIR"}}, {"publisher": "Canvas Medical"},
+    {"rest": [{"mode": "server", "resource": [{"type": "Task", "extension": [
+        {"url": "http://schemas.canvasmedical.com/fhir/extensions/task-group"}]}]}]}])
+def test_canvas_is_detected_only_by_its_markers(marker):
+    statement = {"resourceType": "CapabilityStatement", "rest": [{"mode": "server", "resource": [
+        {"type": "Group", "interaction": [{"code": "read"}, {"code": "create"}]}]}]}
+    assert "canvas" not in Capabilities.from_statement(statement).declared_profiles()
+    assert "canvas" in Capabilities.from_statement({**statement, **marker}).declared_profiles()
+
+
+def test_export_and_cohort_detection_follow_spec_0():
+    by_definition = {"resourceType": "CapabilityStatement", "rest": [{"mode": "server", "resource": [
+        {"type": "Group", "operation": [{"name": "group-level-export",
+                                         "definition": "http://hl7.org/fhir/uv/bulkdata/OperationDefinition/group-export"}],
+         "supportedProfile": BULK_COHORT_PROFILE}]}]}
+    caps = Capabilities.from_statement(by_definition)
+    assert {"bulk-export", "bulk-cohort"} <= caps.declared_profiles()   # a lone string still detected
+    assert caps.profile_as_string("Group")
 
 
 # -- strategies -----------------------------------------------------------------------------

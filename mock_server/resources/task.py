@@ -67,7 +67,10 @@ def _create_schema(state) -> None:  # type: ignore[no-untyped-def]
 
 
 bp.record_once(_create_schema)
-declare(bp, ResourceCapability("Task", ("read", "create", "update", "search-type"), SEARCH_PARAMS[:-1]))
+CANVAS_TASK_DOC = ("Canvas-style Task: the team is the extension "
+                   "http://schemas.canvasmedical.com/fhir/extensions/task-group")   # the Canvas marker (SPEC §0)
+declare(bp, ResourceCapability("Task", ("read", "create", "update", "search-type"), SEARCH_PARAMS[:-1],
+                               documentation=CANVAS_TASK_DOC))
 
 
 def _store() -> store.Store:

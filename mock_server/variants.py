@@ -56,6 +56,13 @@ VARIANTS: dict[str, Variant] = dict(
            "POST $export is answered 405 (not-supported); only GET kick-off exists (so no patient parameter).",
            "Bulk Data IG export.html#bulk-data-kick-off-request: a server MAY support POST; patient is POST-only "
            "and optional"),
+        # FHIR R4 itself
+        _v("fhir-invariants-enforced", "CANVAS-GROUP-CREATE CANVAS-GROUP-ACTUAL CANVAS-GROUP-UPDATE "
+           "FHIR-READONLY-IGNORED CANVAS-TASK-CREATE",
+           "FHIR invariants are enforced: a Group with members and actual false (grp-1) and a Task whose "
+           "lastModified is before authoredOn (inv-1) are refused with 400.",
+           "FHIR R4 group.html#invariants grp-1, task.html#invariants inv-1; http.html#create: a server SHALL "
+           "reject a resource that fails FHIR validation rules"),
         # Which server this is, and its access control (SPEC §0)
         _v("generic-fhir", "FHIR-CREATE-201 FHIR-UPDATE-200 FHIR-UPDATE-ID FHIR-RESOURCE-TYPE FHIR-NOT-FOUND "
            "FHIR-ERROR-OUTCOME FHIR-IF-MATCH FHIR-SEARCH-PAGING CANVAS-GROUP-CREATE CANVAS-TASK-CREATE",

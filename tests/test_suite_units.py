@@ -238,3 +238,38 @@ def test_expected_statuses_are_said_as_a_person_would():
     assert describe_statuses((400, 422)) == "400 or 422"
     assert describe_statuses((404,)) == "HTTP 404"
     assert describe_statuses((400, 401, 403)) == "400, 401 or 403"
+
+
+# -- valid payloads are valid FHIR (R4 invariants) -------------------------------------------
+
+
+def _grp_1(group: dict) -> bool:
+    """Group grp-1: member.empty() or (actual = true)."""
+    return not group.get("member") or group.get("actual") is True
+
+
+def _inv_1(task: dict) -> bool:
+    """Task inv-1: lastModified.exists().not() or authoredOn.exists().not() or lastModified >= authoredOn."""
+    from conformance.checks.task_support import instant
+
+    if "lastModified" not in task or "authoredOn" not in task:
+        return True
+    return instant(task["lastModified"]) >= instant(task["authoredOn"])
+
+
+@hsettings(max_examples=200, deadline=None, suppress_health_check=list(HealthCheck))
+@given(data=st.data())
+def test_valid_payloads_satisfy_the_fhir_r4_invariants(data):
+    from conformance.strategies.task import valid_task
+
+    for variant in (TEAM, PATIENT_GROUP):
+        group = data.draw(valid_group(DATA, variant))
+        assert _grp_1(group), group
+        base = data.draw(st.sampled_from(violations()))
+        if base.variant == variant:
+            from conformance.strategies.group import violation_base
+            assert _grp_1(data.draw(violation_base(DATA, base)))
+    task = data.draw(valid_task(DATA, ["t1"], full=data.draw(st.booleans())))
+    assert _inv_1(task), task
+    assert _grp_1({"member": [1], "actual": False}) is False        # the oracle itself can fail
+    assert _inv_1({"authoredOn": "2024-01-02T00:00:00Z", "lastModified": "2024-01-01T00:00:00Z"}) is False

@@ -219,7 +219,8 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo) -> Itera
         item.nodeid, item_check_id(item), item_requirements(item))
     result = item.stash.get(RESULT_KEY, None)
     if result is None and (rep.when == "call" or rep.skipped or rep.failed):
-        result = report.classify(item, rep, call, record, item_profile(item), run.settings.strict)
+        result = report.classify(item, rep, call, record, item_profile(item), run.settings.strict,
+                                 run.root_causes)
         item.stash[RESULT_KEY] = result
         run.results.append(result)
         report.attach(rep, result, record, run)

@@ -51,6 +51,7 @@ class ConformanceRun:
     cleanup_problems: list[str] = field(default_factory=list)
     summary: dict[str, Any] | None = None
     missing_declarations: set[str] = field(default_factory=set)   # run anyway because of --profile
+    root_causes: dict[int, tuple[str, BaseException]] = field(default_factory=dict)     # id(shared failure) -> first check meeting it
 
     def __post_init__(self) -> None:
         self.run_prefix = self.settings.run_prefix or new_run_prefix()

@@ -273,3 +273,36 @@ def test_valid_payloads_satisfy_the_fhir_r4_invariants(data):
     assert _inv_1(task), task
     assert _grp_1({"member": [1], "actual": False}) is False        # the oracle itself can fail
     assert _inv_1({"authoredOn": "2024-01-02T00:00:00Z", "lastModified": "2024-01-01T00:00:00Z"}) is False
+
+
+def test_a_blocked_check_is_reported_as_blocked_not_as_a_second_failure():
+    from types import SimpleNamespace
+
+    from conformance.report import classify
+    from conformance.verdicts import Blocked, CheckRecord, Finding
+
+    record = CheckRecord("n", "export-kickoff-post", ("BULK-EXPORT-KICKOFF-POST",))
+    record.warnings["BULK-EXPORT-KICKOFF-POST"] = Finding("BULK-EXPORT-KICKOFF-POST", "expected 202 Accepted, got 404")
+    try:
+        raise Blocked("blocked by BULK-EXPORT-KICKOFF-POST: POST kick-off was not accepted (HTTP 404)")
+    except Blocked:
+        import sys
+        excinfo = pytest.ExceptionInfo.from_exc_info(sys.exc_info())
+    rep = SimpleNamespace(skipped=False, passed=False, failed=True, when="call", duration=0.0, longrepr=None)
+    call = SimpleNamespace(excinfo=excinfo)
+    item = SimpleNamespace(nodeid="n")
+    result = classify(item, rep, call, record, "bulk-export", strict=False)
+    assert result.outcome == "warning" and not result.failed_requirements
+    assert "blocked by BULK-EXPORT-KICKOFF-POST" in result.message
+
+    # a failed shared prerequisite is counted once: later checks meeting it are blocked by the first
+    roots: dict = {}
+    try:
+        raise RuntimeError("prerequisite failed")
+    except RuntimeError as exc:
+        shared = exc
+    setup = SimpleNamespace(skipped=False, passed=False, failed=True, when="setup", duration=0.0, longrepr=None)
+    shared_info = SimpleNamespace(excinfo=pytest.ExceptionInfo.from_exception(shared))
+    first = classify(item, setup, shared_info, CheckRecord("n", "a", ()), "bulk-export", False, roots)
+    second = classify(item, setup, shared_info, CheckRecord("n", "b", ()), "bulk-export", False, roots)
+    assert first.outcome == "error" and second.outcome == "skipped" and second.message.startswith("blocked by a")

@@ -339,17 +339,23 @@ def run_job(app: Flask, job: dict[str, Any]) -> None:
     output, errors = [], []
     for rtype, count in counts.items():
         entry = {"type": rtype, "url": f"{files_base}/bulk/files/{job['id']}/{rtype}.ndjson", "count": count}
+        if varies("export-no-count"):
+            del entry["count"]
         (errors if rtype == "OperationOutcome" else output).append(entry)
     request_url = job["request_url"]
     if deviates("export-request-no-query"):
         request_url = request_url.split("?", 1)[0]
     manifest = {
-        "transactionTime": datetime.fromtimestamp(job["created"], timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
+        "transactionTime": datetime.fromtimestamp(job["created"], timezone.utc).strftime(
+            "%Y-%m-%dT%H:%M:%S.%f+00:00" if varies("export-transaction-time-offset") else "%Y-%m-%dT%H:%M:%S.%fZ"),
         "request": request_url,
-        "requiresAccessToken": not varies("open-server"),
+        "requiresAccessToken": not (varies("open-server") or varies("export-files-open")),
         "output": output,
         "error": errors,
     }
+    if varies("export-manifest-extras"):
+        manifest["deleted"] = []
+        manifest["extension"] = {"https://fhir-conformance-kit.example/manifest-note": "variant"}
     with db.write() as conn:
         updated = conn.execute("UPDATE export_job SET status = 'complete', manifest = ?, finished = ? WHERE id = ?",
                                (json.dumps(manifest), time.time(), job["id"])).rowcount

@@ -19,6 +19,7 @@ from .. import preconditions, search, store
 from ..auth import authorize, requires
 from ..capabilities import ResourceCapability, declare
 from ..deviations import deviates
+from ..variants import varies
 from ..outcomes import FhirError, fhir_response, not_found
 from ..payload import read_resource_body
 from . import task_rules
@@ -220,7 +221,7 @@ def render(row: store.Row) -> dict[str, Any]:
 
 
 def _headers(row: store.Row) -> dict[str, str]:
-    headers = {"ETag": f'W/"{row.version}"'}
+    headers = {} if varies("no-etag") else {"ETag": f'W/"{row.version}"'}
     if not deviates("last-modified-missing"):
         headers["Last-Modified"] = http_date(row.last_updated)
     return headers
@@ -242,7 +243,8 @@ def create() -> Response:
     with _store().write() as conn:
         row = save(conn, tid, draft, None)
     headers = _headers(row)
-    headers["Location"] = f"{_base()}/Task/{tid}"
+    headers["Location"] = f"{_base()}/Task/{tid}" + (f"/_history/{row.version}"
+                                                     if varies("location-with-history") else "")
     return fhir_response(None, 201, headers)
 
 

@@ -100,6 +100,10 @@ VARIANTS: dict[str, Variant] = dict(
            "lastModified is before authoredOn (inv-1) are refused with 400.",
            "FHIR R4 group.html#invariants grp-1, task.html#invariants inv-1; http.html#create: a server SHALL "
            "reject a resource that fails FHIR validation rules"),
+        _v("export-referenced-practitioners", "BULK-EXPORT-SINCE BULK-EXPORT-COMPARTMENT BULK-EXPORT-FILE-LINES",
+           "The Practitioners that exported Tasks reference are exported too, regardless of _since.",
+           "Bulk Data IG export.html#query-parameters: resources referenced by exported resources may be "
+           "included regardless of _since"),
         _v("export-patient-unsupported", "BULK-EXPORT-PATIENT BULK-EXPORT-KICKOFF",
            "The patient parameter of a POST kick-off is refused with 400 and an OperationOutcome (not-supported).",
            "Bulk Data IG export.html#query-parameters: patient support is optional; an unsupported parameter "

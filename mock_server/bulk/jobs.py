@@ -132,6 +132,7 @@ class Exporter:
         self.db: store.Store = app.extensions["fhir.store"]
         self.params = ExportParams.from_json(job["params"])
         self.since, self.until = _parse(self.params.since), _parse(self.params.until)
+        self.referenced: set[str] = set()    # variant export-referenced-practitioners: written once each
 
     def wanted(self, rtype: str) -> bool:
         if self.params.types is None or deviates("export-type-ignored"):
@@ -306,7 +307,25 @@ class Exporter:
             for rid, version, last_updated, body in rows:
                 if self.in_window(last_updated):
                     row = store.Row("Task", rid, version, datetime.fromisoformat(last_updated), json.loads(body))
-                    writer.write("Task", self.shape(task_resource.render(row), "Task", rid, last_updated))
+                    rendered = task_resource.render(row)
+                    writer.write("Task", self.shape(rendered, "Task", rid, last_updated))
+                    if varies("export-referenced-practitioners"):
+                        self._write_referenced(conn, writer, rendered)
+
+    def _write_referenced(self, conn: Any, writer: Writer, resource: dict[str, Any]) -> None:
+        """The Practitioners a written resource references, whatever their lastUpdated (IG: allowed)."""
+        if not self.wanted("Practitioner"):
+            return
+        for element in ("requester", "owner"):
+            ref = str((resource.get(element) or {}).get("reference", ""))
+            kind, _, pid = ref.partition("/")
+            if kind != "Practitioner" or not pid or pid in self.referenced:
+                continue
+            self.referenced.add(pid)
+            row = conn.execute("SELECT last_updated, body FROM resource WHERE rtype = 'Practitioner' AND id = ?",
+                               (pid,)).fetchone()
+            if row:
+                writer.write("Practitioner", self.shape(json.loads(row[1]), "Practitioner", pid, row[0]))
 
 
 def run_job(app: Flask, job: dict[str, Any]) -> None:

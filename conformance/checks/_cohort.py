@@ -186,6 +186,8 @@ def population(conformance_run: ConformanceRun, bulk: BulkClient) -> Facts:
         pytest.skip("the target's CapabilityStatement does not declare operation '$export' on Patient: the "
                     "membership oracle reads the population with a Patient-level export")
     facts = Facts.of(read_population(bulk))
+    caps = conformance_run.capabilities
+    facts.declared = {rtype: frozenset(caps.search_params(rtype)) for rtype in caps.resources}
     if len(facts.patient_ids) < 2:
         pytest.skip("the Patient-level export holds fewer than 2 patients: no cohort can be told apart")
     return facts

@@ -80,6 +80,10 @@ VARIANTS: dict[str, Variant] = dict(
            "Files download without a token and the manifest says requiresAccessToken: false.",
            "Bulk Data IG export.html#response---complete-status: requiresAccessToken false lets files be "
            "fetched without the access token"),
+        # Bulk Cohort API (SPEC §5)
+        _v("cohort-no-member-narrowing", "BULK-COHORT-MEMBER-NARROWING BULK-COHORT-ASYNC-CREATE",
+           "A cohort with Group.member is refused with 400 and an OperationOutcome (not-supported).",
+           "Bulk Data IG group.html: member is optional; a server SHALL reject what it does not support"),
         # FHIR R4 itself
         _v("no-etag", "FHIR-IF-MATCH FHIR-CREATE-201 CANVAS-GROUP-READ",
            "Reads send no ETag (If-Match still works for clients that know the version).",

@@ -80,3 +80,16 @@ def test_must_reject_inputs_are_never_what_the_target_declares():
         assert undeclared(candidates, names) == [UNDECLARED_FALLBACK]          # all declared: fallback
         first = candidates[0].split("=", 1)[0]
         assert all(not c.startswith(first + "=") for c in undeclared(candidates, frozenset({first})))
+
+
+def test_optional_cohort_features_are_named_for_the_skip_reason():
+    from conformance.checks._cohort import optional_features
+    from conformance.profiles.cohort import cohort_payload
+
+    declared = {"Condition": frozenset({"code"})}
+    plain = cohort_payload("c", ["Condition?code=x"])
+    assert optional_features(plain, declared) is None
+    narrowed = cohort_payload("c", ["Condition?code=x"], ["Patient/1"])
+    assert optional_features(narrowed, declared) == "member narrowing (Group.member)"
+    undeclared = optional_features(cohort_payload("c", ["Condition?code=x&onset-date=ge2020"]), declared)
+    assert "Condition.onset-date" in undeclared

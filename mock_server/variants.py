@@ -84,6 +84,12 @@ VARIANTS: dict[str, Variant] = dict(
         _v("cohort-no-member-narrowing", "BULK-COHORT-MEMBER-NARROWING BULK-COHORT-ASYNC-CREATE",
            "A cohort with Group.member is refused with 400 and an OperationOutcome (not-supported).",
            "Bulk Data IG group.html: member is optional; a server SHALL reject what it does not support"),
+        _v("cohort-fewer-filter-parameters", "BULK-COHORT-REJECT-UNSUPPORTED BULK-COHORT-ASYNC-CREATE "
+           "BULK-COHORT-MEMBERSHIP",
+           "Member-filters on Encounter.class, Condition.clinical-status and Observation.value-quantity are "
+           "refused as unsupported (400): a different set of filter parameters.",
+           "Bulk Data IG group.html: the server chooses (and SHOULD document) the filter parameters it supports "
+           "and SHALL reject the others"),
         # FHIR R4 itself
         _v("no-etag", "FHIR-IF-MATCH FHIR-CREATE-201 CANVAS-GROUP-READ",
            "Reads send no ETag (If-Match still works for clients that know the version).",

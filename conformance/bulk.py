@@ -26,6 +26,7 @@ from .client import Exchange, FhirClient, _redact_header, json_or_none
 
 NDJSON = "application/fhir+ndjson"
 FIRST_POLL = 0.0
+MIN_POLL = 0.1          # Retry-After: 0 means 'now'; a short pause keeps polling from spinning
 BACKOFF_START, BACKOFF_MAX = 0.5, 10.0
 PROBLEMS_KEPT = 3
 PATIENT_REFERENCE_FIELDS = ("subject", "patient", "for", "beneficiary")
@@ -208,7 +209,7 @@ class BulkClient:
             if response.status_code in (202, 429) or (response.status_code >= 500
                                                       and is_transient(json_or_none(response))):
                 if asked is not None:
-                    wait = asked
+                    wait = max(asked, MIN_POLL)
                 else:
                     wait, backoff = backoff, min(backoff * 2, BACKOFF_MAX)
                 continue

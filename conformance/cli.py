@@ -50,6 +50,9 @@ def _parser() -> argparse.ArgumentParser:
                      help="run this profile even if the target does not declare it (repeatable)")
     run.add_argument("--requirement", action="append", dest="requirements", metavar="ID",
                      help="run only the checks tied to this requirement (repeatable)")
+    run.add_argument("--check", action="append", dest="checks", metavar="ID",
+                     help="run only this check, by the stable id `list` prints (repeatable; "
+                          "'ID' selects every parameter case, 'ID[case]' one)")
     run.add_argument("--strict", action="store_true", default=None,
                      help="SHOULD/MAY breaches and inexact status codes fail the run")
     run.add_argument("--notes-replace", action="store_true", default=None,
@@ -63,7 +66,8 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--timeout", type=float, help="seconds per HTTP request")
     run.add_argument("--export-timeout", type=float, help="seconds a bulk export may take (default 120)")
     run.add_argument("--config", type=Path, help="settings file (default ./conformance.toml)")
-    run.add_argument("-k", dest="keyword", help="only checks matching this pytest -k expression")
+    run.add_argument("-k", dest="keyword", help="only checks matching this pytest -k expression "
+                                                 "(check ids and function names)")
     run.add_argument("-v", "--verbose", action="store_true", help="one line per check")
     smart = run.add_argument_group("SMART Backend Services (client credentials with a signed JWT)")
     smart.add_argument("--private-key", metavar="FILE", help="JWK/JWKS or PEM private key (RS384 or ES384)")
@@ -86,6 +90,12 @@ def _parser() -> argparse.ArgumentParser:
                      help="a previous summary.json: the exit code reflects only regressions against it")
     lst = sub.add_parser("list", help="print every requirement and the checks tied to it")
     lst.add_argument("--format", choices=("text", "json"), default="text")
+    replay = sub.add_parser("replay", help="re-send the requests that led a check to fail; exit 1 if it still fails")
+    replay.add_argument("report_dir", type=Path, help="the report directory of the run (holds reproduction.json)")
+    replay.add_argument("--check", required=True, metavar="ID", help="the failing check's id, as the report shows it")
+    replay.add_argument("--target", help="send to this base URL instead of the run's target")
+    replay.add_argument("--timeout", type=float, default=30.0, help="seconds per request (default 30)")
+    replay.add_argument("--insecure", action="store_true", help="do not verify the target's TLS certificate")
     diff = sub.add_parser("diff", help="compare two summary.json files (exit 1 when NEW regressed)")
     diff.add_argument("old", type=Path, help="the earlier summary.json (the baseline)")
     diff.add_argument("new", type=Path, help="the later summary.json")
@@ -103,13 +113,21 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _list(args.format)
     if args.command == "diff":
         return _diff(args.old, args.new, args.format)
+    if args.command == "replay":
+        from .replay import replay_command
+
+        return replay_command(args.report_dir, args.check, args.target, args.timeout, args.insecure)
     cli = {k: getattr(args, k) for k in ("target", "token", "client_id", "client_secret", "token_url",
-                                         "limited_token", "profiles", "requirements", "strict",
+                                         "limited_token", "profiles", "requirements", "checks", "strict",
                                          "notes_replace", "shrink", "report_dir", "seed", "examples", "timeout",
                                          "private_key", "key_id", "scope", "ca_bundle", "client_cert",
                                          "client_key", "insecure", "max_rps", "max_concurrency",
                                          "max_retry_wait", "max_body_mb", "max_redirects", "baseline",
                                          "export_timeout")}
+    named_config = args.config or os.environ.get("FHIR_CONFORMANCE_CONFIG")
+    if named_config and not Path(named_config).is_file():
+        print(f"fhir-conformance: configuration error: config file not found: {named_config}", file=sys.stderr)
+        return EXIT_USAGE
     try:
         settings = load(cli, os.environ, args.config)
         if settings.baseline:
@@ -145,14 +163,17 @@ def run_pytest(settings: Settings, seed: int, keyword: str | None, verbose: bool
     args = [str(checks_dir), "--rootdir", str(checks_dir), "-c", str(checks_dir / "pytest.ini"),
             "-p", "no:cacheprovider", f"--hypothesis-seed={seed}",
             "-W", "ignore::pytest.PytestAssertRewriteWarning",
-            f"--html={report_dir / 'report.html'}", "--self-contained-html",
+            "-p", "no:html",
             f"--junitxml={report_dir / 'junit.xml'}", "-o", "junit_suite_name=fhir-conformance",
-            "-v" if verbose else "-q", "--tb=short", "-rfE"]
+            "-v" if verbose else "-q", "--tb=short", "-rN"]
     if keyword:
         args += ["-k", keyword]
     if exitfirst:
         args.append("-x")
-    code = pytest.main(args, plugins=[InjectedSettings(settings, seed)])
+    from .progress import Progress
+
+    progress = Progress(tty=sys.stdout.isatty())
+    code = pytest.main(args, plugins=[InjectedSettings(settings, seed), progress])
     summary_path = report_dir / "summary.json"
     if code in (pytest.ExitCode.USAGE_ERROR,):
         return EXIT_USAGE
@@ -173,7 +194,10 @@ def bundled_mock(settings: Settings) -> Iterator[Settings]:
         cmd = [sys.executable, "-m", "mock_server", "--host", "127.0.0.1", "--port", "0",
                "--db", str(Path(tmp) / "mock.sqlite3"),
                # --token=VALUE: a token_urlsafe value may start with '-', which argparse takes for an option
-               f"--token={token}", f"--token={limited}:system/*.read"]
+               f"--token={token}", f"--token={limited}:system/*.read",
+               # a development server on loopback: exports say "poll again now" instead of making every
+               # export check sleep a second (the suite still checks that Retry-After is present and valid)
+               "--retry-after", "0"]
         proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         try:
             url = _await_listening(proc)
@@ -260,7 +284,9 @@ def _list(fmt: str) -> int:
         return EXIT_OK
     print(f"{len(reqs)} requirements, {len(checks)} checks")
     for r in reqs:
-        print(f"{r.id:<32} {r.strength:<7} {r.profile:<12} {r.statement}\n{'':<53}source: {r.source}")
+        print(f"{r.id:<32} {r.strength:<7} {r.profile:<12} {r.statement}\n{'':<53}source: {r.source} ({r.cites})")
+        if r.decision:
+            print(f"{'':<53}the kit's decision: {r.decision}")
         tied = by_req.get(r.id, [])
         print(f"{'':<53}checks ({len(tied)}): {', '.join(tied) if tied else '(none)'}")
     print("\nchecks:")
@@ -277,6 +303,10 @@ def _diff(old_path: Path, new_path: Path, fmt: str) -> int:
         print(f"fhir-conformance: {exc}", file=sys.stderr)
         return EXIT_USAGE
     comparison = compare(old, new["requirements"])
+    if old.get("target") != new.get("target"):
+        print(f"WARNING: the two summaries are for different targets ({old.get('target')} and "
+              f"{new.get('target')}): the changes below may be differences between servers, not regressions",
+              file=sys.stderr)
     if fmt == "json":
         print(json.dumps(comparison, indent=2))
     else:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import email.utils
 import json
+import queue
 import shlex
 import ssl
 import threading
@@ -182,6 +183,7 @@ class Exchange:
     response_body: str
     elapsed_ms: float
     error: str | None = None
+    seq: int = 0                 # order within the run (the recorder numbers exchanges)
 
     def curl(self) -> str:
         parts = ["curl", "-i", "-X", self.method, shlex.quote(self.url)]
@@ -213,17 +215,98 @@ class Exchange:
         return "\n".join(lines)
 
 
+class _Job:
+    """One send handed to a sender thread: its outcome and when it is done."""
+
+    def __init__(self, work: Callable[[], Any]):
+        self.work, self.done, self.outcome = work, threading.Event(), {}
+
+
+class _Senders:
+    """Daemon threads that send requests, reused from one request to the next.
+
+    A thread stuck on a trickling target is not waited for: the caller gives up at its
+    deadline and the next request takes another idle thread (or a new one). A thread
+    returns to the idle list once its send is over, however it ended.
+    """
+
+    def __init__(self) -> None:
+        self._idle: list["queue.SimpleQueue[_Job]"] = []
+        self._lock = threading.Lock()
+
+    def submit(self, work: Callable[[], Any]) -> _Job:
+        job = _Job(work)
+        with self._lock:
+            inbox = self._idle.pop() if self._idle else None
+        if inbox is None:
+            inbox = queue.SimpleQueue()
+            threading.Thread(target=self._serve, args=(inbox,), name="fhir-request", daemon=True).start()
+        inbox.put(job)
+        return job
+
+    def _serve(self, inbox: "queue.SimpleQueue[_Job]") -> None:
+        while True:
+            job = inbox.get()
+            try:
+                job.outcome["response"] = job.work()
+            except BaseException as exc:  # noqa: BLE001 - re-raised on the caller's thread
+                job.outcome["error"] = exc
+            job.work = None  # type: ignore[assignment]
+            job.done.set()
+            with self._lock:
+                self._idle.append(inbox)
+
+
+_SENDERS = _Senders()
+
+
 class Recorder:
-    """Keeps the recent exchanges of the current check (bounded)."""
+    """Keeps the recent exchanges of the current check (bounded), and what reproduction needs.
+
+    ``own`` holds the current check's exchanges before its first Hypothesis example and
+    those of its latest example (earlier examples cannot matter once a new one starts);
+    ``capture()`` lets the plugin collect what a shared fixture sent while it was set up.
+    """
+
+    OWN_LIMIT = 400
 
     def __init__(self, limit: int = 60):
         self.exchanges: deque[Exchange] = deque(maxlen=limit)
+        self.own: list[Exchange] = []
+        self._before_examples: int | None = None
+        self._captures: list[list[Exchange]] = []
+        self._seq = 0
 
     def clear(self) -> None:
         self.exchanges.clear()
+        self.own = []
+        self._before_examples = None
+
+    def new_example(self) -> None:
+        """A Hypothesis example starts: forget the previous example's exchanges."""
+        if self._before_examples is None:
+            self._before_examples = len(self.own)
+        else:
+            del self.own[self._before_examples:]
 
     def add(self, exchange: Exchange) -> None:
+        self._seq += 1
+        exchange.seq = self._seq
         self.exchanges.append(exchange)
+        self.own.append(exchange)
+        if len(self.own) > self.OWN_LIMIT:
+            del self.own[(self._before_examples or 0):(self._before_examples or 0) + 100]
+        for captured in self._captures:
+            captured.append(exchange)
+
+    def capture(self) -> list[Exchange]:
+        captured: list[Exchange] = []
+        self._captures.append(captured)
+        return captured
+
+    def release(self, captured: list[Exchange]) -> None:
+        if captured in self._captures:
+            self._captures.remove(captured)
 
     @property
     def last(self) -> Exchange | None:
@@ -544,38 +627,31 @@ class FhirClient:
         """``http.send`` with a wall-clock deadline for the response headers.
 
         httpx's timeouts apply to each read, so a target that trickles its headers a byte
-        at a time would hold a check forever. The send runs on a daemon thread; past the
-        deadline the socket it opened (seen through httpcore's trace hook) is closed, which
-        ends the thread, and the check gets a one-line TargetError.
+        at a time would hold a check forever. The send runs on a reused daemon sender thread
+        (starting a thread per request cost more than many requests on a loaded machine); past
+        the deadline the socket it opened (seen through httpcore's trace hook) is closed, which
+        frees the thread, and the check gets a one-line TargetError.
         """
         sockets: list[Any] = []
-        outcome: dict[str, Any] = {}
 
         def trace(event: str, info: dict[str, Any]) -> None:
             if event == "connection.connect_tcp.complete" and info.get("return_value") is not None:
                 sockets.append(info["return_value"])
 
-        def run() -> None:
-            try:
-                outcome["response"] = self.http.send(request, stream=True)
-            except BaseException as exc:  # noqa: BLE001 - re-raised on the caller's thread
-                outcome["error"] = exc
-
         request.extensions["trace"] = trace
-        worker = threading.Thread(target=run, name="fhir-request", daemon=True)
-        worker.start()
+        job = _SENDERS.submit(lambda: self.http.send(request, stream=True))
         # a little grace, so that httpx's own per-read timeout (a more precise cause) wins where it applies
-        worker.join(max(0.0, deadline - time.perf_counter()) + HEADER_GRACE)
-        if worker.is_alive():
+        if not job.done.wait(max(0.0, deadline - time.perf_counter()) + HEADER_GRACE):
             for stream in sockets:
                 try:
                     stream.close()
-                except Exception:  # noqa: BLE001 - best effort: the thread is a daemon anyway
+                except Exception:  # noqa: BLE001 - best effort: the sender thread is a daemon anyway
                     pass
             message = (f"target did not answer within {self.timeout:g} s (headers still incomplete) "
                        f"on {self.redact(_where(request))}")
             self.polite.failed(message)
             raise TargetError(message)
+        outcome = job.outcome
         if "error" in outcome:
             raise outcome["error"]
         return outcome["response"]

@@ -9,11 +9,12 @@ installing the kit does not change other projects' test runs.
 from __future__ import annotations
 
 import os
+from pathlib import Path
 from typing import Any, Iterator
 
 import pytest
 
-from . import report, verdicts
+from . import report, reproduce, verdicts
 from .capabilities import Need
 from .client import FhirClient
 from .requirements import catalogue
@@ -64,6 +65,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--fhir-profile", action="append", default=None, help="profile to run (repeatable)")
     group.addoption("--fhir-requirement", action="append", default=None,
                     help="run only the checks tied to this requirement id (repeatable)")
+    group.addoption("--fhir-check", action="append", default=None,
+                    help="run only this check (stable id as `fhir-conformance list` prints it; repeatable)")
     group.addoption("--fhir-strict", action="store_true", default=None,
                     help="SHOULD/MAY breaches and exact status codes fail the run")
     group.addoption("--fhir-no-shrink", action="store_false", dest="fhir_shrink", default=None,
@@ -89,6 +92,7 @@ def _settings_from(config: pytest.Config) -> tuple[Settings, int | None]:
     cli: dict[str, Any] = {name: config.getoption(opt) for opt, (name, _) in OPTIONS.items()}
     cli["profiles"] = config.getoption("--fhir-profile")
     cli["requirements"] = config.getoption("--fhir-requirement")
+    cli["checks"] = config.getoption("--fhir-check")
     cli["strict"] = config.getoption("--fhir-strict")
     cli["notes_replace"] = config.getoption("--fhir-notes-replace")
     cli["shrink"] = config.getoption("fhir_shrink")
@@ -122,6 +126,21 @@ def item_check_id(item: pytest.Item) -> str:
     return f"{base}[{callspec.id}]" if callspec is not None else base
 
 
+def item_base_check_id(item: pytest.Item) -> str:
+    return item.get_closest_marker("conformance").kwargs["id"]
+
+
+def item_strength(item: pytest.Item) -> str:
+    """The strongest strength among the check's requirements (SHALL > SHOULD > MAY)."""
+    strengths = {catalogue()[r].strength for r in item_requirements(item)}
+    return next((s for s in ("SHALL", "SHOULD", "MAY") if s in strengths), "")
+
+
+def selects(wanted: set[str], item: pytest.Item) -> bool:
+    """``--check ID`` matches the stable id, with or without its parameters."""
+    return item_check_id(item) in wanted or item_base_check_id(item) in wanted
+
+
 def item_profile(item: pytest.Item) -> str:
     mark = item.get_closest_marker("profile")
     if mark:
@@ -136,6 +155,9 @@ def ensure_run(config: pytest.Config) -> ConformanceRun:
     if run is None:
         settings, seed = _settings_from(config)
         run = ConformanceRun(settings, seed)
+        xml = getattr(config.option, "xmlpath", None)
+        run.html_path = Path(settings.report_dir) / "report.html"
+        run.junit_path = Path(xml) if xml else None
         config.stash[RUN_KEY] = run
         _load_hypothesis_profile(settings)
     return run
@@ -146,6 +168,8 @@ def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config
     checks = [i for i in items if _is_check(i)]
     if not checks:
         return
+    for item in checks:               # -k matches stable check ids too (collection filters -k after this hook)
+        item.extra_keyword_matches.update({item_check_id(item), item_base_check_id(item)})
     settings = ensure_run(config).settings
     if settings.requirements:
         unknown = [r for r in settings.requirements if r not in catalogue()]
@@ -153,10 +177,30 @@ def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config
             raise pytest.UsageError(f"unknown requirement id(s): {', '.join(unknown)}")
         wanted = set(settings.requirements)
         keep = [i for i in items if not _is_check(i) or wanted & set(item_requirements(i))]
-        deselected = [i for i in items if i not in keep]
-        if deselected:
-            config.hook.pytest_deselected(items=deselected)
-            items[:] = keep
+        _deselect(config, items, keep)
+    if settings.checks:
+        known = {item_check_id(i) for i in checks} | {item_base_check_id(i) for i in checks}
+        unknown = [c for c in settings.checks if c not in known]
+        if unknown:
+            raise pytest.UsageError(f"unknown check id(s): {', '.join(unknown)} (see `fhir-conformance list`)")
+        wanted = set(settings.checks)
+        _deselect(config, items, [i for i in items if not _is_check(i) or selects(wanted, i)])
+
+
+def pytest_deselected(items: list[pytest.Item]) -> None:
+    """Any deselection (-k, --check, --requirement) makes the run partial: unselected is not untested."""
+    for item in items:
+        run = item.config.stash.get(RUN_KEY, None)
+        if run is not None:
+            run.partial = True
+            return
+
+
+def _deselect(config: pytest.Config, items: list[pytest.Item], keep: list[pytest.Item]) -> None:
+    deselected = [i for i in items if i not in keep]
+    if deselected:
+        config.hook.pytest_deselected(items=deselected)
+        items[:] = keep
 
 
 def _load_hypothesis_profile(settings: Settings) -> None:
@@ -197,11 +241,47 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
         return
     record = verdicts.CheckRecord(item.nodeid, item_check_id(item), item_requirements(item))
     item.stash[RECORD_KEY] = record
+    # JUnit reads the properties of the item (the teardown report copies them), not of the call report
+    item.user_properties += [("check_id", record.check_id), ("requirements", " ".join(record.requirements)),
+                             ("strength", item_strength(item)), ("profile", item_profile(item))]
     run.recorder.clear()
+    _mark_examples(item, run)
     verdicts.begin(record, run.settings.strict)
     reason = _skip_reason(run, item)
     if reason:
         pytest.skip(reason)
+
+
+def _mark_examples(item: pytest.Item, run: ConformanceRun) -> None:
+    """Tell the recorder where each Hypothesis example starts (the failing one is replayed last)."""
+    handle = getattr(getattr(item, "obj", None), "hypothesis", None)
+    inner = getattr(handle, "inner_test", None)
+    if inner is None or getattr(inner, "_marks_examples", False):
+        return
+    recorder = run.recorder
+
+    def marked(*args: Any, **kwargs: Any) -> Any:
+        __tracebackhide__ = True
+        recorder.new_example()
+        return inner(*args, **kwargs)
+
+    marked._marks_examples = True  # type: ignore[attr-defined]
+    handle.inner_test = marked
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_fixture_setup(fixturedef: pytest.FixtureDef, request: pytest.FixtureRequest) -> Iterator[None]:
+    """Keep what a shared (module/session) fixture sends: a failure's reproduction replays its writes."""
+    run = request.config.stash.get(RUN_KEY, None)
+    if run is None or fixturedef.scope == "function":
+        yield
+        return
+    captured = run.recorder.capture()
+    try:
+        yield
+    finally:
+        run.recorder.release(captured)
+        run.fixture_exchanges[fixturedef.argname] = [e for e in captured if e.method != "GET"]
 
 
 def pytest_runtest_teardown(item: pytest.Item) -> None:
@@ -223,10 +303,35 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo) -> Itera
                                  run.root_causes)
         item.stash[RESULT_KEY] = result
         run.results.append(result)
+        if result.outcome in ("failed", "warning", "error"):
+            prelude = sorted((e for name in getattr(item, "fixturenames", ())
+                              for e in run.fixture_exchanges.get(name, ())), key=lambda e: e.seq)
+            failing = result.exchange or run.recorder.last
+            result.sequence = reproduce.sequence(prelude, run.recorder.own, failing)
+            result.traceback = run.redact(report.tail(rep.longreprtext)) if rep.failed else ""
         report.attach(rep, result, record, run)
+        _note_problems(item, run, rep, result)
+        if result.outcome == "warning":
+            item.user_properties.append(("warnings", result.message))
     elif result is not None and rep.when == "teardown" and rep.failed and result.outcome == "passed":
         result.outcome, result.message = "error", report.one_line(call.excinfo)
+    if rep.location:                  # failure headers in the terminal name the stable check id
+        rep.location = (rep.location[0], rep.location[1], item_check_id(item))
     _shorten(rep, call)
+
+
+def _note_problems(item: pytest.Item, run: ConformanceRun, rep: pytest.TestReport, result: CheckResult) -> None:
+    """Problems that make the rest of the run doubtful, announced the moment they are known."""
+    if result.outcome == "error" and rep.when == "setup":
+        run.problem(f"set-up failed for {result.check_id} (and checks sharing its set-up): {result.message}")
+    if run.polite.tripped:
+        run.problem(f"the target stopped answering: {run.polite.failures} requests in a row failed "
+                    f"(last: {run.polite.last_failure}); the remaining checks report errors")
+    from .progress import Progress
+
+    for plugin in item.config.pluginmanager.get_plugins():
+        if isinstance(plugin, Progress):
+            plugin.announce(run.problems)
 
 
 def _shorten(rep: pytest.TestReport, call: pytest.CallInfo) -> None:
@@ -239,15 +344,6 @@ def _shorten(rep: pytest.TestReport, call: pytest.CallInfo) -> None:
         rep.longrepr = report.one_line(problem)
 
 
-@pytest.hookimpl(optionalhook=True)
-def pytest_html_results_summary(prefix: list, summary: list, postfix: list, session: pytest.Session) -> None:
-    """report.html opens with the requirement coverage matrix."""
-    run = session.config.stash.get(RUN_KEY, None)
-    if run is None or run.summary is None:
-        return
-    prefix.append(run.redact(report.matrix_html(run.summary)))
-
-
 @pytest.hookimpl(tryfirst=True)
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     run = session.config.stash.get(RUN_KEY, None)
@@ -255,8 +351,23 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
         return
     run.cleanup()
     summary = report.write_summary(run, session.config)
+    from . import html_report
+
+    html_report.write(run, summary, run.html_path)
+    target = summary["target"] or ""
+    reproduce.save(Path(run.settings.report_dir) / reproduce.REPRODUCTION_FILE,
+                   filter(None, (html_report.reproduction_of(r, target) for r in run.results
+                                 if r.outcome in ("failed", "warning", "error"))), run.redact)
     if exitstatus in (0, 1):
         session.exitstatus = summary["exit_code"]
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    """junit.xml is written by now: name its test cases by stable check id."""
+    run = config.stash.get(RUN_KEY, None)
+    xmlpath = getattr(config.option, "xmlpath", None)
+    if run is not None and xmlpath:
+        report.rename_junit_cases(Path(xmlpath), run.results)
 
 
 def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:

@@ -68,6 +68,16 @@ def _requirement_failures(exc: BaseException) -> list[RequirementFailed]:
     return [e for e in _chain(exc) if isinstance(e, RequirementFailed)]
 
 
+TRACEBACK_KEPT = 4_000
+
+
+def tail(text: str, limit: int = TRACEBACK_KEPT) -> str:
+    """The end of a long traceback (where the cause is), saying how much was left out."""
+    if len(text) <= limit:
+        return text
+    return f"… ({len(text) - limit} earlier characters left out)\n" + text[-limit:]
+
+
 def _skip_message(rep: pytest.TestReport) -> str:
     longrepr = rep.longrepr
     if isinstance(longrepr, tuple) and len(longrepr) == 3:
@@ -168,7 +178,7 @@ def _verdict(req: Requirement, tied: list[CheckResult], strict: bool) -> tuple[s
         return "skip", skipped[0].message
     if tied:
         return "untested", "its checks did not verify it"
-    return "untested", "no check selected for it"
+    return "untested", NOT_SELECTED
 
 
 def exit_code(verdicts: list[dict[str, Any]], results: list[CheckResult]) -> int:
@@ -178,18 +188,26 @@ def exit_code(verdicts: list[dict[str, Any]], results: list[CheckResult]) -> int
 BAD = ("fail", "error")
 
 
-def compare(old: dict[str, Any], new_requirements: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
+NOT_SELECTED = "no check selected for it"
+
+
+def compare(old: dict[str, Any], new_requirements: list[dict[str, Any]],
+            partial: bool = False) -> dict[str, list[dict[str, Any]]]:
     """Requirement verdicts against a baseline summary.
 
     *regressions*: failing or broken now (``fail``/``error``) but not in the baseline
     (including requirements the baseline did not have); *fixes*: failing or broken in the
     baseline, ``pass``/``warn`` now; *unchanged failures*: failing or broken in both;
     *other changes*: any other verdict change (e.g. pass -> skip), for information.
+    With ``partial`` (a run restricted by --requirement, --check or -k) requirements no
+    selected check was tied to are left out: they were not tested, not changed.
     """
     before = {r["id"]: r.get("verdict", "untested") for r in old.get("requirements", []) if isinstance(r, dict)}
     out: dict[str, list[dict[str, Any]]] = {"regressions": [], "fixes": [], "unchanged_failures": [],
                                             "other_changes": []}
     for req in new_requirements:
+        if partial and req["verdict"] == "untested" and req.get("reason") == NOT_SELECTED:
+            continue
         was, now = before.get(req["id"]), req["verdict"]
         row = {"id": req["id"], "strength": req.get("strength", ""), "was": was or "absent", "now": now,
                "reason": req.get("reason", "")}
@@ -261,6 +279,8 @@ def build_summary(run: ConformanceRun) -> dict[str, Any]:
         "started": run.started,
         "finished": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
         "seed": run.seed,
+        "selection": {"requirements": list(run.settings.requirements), "checks": list(run.settings.checks),
+                      "partial": run.partial},
         "strict": run.settings.strict,
         "run_prefix": run.run_prefix,
         "exit_code": absolute,
@@ -277,9 +297,10 @@ def build_summary(run: ConformanceRun) -> dict[str, Any]:
         "active_profiles": sorted(run.active_profiles()[0]) if "capabilities" in run.__dict__ or
         run.settings.profiles else [],
         "missing_declarations": sorted(run.missing_declarations),
+        "problems": run.problems,
     }
     if run.settings.baseline:
-        comparison = compare(load_summary(run.settings.baseline), verdicts)
+        comparison = compare(load_summary(run.settings.baseline), verdicts, partial=run.partial)
         summary["baseline"] = {"path": str(run.settings.baseline), **comparison}
         summary["exit_code_without_baseline"] = absolute
         summary["exit_code"] = gated_exit_code(comparison)
@@ -303,43 +324,6 @@ def matrix_csv(summary: dict[str, Any]) -> str:
     return out.getvalue()
 
 
-def matrix_html(summary: dict[str, Any]) -> str:
-    """The coverage matrix that opens report.html (requirement × verdict, checks, source)."""
-    esc = html.escape
-    colours = {"pass": "#2e7d32", "fail": "#c62828", "warn": "#ef6c00", "error": "#6a1b9a",
-               "skip": "#757575", "untested": "#9e9e9e"}
-    head = "".join(f"<th>{v}</th>" for v in MATRIX_VERDICTS)
-    rows = []
-    for r in summary["requirements"]:
-        cells = "".join(
-            f'<td style="text-align:center;color:{colours[v]}">{"&#9679;" if r["verdict"] == v else ""}</td>'
-            for v in MATRIX_VERDICTS)
-        checks = ", ".join(f'<a href="#results-table" title="filter the results table with this id">'
-                           f"<code>{esc(c)}</code></a>" for c in r["checks"][:8])
-        if len(r["checks"]) > 8:
-            checks += f" … (+{len(r['checks']) - 8})"
-        source = r["source"]
-        source_html = (f'<a href="{esc(source)}">{esc(source)}</a>' if source.startswith(("http://", "https://"))
-                       else esc(source))
-        rows.append(f'<tr id="req-{esc(r["id"])}" title="{esc(r.get("statement", ""))}"><td><b>{esc(r["id"])}</b>'
-                    f'</td><td>{esc(r["strength"])}</td>{cells}<td>{checks}</td><td>{source_html}</td>'
-                    f'<td>{esc(r["reason"][:200])}</td></tr>')
-    banner = ""
-    if summary.get("tls", {}).get("insecure"):
-        banner = ('<p style="background:#c62828;color:white;padding:8px;font-weight:bold">'
-                  "TLS CERTIFICATE VERIFICATION WAS DISABLED (--insecure): the identity of the target was "
-                  "not checked; do not rely on this run for a production server.</p>")
-    gating = ""
-    if "baseline" in summary:
-        b = summary["baseline"]
-        gating = (f"<p>Against baseline <code>{esc(b['path'])}</code>: {len(b['regressions'])} regressions, "
-                  f"{len(b['fixes'])} fixes, {len(b['unchanged_failures'])} unchanged failures.</p>")
-    return (f"{banner}<h2>Requirement coverage</h2>{gating}"
-            '<table class="coverage-matrix" border="1" style="border-collapse:collapse;font-size:12px">'
-            f"<tr><th>requirement</th><th>strength</th>{head}<th>checks</th><th>source</th><th>reason</th></tr>"
-            + "".join(rows) + "</table>")
-
-
 def write_summary(run: ConformanceRun, config: pytest.Config) -> dict[str, Any]:
     summary = build_summary(run)
     out = Path(run.settings.report_dir)
@@ -352,20 +336,33 @@ def write_summary(run: ConformanceRun, config: pytest.Config) -> dict[str, Any]:
     return summary
 
 
+def report_files(run: ConformanceRun) -> list[Path]:
+    """The report files this run writes (the HTML and JUnit ones only where asked for)."""
+    out = Path(run.settings.report_dir)
+    asked = [p for p in (run.html_path, run.junit_path) if p is not None]
+    return asked + [out / "summary.json", out / "requirements.csv"]
+
+
 def print_summary(run: ConformanceRun, write: Callable[[str], None]) -> None:
     summary = getattr(run, "summary", None) or build_summary(run)
     write("")
+    for problem in summary.get("problems", []):
+        write(f"PROBLEM: {problem}")
     if summary.get("tls", {}).get("insecure"):
         write("WARNING: TLS certificate verification was DISABLED (--insecure); the target's identity was not checked")
-    write(f"FHIR conformance of {summary['target']}  (seed {summary['seed']}, run prefix {summary['run_prefix']})")
+    seed = summary["seed"] if summary["seed"] is not None else "not fixed: pass --hypothesis-seed=N to repeat it"
+    write(f"FHIR conformance of {summary['target']}  (seed {seed}, run prefix {summary['run_prefix']})")
     write(f"{'profile':<13}{'passed':>8}{'failed':>8}{'warnings':>10}{'skipped':>9}{'errors':>8}")
     for name, c in summary["profiles"].items():
         write(f"{name:<13}{c['passed']:>8}{c['failed']:>8}{c['warnings']:>10}{c['skipped']:>9}{c['errors']:>8}")
-    by = {}
+    by: dict[str, list[dict[str, Any]]] = {}
+    partial = summary.get("selection", {}).get("partial")
     for v in summary["requirements"]:
-        by.setdefault(v["verdict"], []).append(v)
+        key = "not selected" if partial and v["verdict"] == "untested" and v["reason"] == NOT_SELECTED else v["verdict"]
+        by.setdefault(key, []).append(v)
     write("requirements: " + ", ".join(f"{len(by.get(k, []))} {k}" for k in
-                                       ("pass", "fail", "warn", "error", "skip", "untested")))
+                                       ("pass", "fail", "warn", "error", "skip", "untested", "not selected")
+                                       if k != "not selected" or partial))
     for kind in ("fail", "warn", "error"):
         for v in by.get(kind, [])[:12]:
             write(f"  {kind.upper():<5} {v['id']} ({v['strength']}): {v['reason'][:150]}")
@@ -376,8 +373,8 @@ def print_summary(run: ConformanceRun, write: Callable[[str], None]) -> None:
         write("clean-up problems: " + "; ".join(summary["cleanup_problems"]))
     if "baseline" in summary:
         render_comparison(summary["baseline"], write, limit=12)
-    out = Path(run.settings.report_dir)
-    write(f"reports: {out / 'report.html'}  {out / 'junit.xml'}  {out / 'summary.json'}  {out / 'requirements.csv'}")
+    written = [str(p) for p in report_files(run) if p.is_file()]
+    write("reports: " + ("  ".join(written) if written else "(none written)"))
     own = summary.get("verdict") or {}
     if "baseline" in summary and own.get("label") != "NOTHING TESTED":
         labels = {EXIT_OK: "PASS (no regression against the baseline)", EXIT_FAILED: "FAIL (regressions)",
@@ -391,33 +388,50 @@ def print_summary(run: ConformanceRun, write: Callable[[str], None]) -> None:
 
 def attach(rep: pytest.TestReport, result: CheckResult, record: CheckRecord, run: ConformanceRun) -> None:
     """Exchanges, curl and the reproduce line on every failing, warning or broken check."""
-    rep.user_properties.append(("check_id", result.check_id))
-    rep.user_properties.append(("requirements", " ".join(result.requirements)))
     if result.outcome not in ("failed", "warning", "error"):
         return
-    exchanges = list(run.recorder.exchanges)[-12:]
-    failing = result.exchange or (exchanges[-1] if exchanges else None)
-    reproduce = (f"fhir-conformance run --target {run.settings.target} --seed {run.seed} "
-                 f"-k '{rep.nodeid.split('::')[-1]}'")
-    text = [f"verdict: {result.outcome}", f"reproduce the run: {reproduce}"]
+    failing = result.exchange or run.recorder.last
+    rerun = (f"fhir-conformance run --target {run.settings.target} --seed {run.seed} "
+             f"--check '{result.check_id}'")
+    text = [f"verdict: {result.outcome}", f"re-run the check: {rerun}"]
     if failing is not None:
-        text.append(f"reproduce the request: {failing.curl()}")
+        text.append(f"the request that shows it: {failing.method} {failing.url} -> {failing.status}")
+        text.append(f"re-send the {len(result.sequence)} request(s) that led to it: fhir-conformance replay "
+                    f"{run.settings.report_dir} --check '{result.check_id}' (a curl script is in report.html)")
     rep.sections.append(("conformance", run.redact("\n".join(text))))
-    if result.outcome == "warning":
-        rep.user_properties.append(("warnings", result.message))
-    try:
-        from pytest_html import extras
-    except ImportError:  # pragma: no cover - pytest-html is a dependency
+
+
+# -- JUnit ---------------------------------------------------------------------
+
+def _junit_address(nodeid: str) -> tuple[str, str]:
+    """(classname, name) as pytest's junitxml writes them for a node id."""
+    parts = nodeid.split("::")
+    path = parts[0].replace("/", ".").removesuffix(".py")
+    return ".".join([path, *parts[1:-1]]), parts[-1]
+
+
+def rename_junit_cases(path: Path, results: Iterable[CheckResult]) -> None:
+    """Name each test case by its stable check id (classname: the profile) and add its node id.
+
+    pytest writes test cases under Python function names; CI dashboards should show the
+    ids users type (``--check ID``) and read everywhere else (SPEC §6).
+    """
+    import xml.etree.ElementTree as ET
+
+    if not path.is_file():
         return
-    parts = [f"<p><b>{html.escape(result.outcome.upper())}</b> {html.escape(result.message)}</p>",
-             "<ul>" + "".join(f"<li><b>{html.escape(r)}</b> ({catalogue()[r].strength}) "
-                              f"{html.escape(catalogue()[r].statement)} <i>{html.escape(catalogue()[r].source)}</i></li>"
-                              for r in (result.failed_requirements or result.warned_requirements or result.requirements))
-             + "</ul>",
-             f"<p>Reproduce the run: <code>{html.escape(reproduce)}</code></p>"]
-    if failing is not None:
-        parts.append(f"<p>Reproduce the request:</p><pre>{html.escape(failing.curl())}</pre>")
-    for ex in exchanges:
-        parts.append(f"<details><summary>{html.escape(ex.method)} {html.escape(ex.url)} → {ex.status}</summary>"
-                     f"<pre>{html.escape(ex.render())}</pre></details>")
-    rep.extras = getattr(rep, "extras", []) + [extras.html(run.redact("".join(parts)))]
+    by_address = {_junit_address(r.nodeid): r for r in results}
+    tree = ET.parse(path)
+    for case in tree.iter("testcase"):
+        result = by_address.get((case.get("classname", ""), case.get("name", "")))
+        if result is None:
+            continue
+        case.set("classname", f"fhir-conformance.{result.profile}")
+        case.set("name", result.check_id)
+        props = case.find("properties")
+        if props is None:
+            props = ET.Element("properties")
+            case.insert(0, props)
+        ET.SubElement(props, "property", name="nodeid", value=result.nodeid)
+        ET.SubElement(props, "property", name="outcome", value=result.outcome)
+    tree.write(path, encoding="utf-8", xml_declaration=True)

@@ -10,6 +10,7 @@ import datetime as dt
 from dataclasses import dataclass, field
 from typing import Any
 from functools import cached_property
+from pathlib import Path
 
 import httpx
 
@@ -38,6 +39,8 @@ class CheckResult:
     verified: tuple[str, ...] = ()
     duration: float = 0.0
     exchange: Any = None             # the exchange that shows the breach, if known
+    sequence: list[Any] = field(default_factory=list)   # exchanges that led to it (failing/warning/error)
+    traceback: str = ""              # pytest's long representation (suite-internal detail)
 
 
 @dataclass
@@ -52,6 +55,15 @@ class ConformanceRun:
     summary: dict[str, Any] | None = None
     missing_declarations: set[str] = field(default_factory=set)   # run anyway because of --profile
     root_causes: dict[int, tuple[str, BaseException]] = field(default_factory=dict)     # id(shared failure) -> first check meeting it
+    partial: bool = False                  # checks were deselected (-k, --check, --requirement)
+    html_path: Path | None = None          # report files this run writes (None: not asked for)
+    junit_path: Path | None = None
+    fixture_exchanges: dict[str, list[Any]] = field(default_factory=dict)  # what shared fixtures sent
+    problems: list[str] = field(default_factory=list)   # set-up problems, a target gone: shown at once and on top
+
+    def problem(self, text: str) -> None:
+        if text not in self.problems:
+            self.problems.append(text)
 
     def __post_init__(self) -> None:
         self.run_prefix = self.settings.run_prefix or new_run_prefix()

@@ -32,6 +32,7 @@ class Settings:
     limited_token: str | None = field(default=None, repr=False)
     profiles: tuple[str, ...] = ()
     requirements: tuple[str, ...] = ()
+    checks: tuple[str, ...] = ()             # stable check ids (with or without [parameters])
     strict: bool = False
     report_dir: Path = Path("reports")
     seed: int | None = None
@@ -109,6 +110,8 @@ _CONVERTERS = {
         p.strip() for p in str(v).replace(",", " ").split() if p.strip()),
     "requirements": lambda v: tuple(v) if isinstance(v, (list, tuple)) else tuple(
         p.strip() for p in str(v).replace(",", " ").split() if p.strip()),
+    "checks": lambda v: tuple(v) if isinstance(v, (list, tuple)) else tuple(
+        p.strip() for p in str(v).replace(",", " ").split() if p.strip()),
     "strict": lambda v: v if isinstance(v, bool) else str(v).lower() in ("1", "true", "yes", "on"),
     "shrink": lambda v: v if isinstance(v, bool) else str(v).lower() in ("1", "true", "yes", "on"),
     "notes_replace": lambda v: v if isinstance(v, bool) else str(v).lower() in ("1", "true", "yes", "on"),
@@ -144,11 +147,16 @@ def _convert(values: Mapping[str, Any], origin: str) -> dict[str, Any]:
     return out
 
 
-def from_file(path: Path) -> dict[str, Any]:
+def from_file(path: Path, required: bool = False) -> dict[str, Any]:
+    """Settings from a TOML file; a missing file is an error only when it was named explicitly."""
     try:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
+        if required:
+            raise SettingsError(f"config file not found: {path}") from None
         return {}
+    except IsADirectoryError:
+        raise SettingsError(f"config file {path} is a directory") from None
     except tomllib.TOMLDecodeError as exc:
         raise SettingsError(f"{path}: not valid TOML: {exc}") from None
     section = data.get("conformance", data)

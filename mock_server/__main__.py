@@ -75,6 +75,12 @@ def _port(value: str) -> int:
     return port
 
 
+def _non_negative(value: str) -> int:
+    if not value.isdigit():
+        raise argparse.ArgumentTypeError(f"expected a non-negative integer, got '{value}'")
+    return int(value)
+
+
 def _positive(value: str) -> int:
     if not value.isdigit() or int(value) < 1:
         raise argparse.ArgumentTypeError(f"expected a positive integer, got '{value}'")
@@ -106,7 +112,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="add N generated patients (with conditions, encounters, observations) in one Patient Group")
     p.add_argument("--fault", action="append", default=[], choices=sorted(FAULTS), metavar="NAME",
                    help=f"simulate an export fault (repeatable): {', '.join(sorted(FAULTS))}")
-    p.add_argument("--retry-after", type=_positive, metavar="S", help="Retry-After seconds of running exports (default 1)")
+    p.add_argument("--retry-after", type=_non_negative, metavar="S",
+                   help="Retry-After seconds of running exports (default 1; 0: poll again at once)")
     p.add_argument("--poll-min", type=float, metavar="S", help="answer 429 to status polls closer than S seconds")
     p.add_argument("--threads", type=_positive, default=8, help="waitress worker threads")
     return p
@@ -145,7 +152,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     kwargs["faults"] = frozenset(args.fault)
     if args.patients:
         kwargs["patients"] = args.patients
-    if args.retry_after:
+    if args.retry_after is not None:
         kwargs["export_retry_after"] = args.retry_after
     if args.poll_min is not None:
         kwargs["export_poll_min"] = args.poll_min

@@ -100,11 +100,13 @@ def test_unusable_baseline_is_a_usage_error(tmp_path):
     assert cli.main(["run", "--target", "http://127.0.0.1:9", "--baseline", str(bad)]) == 2
 
 
-def test_coverage_matrix_opens_the_html_report_and_is_written_as_csv(gated_runs):
+def test_html_report_leads_with_the_verdict_and_the_matrix_is_written_as_csv(gated_runs):
     _, broken, _ = gated_runs
     html = (broken.report_dir / "report.html").read_text()
     assert "Requirement coverage" in html and 'id="req-CANVAS-GROUP-NAME"' in html
-    assert html.index("Requirement coverage") < html.index('id="results-table"')
+    # the verdict first, then the failed requirement, then the matrix, then the per-check details
+    assert (html.index('id="verdict"') < html.index('id="failed-CANVAS-GROUP-NAME"')
+            < html.index("Requirement coverage") < html.index('id="details"'))
     rows = list(csv.DictReader(io.StringIO((broken.report_dir / "requirements.csv").read_text())))
     by_id = {r["requirement"]: r for r in rows}
     assert len(rows) == len(broken.summary["requirements"])

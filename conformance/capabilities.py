@@ -7,10 +7,12 @@ reason, never failed. An explicit ``--profile`` overrides detection.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from typing import Any
 
 BULK_COHORT_PROFILE = "http://hl7.org/fhir/uv/bulkdata/StructureDefinition/bulk-cohort-group"
+CANVAS_MARKER = "http://schemas.canvasmedical.com/fhir/extensions/task-group"
 OAUTH_URIS = "http://fhir-registry.smarthealthit.org/StructureDefinition/oauth-uris"
 
 
@@ -70,7 +72,14 @@ class Capabilities:
         return names
 
     def supported_profiles(self, resource: str) -> set[str]:
-        return set(self.resources.get(resource, {}).get("supportedProfile", []))
+        """Group.supportedProfile; a lone string (a departure, see ``profile_as_string``) still counts."""
+        value = self.resources.get(resource, {}).get("supportedProfile", [])
+        if isinstance(value, str):
+            return {value}
+        return {p for p in value if isinstance(p, str)} if isinstance(value, list) else set()
+
+    def profile_as_string(self, resource: str) -> bool:
+        return isinstance(self.resources.get(resource, {}).get("supportedProfile"), str)
 
     def satisfies(self, need: Need) -> bool:
         if need.resource not in self.resources:
@@ -83,13 +92,34 @@ class Capabilities:
             return False
         return True
 
+    def operation_definitions(self, resource: str) -> set[str]:
+        res = self.resources.get(resource, {})
+        return {str(o.get("definition", "")) for o in res.get("operation", []) if isinstance(o, dict)}
+
+    def shows_canvas(self) -> bool:
+        """SPEC §0: the task-group extension URL anywhere, or software.name / publisher naming Canvas."""
+        if not self.statement:
+            return False
+        if CANVAS_MARKER in json.dumps(self.statement):
+            return True
+        software = self.statement.get("software") if isinstance(self.statement.get("software"), dict) else {}
+        names = (str(software.get("name", "")), str(self.statement.get("publisher", "")))
+        return any("canvas" in n.lower() for n in names)
+
+    def declares_group_export(self) -> bool:
+        return "export" in self.operations("Group") or any(
+            d.split("|")[0].rstrip("/").endswith("group-export") for d in self.operation_definitions("Group"))
+
     def declared_profiles(self) -> set[str]:
-        """Which of the kit's profiles the statement declares."""
-        found: set[str] = set()
-        group = self.interactions("Group")
-        if {"create", "read"} <= group:
+        """Which of the kit's profiles apply to this target (SPEC §0 detection rules).
+
+        Declaring Group create and read is not enough for ``canvas``: every FHIR server with
+        Groups does; only a Canvas marker is.
+        """
+        found = {"fhir-core"}
+        if self.shows_canvas():
             found.add("canvas")
-        if "export" in self.operations("Group"):
+        if self.declares_group_export():
             found.add("bulk-export")
         if any(p.split("|")[0] == BULK_COHORT_PROFILE for p in self.supported_profiles("Group")):
             found.add("bulk-cohort")

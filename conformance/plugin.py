@@ -146,7 +146,7 @@ def item_profile(item: pytest.Item) -> str:
     if mark:
         return mark.args[0]
     reqs = item_requirements(item)
-    return catalogue()[reqs[0]].profile if reqs else "canvas"
+    return catalogue()[reqs[0]].profile if reqs else "fhir-core"
 
 
 def ensure_run(config: pytest.Config) -> ConformanceRun:
@@ -223,11 +223,13 @@ def _skip_reason(run: ConformanceRun, item: pytest.Item) -> str | None:
             return f"profile '{profile}' not selected (selected: {', '.join(sorted(active))})"
         return (f"profile '{profile}' is not declared in the target's CapabilityStatement "
                 f"(use --profile {profile} to run it anyway)")
-    if run.settings.profiles:
-        return None          # an explicit profile choice overrides what the statement declares
+    explicit = profile in run.settings.profiles
     for mark in item.iter_markers("needs"):
         need = Need(**mark.kwargs)
         if not run.capabilities.satisfies(need):
+            if explicit:     # --profile: run what can run at all, and say what was not declared
+                run.missing_declarations.add(need.describe())
+                continue
             return f"the target's CapabilityStatement does not declare {need.describe()}"
     return None
 
@@ -297,7 +299,8 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo) -> Itera
         item.nodeid, item_check_id(item), item_requirements(item))
     result = item.stash.get(RESULT_KEY, None)
     if result is None and (rep.when == "call" or rep.skipped or rep.failed):
-        result = report.classify(item, rep, call, record, item_profile(item), run.settings.strict)
+        result = report.classify(item, rep, call, record, item_profile(item), run.settings.strict,
+                                 run.root_causes)
         item.stash[RESULT_KEY] = result
         run.results.append(result)
         if result.outcome in ("failed", "warning", "error"):

@@ -24,7 +24,7 @@ from .outcome import EXIT_BROKEN, EXIT_FAILED, EXIT_OK, EXIT_USAGE, RunVerdict, 
 from .requirements import Requirement, catalogue
 from .session import CheckResult, ConformanceRun, TargetUnreachable
 from .settings import PROFILES
-from .verdicts import CheckRecord, RequirementFailed
+from .verdicts import Blocked, CheckRecord, RequirementFailed
 
 OUTCOMES = ("passed", "failed", "warning", "skipped", "error")
 
@@ -86,8 +86,13 @@ def _skip_message(rep: pytest.TestReport) -> str:
 
 
 def classify(item: pytest.Item, rep: pytest.TestReport, call: pytest.CallInfo, record: CheckRecord,
-             profile: str, strict: bool) -> CheckResult:
-    """One test item's outcome in conformance terms."""
+             profile: str, strict: bool, roots: dict[int, tuple[str, BaseException]] | None = None) -> CheckResult:
+    """One test item's outcome in conformance terms.
+
+    ``roots`` remembers failures already reported: a shared prerequisite (a session
+    fixture) that failed is reported by the first check that met it; every later check
+    is *blocked by* that check (skipped with the reason), so one root cause counts once.
+    """
     result = CheckResult(item.nodeid, record.check_id, profile, record.requirements, "passed",
                          duration=rep.duration)
     result.warned_requirements = {r: f.message for r, f in record.warnings.items()}
@@ -96,6 +101,18 @@ def classify(item: pytest.Item, rep: pytest.TestReport, call: pytest.CallInfo, r
         result.outcome, result.message = "skipped", _skip_message(rep)
         return result
     exc = call.excinfo.value if call.excinfo else None
+    blocked = next((e for e in _chain(exc) if isinstance(e, Blocked)), None) if exc is not None else None
+    if blocked is not None and not _requirement_failures(exc):
+        result.outcome = "warning" if record.warnings else "skipped"
+        result.message = "; ".join([*(f"[{r}] {f.message}" for r, f in record.warnings.items()), str(blocked)])
+        result.verified = tuple(r for r in record.verified if r not in record.warnings)
+        return result
+    if roots is not None and exc is not None and rep.when == "setup":
+        if id(exc) in roots:
+            result.outcome = "skipped"
+            result.message = f"blocked by {roots[id(exc)][0]}: {one_line(call.excinfo)[:200]}"
+            return result
+        roots[id(exc)] = (record.check_id, exc)     # the reference keeps the id from being reused
     problem = target_problem(exc)
     if problem is not None and not _requirement_failures(exc):
         result.outcome, result.message = "error", one_line(problem)
@@ -277,6 +294,9 @@ def build_summary(run: ConformanceRun) -> dict[str, Any]:
                     "warned_requirements": sorted(r.warned_requirements), "message": r.message,
                     "duration": round(r.duration, 3)} for r in run.results],
         "cleanup_problems": run.cleanup_problems,
+        "active_profiles": sorted(run.active_profiles()[0]) if "capabilities" in run.__dict__ or
+        run.settings.profiles else [],
+        "missing_declarations": sorted(run.missing_declarations),
         "problems": run.problems,
     }
     if run.settings.baseline:
@@ -346,6 +366,9 @@ def print_summary(run: ConformanceRun, write: Callable[[str], None]) -> None:
     for kind in ("fail", "warn", "error"):
         for v in by.get(kind, [])[:12]:
             write(f"  {kind.upper():<5} {v['id']} ({v['strength']}): {v['reason'][:150]}")
+    if summary.get("missing_declarations"):
+        write("run because of --profile although the target does not declare: "
+              + "; ".join(summary["missing_declarations"]))
     if summary["cleanup_problems"]:
         write("clean-up problems: " + "; ".join(summary["cleanup_problems"]))
     if "baseline" in summary:

@@ -53,6 +53,8 @@ class ConformanceRun:
     ledger: Ledger = field(default_factory=Ledger)
     cleanup_problems: list[str] = field(default_factory=list)
     summary: dict[str, Any] | None = None
+    missing_declarations: set[str] = field(default_factory=set)   # run anyway because of --profile
+    root_causes: dict[int, tuple[str, BaseException]] = field(default_factory=dict)     # id(shared failure) -> first check meeting it
     partial: bool = False                  # checks were deselected (-k, --check, --requirement)
     html_path: Path | None = None          # report files this run writes (None: not asked for)
     junit_path: Path | None = None
@@ -123,8 +125,8 @@ class ConformanceRun:
 
     def active_profiles(self) -> tuple[set[str], str]:
         """The profiles to run and why (explicit choice, or what the target declares)."""
-        if self.settings.profiles:
-            return set(self.settings.profiles), "selected with --profile"
+        if self.settings.profiles:      # fhir-core applies to every FHIR server
+            return set(self.settings.profiles) | {"fhir-core"}, "selected with --profile"
         return self.capabilities.declared_profiles(), "declared in the target's CapabilityStatement"
 
     def cleanup(self) -> None:

@@ -34,6 +34,12 @@ class RequirementFailed(AssertionError):
         super().__init__(text)
 
 
+class Blocked(Exception):
+    """A prerequisite of the check failed (and was reported, once, where it failed): the rest
+    of the check cannot run. Reported as *blocked by* that failure, never as a pass and never
+    as a second failure of a requirement the check did not get to test."""
+
+
 @dataclass
 class Finding:
     requirement_id: str

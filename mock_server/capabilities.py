@@ -8,6 +8,7 @@ from flask import Blueprint, Flask, Response, current_app, request
 
 from .outcomes import fhir_response
 from .urls import base_url
+from .variants import varies
 
 bp = Blueprint("metadata", __name__)
 SMART_OAUTH = "http://fhir-registry.smarthealthit.org/StructureDefinition/oauth-uris"
@@ -57,7 +58,7 @@ def _resource(cap: ResourceCapability) -> dict:
     docs = dict(cap.interaction_docs)
     out: dict = {"type": cap.type, "interaction": [
         {"code": i, **({"documentation": docs[i]} if i in docs else {})} for i in cap.interactions]}
-    if cap.documentation:
+    if cap.documentation and not (varies("generic-fhir") and "canvasmedical" in cap.documentation):
         out["documentation"] = cap.documentation
     if cap.profiles:
         out["supportedProfile"] = list(cap.profiles)

@@ -9,6 +9,7 @@ from flask import Flask, Response, request
 from werkzeug.exceptions import HTTPException
 
 from .deviations import deviates
+from .variants import varies
 
 FHIR_JSON = "application/fhir+json"
 log = logging.getLogger(__name__)
@@ -47,10 +48,14 @@ def fhir_response(body: Any = None, status: int = 200, headers: dict[str, str] |
 
 
 def operation_outcome(code: str, text: str, severity: str = "error") -> dict[str, Any]:
-    return {
-        "resourceType": "OperationOutcome",
-        "issue": [{"severity": severity, "code": code, "details": {"text": text}}],
-    }
+    issue: dict[str, Any] = {"severity": severity, "code": code, "details": {"text": text}}
+    if varies("outcome-diagnostics-only"):
+        issue = {"severity": severity, "code": code, "diagnostics": text}
+    issues = [issue]
+    if varies("outcome-information-first"):
+        issues.insert(0, {"severity": "information", "code": "informational",
+                          "diagnostics": "request processed by fhir-mock"})
+    return {"resourceType": "OperationOutcome", "issue": issues}
 
 
 def error_response(status: int, text: str, code: str | None = None, headers: dict[str, str] | None = None) -> Response:

@@ -53,9 +53,83 @@ VARIANTS: dict[str, Variant] = dict(
            "Bulk Data IG export.html#query-parameters: _elements support is optional; unsupported parameters "
            "SHOULD be an error"),
         _v("export-no-post-kickoff", "BULK-EXPORT-KICKOFF-POST BULK-EXPORT-PATIENT BULK-EXPORT-KICKOFF",
-           "POST $export is answered 405 (not-supported); only GET kick-off exists (so no patient parameter).",
+           "POST $export is answered 404, as by a server without that route; only GET kick-off exists "
+           "(so no patient parameter).",
            "Bulk Data IG export.html#bulk-data-kick-off-request: a server MAY support POST; patient is POST-only "
            "and optional"),
+        _v("export-no-x-progress", "BULK-EXPORT-STATUS BULK-EXPORT-RETRY-AFTER BULK-EXPORT-KICKOFF",
+           "In-progress status answers carry no X-Progress header.",
+           "Bulk Data IG export.html#response---in-progress-status: the server MAY return an X-Progress header"),
+        _v("export-retry-after-http-date", "BULK-EXPORT-RETRY-AFTER BULK-EXPORT-STATUS BULK-EXPORT-KICKOFF",
+           "Retry-After of in-progress answers is an HTTP-date instead of delay-seconds.",
+           "Bulk Data IG export.html#bulk-data-status-request: Retry-After with a delay time in seconds or an "
+           "http-date; RFC 9110 §10.2.3"),
+        _v("export-no-count", "BULK-EXPORT-MANIFEST BULK-EXPORT-FILE-LINES",
+           "Manifest output entries carry no count.",
+           "Bulk Data IG export.html#response---complete-status: count is optional"),
+        _v("export-transaction-time-offset", "BULK-EXPORT-MANIFEST",
+           "transactionTime is written with a +00:00 offset instead of Z.",
+           "FHIR R4 datatypes.html#instant: a time zone SHALL be given, Z or an offset"),
+        _v("export-manifest-extras", "BULK-EXPORT-MANIFEST BULK-EXPORT-FILE-LINES",
+           "The manifest also carries an empty deleted array and an extension object.",
+           "Bulk Data IG export.html#response---complete-status: deleted and extension are optional members"),
+        _v("export-delete-outcome-body", "BULK-EXPORT-DELETE",
+           "DELETE of the status URL answers 202 with an informational OperationOutcome body.",
+           "Bulk Data IG export.html#bulk-data-delete-request: 202 Accepted, optionally a FHIR OperationOutcome"),
+        _v("export-files-open", "BULK-EXPORT-FILE-AUTH BULK-EXPORT-FILE-LINES BULK-EXPORT-MANIFEST",
+           "Files download without a token and the manifest says requiresAccessToken: false.",
+           "Bulk Data IG export.html#response---complete-status: requiresAccessToken false lets files be "
+           "fetched without the access token"),
+        # Bulk Cohort API (SPEC §5)
+        _v("cohort-no-member-narrowing", "BULK-COHORT-MEMBER-NARROWING BULK-COHORT-ASYNC-CREATE",
+           "A cohort with Group.member is refused with 400 and an OperationOutcome (not-supported).",
+           "Bulk Data IG group.html: member is optional; a server SHALL reject what it does not support"),
+        _v("cohort-fewer-filter-parameters", "BULK-COHORT-REJECT-UNSUPPORTED BULK-COHORT-ASYNC-CREATE "
+           "BULK-COHORT-MEMBERSHIP",
+           "Member-filters on Encounter.class, Condition.clinical-status and Observation.value-quantity are "
+           "refused as unsupported (400): a different set of filter parameters.",
+           "Bulk Data IG group.html: the server chooses (and SHOULD document) the filter parameters it supports "
+           "and SHALL reject the others"),
+        # FHIR R4 itself
+        _v("no-etag", "FHIR-IF-MATCH FHIR-CREATE-201 CANVAS-GROUP-READ",
+           "Reads send no ETag (If-Match still works for clients that know the version).",
+           "FHIR R4 http.html#versioning: servers SHOULD (not SHALL) return an ETag; SPEC §1 checks If-Match "
+           "only where the target sends ETags"),
+        _v("location-with-history", "FHIR-CREATE-201 CANVAS-GROUP-CREATE CANVAS-TASK-CREATE",
+           "Create answers Location [base]/<Type>/<id>/_history/<vid>.",
+           "FHIR R4 http.html#create: Location is the new resource's location including the version id"),
+        _v("outcome-diagnostics-only", "FHIR-ERROR-OUTCOME FHIR-NOT-FOUND FHIR-INVALID-JSON",
+           "OperationOutcome issues carry diagnostics instead of details.text.",
+           "FHIR R4 operationoutcome.html: details and diagnostics are both optional (0..1)"),
+        _v("outcome-information-first", "FHIR-ERROR-OUTCOME FHIR-NOT-FOUND FHIR-INVALID-JSON",
+           "Every OperationOutcome starts with an information issue before the error issue.",
+           "FHIR R4 operationoutcome.html: issue is 1..*, in any order, of any severity"),
+        _v("fhir-invariants-enforced", "CANVAS-GROUP-CREATE CANVAS-GROUP-ACTUAL CANVAS-GROUP-UPDATE "
+           "FHIR-READONLY-IGNORED CANVAS-TASK-CREATE",
+           "FHIR invariants are enforced: a Group with members and actual false (grp-1) and a Task whose "
+           "lastModified is before authoredOn (inv-1) are refused with 400.",
+           "FHIR R4 group.html#invariants grp-1, task.html#invariants inv-1; http.html#create: a server SHALL "
+           "reject a resource that fails FHIR validation rules"),
+        _v("export-referenced-practitioners", "BULK-EXPORT-SINCE BULK-EXPORT-COMPARTMENT BULK-EXPORT-FILE-LINES",
+           "The Practitioners that exported Tasks reference are exported too, regardless of _since.",
+           "Bulk Data IG export.html#query-parameters: resources referenced by exported resources may be "
+           "included regardless of _since"),
+        _v("export-patient-unsupported", "BULK-EXPORT-PATIENT BULK-EXPORT-KICKOFF",
+           "The patient parameter of a POST kick-off is refused with 400 and an OperationOutcome (not-supported).",
+           "Bulk Data IG export.html#query-parameters: patient support is optional; an unsupported parameter "
+           "SHOULD be an error with an OperationOutcome"),
+        # Which server this is, and its access control (SPEC §0)
+        _v("generic-fhir", "FHIR-CREATE-201 FHIR-UPDATE-200 FHIR-UPDATE-ID FHIR-RESOURCE-TYPE FHIR-NOT-FOUND "
+           "FHIR-ERROR-OUTCOME FHIR-IF-MATCH FHIR-SEARCH-PAGING CANVAS-GROUP-CREATE CANVAS-TASK-CREATE",
+           "No Canvas marker in the CapabilityStatement: a generic FHIR server with Group and Task.",
+           "SPEC §0: canvas applies only when selected or when the target shows Canvas markers"),
+        _v("open-server", "BULK-EXPORT-AUTH BULK-EXPORT-KICKOFF BULK-EXPORT-FILE-AUTH BULK-EXPORT-FILE-LINES "
+           "FHIR-AUTH-401 FHIR-CREATE-201",
+           "No access control: every request is served with or without a token; files need no token "
+           "(requiresAccessToken false).",
+           "Bulk Data IG: a server SHOULD implement OAuth 2.0 access management (SHOULD, not SHALL); "
+           "only Canvas requires 401",
+           warns="BULK-EXPORT-AUTH", implies="generic-fhir"),
     ]
 )
 

@@ -25,6 +25,7 @@ from typing import Any
 
 CAPABILITY = {
     "resourceType": "CapabilityStatement", "status": "active", "kind": "instance", "fhirVersion": "4.0.1",
+    "software": {"name": "misbehaving Canvas stand-in"},   # a Canvas marker (SPEC §0): its checks apply
     "format": ["json"], "rest": [{"mode": "server", "resource": [
         {"type": "Group", "interaction": [{"code": c} for c in ("create", "read", "update", "search-type")],
          "searchParam": [{"name": n, "type": "token"} for n in ("type", "member", "_id", "name")]}]}],

@@ -68,3 +68,28 @@ def test_invalid_cohorts_break_their_rule(facts, violation):
                 parse(filters[0]["valueExpression"]["expression"])
 
     run()
+
+
+def test_must_reject_inputs_are_never_what_the_target_declares():
+    """SPEC §1: a server may support what it declares, so a "must reject" input never is."""
+    from conformance.profiles.cohort import UNDECLARED_FALLBACK, UNSUPPORTED_PARAMETERS, undeclared
+
+    for rtype, candidates in UNSUPPORTED_PARAMETERS.items():
+        names = frozenset(c.split("=", 1)[0] for c in candidates)
+        assert undeclared(candidates, frozenset()) == list(candidates)
+        assert undeclared(candidates, names) == [UNDECLARED_FALLBACK]          # all declared: fallback
+        first = candidates[0].split("=", 1)[0]
+        assert all(not c.startswith(first + "=") for c in undeclared(candidates, frozenset({first})))
+
+
+def test_optional_cohort_features_are_named_for_the_skip_reason():
+    from conformance.checks._cohort import optional_features
+    from conformance.profiles.cohort import cohort_payload
+
+    declared = {"Condition": frozenset({"code"})}
+    plain = cohort_payload("c", ["Condition?code=x"])
+    assert optional_features(plain, declared) is None
+    narrowed = cohort_payload("c", ["Condition?code=x"], ["Patient/1"])
+    assert optional_features(narrowed, declared) == "member narrowing (Group.member)"
+    undeclared = optional_features(cohort_payload("c", ["Condition?code=x&onset-date=ge2020"]), declared)
+    assert "Condition.onset-date" in undeclared

@@ -244,3 +244,22 @@ def test_tasks_for_members_are_exported_as_read(client):
     assert task["for"]["reference"] == f"Patient/{member}" and task["intent"] == "unknown"
     assert any(e["url"].endswith("task-permalink") and e["valueString"].startswith("http://localhost/")
                for e in task["extension"])
+
+
+def test_variant_exports_referenced_practitioners_regardless_of_since(make_app):
+    """Variant export-referenced-practitioners: the requester of an exported Task comes along, older than _since."""
+    client = make_app(variants=frozenset({"export-referenced-practitioners"})).test_client()
+    member = sorted(MEMBERS)[0]
+    requester = TEAM["member"][0]["entity"]["reference"]
+    import datetime as dt
+    since = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")   # after the fixtures loaded
+    r = client.post("/Task", headers=auth(), json={
+        "resourceType": "Task", "status": "requested", "intent": "unknown", "description": "call",
+        "for": {"reference": f"Patient/{member}"}, "requester": {"reference": requester}})
+    assert r.status_code == 201, r.get_data(as_text=True)
+    _, got = export(client, f"?_since={since}")
+    practitioners = got.get("Practitioner", [])
+    assert [f"Practitioner/{p['id']}" for p in practitioners] == [requester]
+    assert practitioners[0]["meta"]["lastUpdated"] < since      # older than _since, and still exported
+    _, typed = export(client, f"?_since={since}&_type=Task")
+    assert "Practitioner" not in typed                           # _type still rules

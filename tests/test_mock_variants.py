@@ -67,3 +67,46 @@ def test_suite_passes_the_variant(name, tmp_path, record_property):
     assert not wrong_warnings, f"variant {name}: unexpected warnings {sorted(wrong_warnings)}\n{run.output[-2000:]}"
     counts = {k: sum(p.get(k, 0) for p in run.summary["profiles"].values()) for k in ("passed", "warnings")}
     assert counts["passed"] + counts["warnings"] > 0, f"variant {name}: nothing was tested\n{run.output[-2000:]}"
+
+
+@pytest.mark.slow
+def test_canvas_is_not_auto_selected_on_a_generic_fhir_server(tmp_path):
+    config = MockConfig(db=":memory:", tokens=TOKENS, variants=frozenset({"generic-fhir"}))
+    with run_in_thread(config) as base_url:
+        run = run_suite(tmp_path / "reports", "--seed", "3", "--examples", "2", "--requirement", "CANVAS-GROUP-CREATE",
+                        "--requirement", "FHIR-CREATE-201", target=base_url)
+    verdicts = {r["id"]: r for r in run.summary["requirements"]}
+    assert run.exit_code == 0, run.output[-3000:]
+    assert verdicts["CANVAS-GROUP-CREATE"]["verdict"] == "skip"
+    assert "profile 'canvas' is not declared" in verdicts["CANVAS-GROUP-CREATE"]["reason"]
+    assert verdicts["FHIR-CREATE-201"]["verdict"] == "pass"          # fhir-core runs on any FHIR server
+    assert "canvas" not in run.summary["active_profiles"] and "fhir-core" in run.summary["active_profiles"]
+    # told explicitly, the suite runs canvas anyway
+    with run_in_thread(config) as base_url:
+        told = run_suite(tmp_path / "told", "--seed", "3", "--examples", "2", "--requirement", "CANVAS-GROUP-CREATE",
+                         "--profile", "canvas", target=base_url)
+    assert told.verdicts()["CANVAS-GROUP-CREATE"] == "pass", told.output[-3000:]
+
+
+@pytest.mark.slow
+def test_a_404_post_kickoff_blocks_its_check_instead_of_polling_none(tmp_path):
+    """The cascade the IG's optional POST used to cause: no poll of [base]/None, no STATUS failure."""
+    config = MockConfig(db=":memory:", tokens=TOKENS, variants=frozenset({"export-no-post-kickoff"}))
+    with run_in_thread(config) as base_url:
+        run = run_suite(tmp_path / "reports", "--seed", "3", "--examples", "1", "--requirement",
+                        "BULK-EXPORT-KICKOFF-POST", "--requirement", "BULK-EXPORT-STATUS", target=base_url)
+    assert run.exit_code == 0, run.output[-3000:]
+    checks = {c["id"]: c for c in run.summary["checks"]}
+    assert checks["export-kickoff-post"]["outcome"] == "skipped", checks["export-kickoff-post"]
+    assert run.verdicts()["BULK-EXPORT-STATUS"] == "pass"
+    assert "/None" not in (run.report_dir / "report.html").read_text()
+
+
+def test_every_variant_changes_the_mock_somewhere():
+    from pathlib import Path
+
+    import mock_server
+
+    sources = "".join(p.read_text() for p in Path(mock_server.__file__).parent.rglob("*.py"))
+    unused = [name for name in VARIANTS if f'varies("{name}")' not in sources]
+    assert unused == [], f"variants no code path takes: {unused}"

@@ -138,11 +138,33 @@ def test_capabilities_decide_profiles_and_needs():
          "searchParam": [{"name": "type"}], "operation": [{"name": "export"}],
          "supportedProfile": [BULK_COHORT_PROFILE + "|3.0.0"]}]}]}
     caps = Capabilities.from_statement(statement)
-    assert caps.declared_profiles() == {"canvas", "bulk-export", "bulk-cohort"}
+    # Group create + read is what every FHIR server with Groups declares: not a Canvas marker
+    assert caps.declared_profiles() == {"fhir-core", "bulk-export", "bulk-cohort"}
     assert caps.satisfies(Need("Group", search_param="type"))
     assert not caps.satisfies(Need("Group", search_param="member"))
     assert "search parameter 'member'" in Need("Group", search_param="member").describe()
-    assert Capabilities.from_statement(None).declared_profiles() == set()
+    assert Capabilities.from_statement(None).declared_profiles() == {"fhir-core"}
+
+
+@pytest.mark.parametrize("marker", [
+    {"software": {"name": "Canvas Medical FHIR"}}, {"publisher": "Canvas Medical"},
+    {"rest": [{"mode": "server", "resource": [{"type": "Task", "extension": [
+        {"url": "http://schemas.canvasmedical.com/fhir/extensions/task-group"}]}]}]}])
+def test_canvas_is_detected_only_by_its_markers(marker):
+    statement = {"resourceType": "CapabilityStatement", "rest": [{"mode": "server", "resource": [
+        {"type": "Group", "interaction": [{"code": "read"}, {"code": "create"}]}]}]}
+    assert "canvas" not in Capabilities.from_statement(statement).declared_profiles()
+    assert "canvas" in Capabilities.from_statement({**statement, **marker}).declared_profiles()
+
+
+def test_export_and_cohort_detection_follow_spec_0():
+    by_definition = {"resourceType": "CapabilityStatement", "rest": [{"mode": "server", "resource": [
+        {"type": "Group", "operation": [{"name": "group-level-export",
+                                         "definition": "http://hl7.org/fhir/uv/bulkdata/OperationDefinition/group-export"}],
+         "supportedProfile": BULK_COHORT_PROFILE}]}]}
+    caps = Capabilities.from_statement(by_definition)
+    assert {"bulk-export", "bulk-cohort"} <= caps.declared_profiles()   # a lone string still detected
+    assert caps.profile_as_string("Group")
 
 
 # -- strategies -----------------------------------------------------------------------------
@@ -216,3 +238,71 @@ def test_expected_statuses_are_said_as_a_person_would():
     assert describe_statuses((400, 422)) == "400 or 422"
     assert describe_statuses((404,)) == "HTTP 404"
     assert describe_statuses((400, 401, 403)) == "400, 401 or 403"
+
+
+# -- valid payloads are valid FHIR (R4 invariants) -------------------------------------------
+
+
+def _grp_1(group: dict) -> bool:
+    """Group grp-1: member.empty() or (actual = true)."""
+    return not group.get("member") or group.get("actual") is True
+
+
+def _inv_1(task: dict) -> bool:
+    """Task inv-1: lastModified.exists().not() or authoredOn.exists().not() or lastModified >= authoredOn."""
+    from conformance.checks.task_support import instant
+
+    if "lastModified" not in task or "authoredOn" not in task:
+        return True
+    return instant(task["lastModified"]) >= instant(task["authoredOn"])
+
+
+@hsettings(max_examples=200, deadline=None, suppress_health_check=list(HealthCheck))
+@given(data=st.data())
+def test_valid_payloads_satisfy_the_fhir_r4_invariants(data):
+    from conformance.strategies.task import valid_task
+
+    for variant in (TEAM, PATIENT_GROUP):
+        group = data.draw(valid_group(DATA, variant))
+        assert _grp_1(group), group
+        base = data.draw(st.sampled_from(violations()))
+        if base.variant == variant:
+            from conformance.strategies.group import violation_base
+            assert _grp_1(data.draw(violation_base(DATA, base)))
+    task = data.draw(valid_task(DATA, ["t1"], full=data.draw(st.booleans())))
+    assert _inv_1(task), task
+    assert _grp_1({"member": [1], "actual": False}) is False        # the oracle itself can fail
+    assert _inv_1({"authoredOn": "2024-01-02T00:00:00Z", "lastModified": "2024-01-01T00:00:00Z"}) is False
+
+
+def test_a_blocked_check_is_reported_as_blocked_not_as_a_second_failure():
+    from types import SimpleNamespace
+
+    from conformance.report import classify
+    from conformance.verdicts import Blocked, CheckRecord, Finding
+
+    record = CheckRecord("n", "export-kickoff-post", ("BULK-EXPORT-KICKOFF-POST",))
+    record.warnings["BULK-EXPORT-KICKOFF-POST"] = Finding("BULK-EXPORT-KICKOFF-POST", "expected 202 Accepted, got 404")
+    try:
+        raise Blocked("blocked by BULK-EXPORT-KICKOFF-POST: POST kick-off was not accepted (HTTP 404)")
+    except Blocked:
+        import sys
+        excinfo = pytest.ExceptionInfo.from_exc_info(sys.exc_info())
+    rep = SimpleNamespace(skipped=False, passed=False, failed=True, when="call", duration=0.0, longrepr=None)
+    call = SimpleNamespace(excinfo=excinfo)
+    item = SimpleNamespace(nodeid="n")
+    result = classify(item, rep, call, record, "bulk-export", strict=False)
+    assert result.outcome == "warning" and not result.failed_requirements
+    assert "blocked by BULK-EXPORT-KICKOFF-POST" in result.message
+
+    # a failed shared prerequisite is counted once: later checks meeting it are blocked by the first
+    roots: dict = {}
+    try:
+        raise RuntimeError("prerequisite failed")
+    except RuntimeError as exc:
+        shared = exc
+    setup = SimpleNamespace(skipped=False, passed=False, failed=True, when="setup", duration=0.0, longrepr=None)
+    shared_info = SimpleNamespace(excinfo=pytest.ExceptionInfo.from_exception(shared))
+    first = classify(item, setup, shared_info, CheckRecord("n", "a", ()), "bulk-export", False, roots)
+    second = classify(item, setup, shared_info, CheckRecord("n", "b", ()), "bulk-export", False, roots)
+    assert first.outcome == "error" and second.outcome == "skipped" and second.message.startswith("blocked by a")

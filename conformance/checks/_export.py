@@ -18,7 +18,7 @@ from conformance.client import FhirClient, json_or_none
 from conformance.expectations import is_operation_outcome
 from conformance.session import ConformanceRun
 from conformance.target import Ledger, TargetData, iterate_search
-from conformance.verdicts import expect
+from conformance.verdicts import Blocked, expect
 
 from ._support import create_patient_group
 
@@ -101,11 +101,16 @@ def export_group(conformance_run: ConformanceRun, fhir: FhirClient, target_data:
 
 def require_kickoff(bulk: BulkClient, response: httpx.Response, location: str | None, what: str,
                     requirement: str = "BULK-EXPORT-KICKOFF") -> str:
+    """The status URL of an accepted kick-off; anything else blocks the rest of the check (no
+    polling of a status URL that was never given)."""
     ex = bulk.fhir.recorder.last
-    expect(requirement, response.status_code == 202, f"{what}: expected 202 Accepted, got {response.status_code}", ex)
-    expect(requirement, bool(location), f"{what}: 202 without a Content-Location header", ex)
-    expect(requirement, str(location).startswith(("http://", "https://")),
-           f"{what}: Content-Location {location!r} is not an absolute URL", ex)
+    accepted = (expect(requirement, response.status_code == 202,
+                       f"{what}: expected 202 Accepted, got {response.status_code}", ex)
+                and expect(requirement, bool(location), f"{what}: 202 without a Content-Location header", ex)
+                and expect(requirement, str(location).startswith(("http://", "https://")),
+                           f"{what}: Content-Location {location!r} is not an absolute URL", ex))
+    if not accepted:
+        raise Blocked(f"blocked by {requirement}: {what} was not accepted (HTTP {response.status_code})")
     return str(location)
 
 

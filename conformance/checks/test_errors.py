@@ -10,7 +10,7 @@ from conformance.expectations import expect_created, expect_error, expect_read, 
 from conformance.markers import check, needs, profile
 from conformance.verdicts import expect
 
-pytestmark = profile("canvas")
+pytestmark = profile("fhir-core")
 
 
 def _group(prefix: str) -> dict:
@@ -76,6 +76,7 @@ def test_update_of_unknown_group_is_404(fhir, target_data):
     expect_error(fhir, response, "FHIR-NOT-FOUND", (404,), "update of an unknown Group", code="not-found")
 
 
+@profile("canvas")
 @check("group-delete-not-supported", "CANVAS-GROUP-NO-DELETE", "FHIR-ERROR-OUTCOME")
 @needs("Group", interaction="create")
 def test_delete_of_group_is_405(fhir, groups, target_data):

@@ -44,12 +44,13 @@ def test_stale_if_unmodified_since_is_refused(groups, target_data, fhir):
            last_exchange(fhir))
 
 
+@profile("fhir-core")
 @check("group-update-if-match", "FHIR-IF-MATCH")
 def test_stale_if_match_is_refused(groups, target_data, fhir):
     body = _patient_group(target_data.run_prefix)
     response, gid = groups.create(body)
-    gid = expect_created(fhir, response, "Group", "CANVAS-GROUP-CREATE", "create")
-    expect_read(fhir, "Group", gid, "CANVAS-GROUP-READ", "read")
+    gid = expect_created(fhir, response, "Group", "FHIR-CREATE-201", "create")
+    expect_read(fhir, "Group", gid, "FHIR-CREATE-201", "read")
     old_etag = last_exchange(fhir).response_headers.get("etag")
     if not old_etag:
         pytest.skip("the target sends no ETag on read")

@@ -54,7 +54,7 @@ def corpus(groups, target_data, fhir) -> Corpus:
         if chosen:
             body["member"] = [{"entity": {"reference": f"{kind}/{x}"}} for x in chosen]
         response, gid = groups.create(body)
-        gid = expect_created(fhir, response, "Group", "CANVAS-GROUP-CREATE", f"create search corpus group {i}")
+        gid = expect_created(fhir, response, "Group", "FHIR-CREATE-201", f"create search corpus group {i}")
         made[gid] = body
     return Corpus(prefix, made)
 
@@ -139,6 +139,7 @@ def test_search_by_member(corpus, fhir):
         expect("CANVAS-GROUP-SEARCH-MEMBER", not wrong, f"member={reference} returned groups without it: {wrong}", ex)
 
 
+@profile("fhir-core")
 @check("group-search-paging", "FHIR-SEARCH-PAGING", "FHIR-SEARCH-COUNT")
 @needs("Group", search_param="_id")
 @given(count=st.integers(min_value=1, max_value=13))
@@ -179,6 +180,7 @@ def test_default_and_maximum_page_size(corpus, fhir):
            f"_count=1000 answered {response.status_code} with {len(page)} entries (at most 100)", last_exchange(fhir))
 
 
+@profile("fhir-core")
 @check("group-search-empty", "FHIR-SEARCH-PAGING", "FHIR-SEARCH-BUNDLE")
 @needs("Group", search_param="_id")
 def test_empty_result_has_no_links(fhir, target_data):
@@ -191,6 +193,7 @@ def test_empty_result_has_no_links(fhir, target_data):
     expect("FHIR-SEARCH-PAGING", not (body or {}).get("link"), "an empty result carries links", ex)
 
 
+@profile("fhir-core")
 @check("group-search-post", "FHIR-SEARCH-POST")
 @needs("Group", search_param="_id")
 @given(data=st.data())

@@ -129,7 +129,9 @@ def test_read_only_elements_are_ignored(data, tasks, task_teams, target_data, fh
     payload["extension"][0]["valueReference"].update(type="Group", display="Someone Else's Team")
     payload["extension"].append({"url": PERMALINK_EXT, "valueString": "https://example.org/permalinks/x"})
     payload["requester"]["type"] = "Practitioner"
-    payload["lastModified"] = "2001-01-01T00:00:00Z"
+    # FHIR Task inv-1: lastModified at or after authoredOn (a server enforcing it refuses anything else)
+    stale = max(instant("2001-01-01T00:00:00Z"), instant(payload.get("authoredOn")) or instant("2001-01-01T00:00:00Z"))
+    payload["lastModified"] = stale.isoformat().replace("+00:00", "Z")
     response, tid = tasks.create(payload)
     expect("FHIR-READONLY-IGNORED", response.status_code == 201,
            f"a body carrying read-only permalink/display/type/lastModified was answered {response.status_code}",
@@ -139,7 +141,7 @@ def test_read_only_elements_are_ignored(data, tasks, task_teams, target_data, fh
     expect("CANVAS-TASK-PERMALINK", permalink(read) != "https://example.org/permalinks/x",
            "the permalink sent by the client was stored", ex)
     expect("FHIR-READONLY-IGNORED", (team_value(read) or {}).get("display") != "Someone Else's Team"
-           and instant(read.get("lastModified")) != instant("2001-01-01T00:00:00Z"),
+           and instant(read.get("lastModified")) != stale,
            f"read-only values sent were stored: {team_value(read)!r}, lastModified {read.get('lastModified')!r}", ex)
     put = tasks.update(tid, {k: v for k, v in read.items() if k != "meta"})
     expect("FHIR-READONLY-IGNORED", put.status_code == 200, f"PUT of the task as read was answered {put.status_code}",

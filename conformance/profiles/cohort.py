@@ -110,17 +110,30 @@ UNSUPPORTED_PARAMETERS = {
 }
 
 
+UNDECLARED_FALLBACK = "fhirck-undeclared-parameter=1"   # no server declares it
+
+
+def undeclared(candidates: tuple[str, ...], declared: frozenset[str]) -> list[str]:
+    """The ``name=value`` candidates whose parameter the target does not declare (a fallback if none)."""
+    left = [c for c in candidates if c.split("=", 1)[0].split(":", 1)[0] not in declared]
+    return left or [UNDECLARED_FALLBACK]
+
+
 def _unsupported_parameter(payload: dict, facts: Any, draw: Any) -> dict:
     expression = _first_filter(payload)["expression"]
     rtype = expression.partition("?")[0]
-    _first_filter(payload)["expression"] = expression + "&" + draw.sampled_from(list(UNSUPPORTED_PARAMETERS[rtype]))
+    declared = getattr(facts, "declared", {}).get(rtype, frozenset())
+    _first_filter(payload)["expression"] = expression + "&" + draw.sampled_from(
+        undeclared(UNSUPPORTED_PARAMETERS[rtype], declared))
     return payload
 
 
 def _unsupported_resource_type(payload: dict, facts: Any, draw: Any) -> dict:
-    _first_filter(payload)["expression"] = draw.sampled_from([
-        "MedicationRequest?code=" + quote("http://www.nlm.nih.gov/research/umls/rxnorm|860975", safe="|:/"),
-        "Procedure?date=ge2020", "Coverage?status=active", "Immunization?vaccine-code=207"])
+    candidates = ["MedicationRequest?code=" + quote("http://www.nlm.nih.gov/research/umls/rxnorm|860975", safe="|:/"),
+                  "Procedure?date=ge2020", "Coverage?status=active", "Immunization?vaccine-code=207"]
+    declared = getattr(facts, "declared", {})
+    left = [c for c in candidates if c.partition("?")[0] not in declared]   # a declared type may be filterable
+    _first_filter(payload)["expression"] = draw.sampled_from(left or ["FhirckUndeclaredType?code=1"])
     return payload
 
 

@@ -54,6 +54,9 @@ class Facts:
     quantities: dict[tuple[str | None, str], list[tuple[float, str | None, str | None]]] = field(default_factory=dict)
     genders: list[str] = field(default_factory=list)
     patient_ids: list[str] = field(default_factory=list)
+    # what the target's CapabilityStatement declares: resource type -> search parameter names.
+    # A "must reject" input is never one of these (SPEC §1): a server may support what it declares.
+    declared: dict[str, frozenset[str]] = field(default_factory=dict)
 
     def __repr__(self) -> str:
         return f"Facts({len(self.patient_ids)} patients, {sum(len(v) for v in self.tokens.values())} codes)"

@@ -55,7 +55,7 @@ def valid_group(draw: st.DrawFn, data: TargetData, variant: str, *,
     payload: dict[str, Any] = {
         "resourceType": "Group",
         "type": TYPE_OF[variant],
-        "actual": draw(st.booleans()),   # Canvas reads every group back as actual: true
+        "actual": True,
         "name": draw(run_name(data.run_prefix)),
     }
     if ids and max_members:
@@ -64,6 +64,9 @@ def valid_group(draw: st.DrawFn, data: TargetData, variant: str, *,
         if chosen:
             kind = MEMBER_KIND[variant]
             payload["member"] = [{"entity": {"reference": f"{kind}/{i}"}} for i in chosen]
+    if "member" not in payload:
+        # FHIR grp-1: only an actual group has members; Canvas reads every group back as actual: true
+        payload["actual"] = draw(st.booleans())
     pool = sorted(data.free_responsibilities)
     if variant == TEAM and pool and max_responsibilities:
         texts = draw(st.lists(st.sampled_from(pool), min_size=min(min_responsibilities, len(pool)),

@@ -31,6 +31,13 @@ instants = st.builds(
     st.datetimes(min_value=dt.datetime(2021, 1, 1), max_value=dt.datetime(2029, 12, 31)),
     st.sampled_from(ZONES),
 )
+# authoredOn lies in the past: a server sets lastModified to now, and FHIR Task inv-1 wants
+# lastModified >= authoredOn, so a future authoredOn makes a Task no invariant-checking server keeps
+past_instants = st.builds(
+    lambda when, zone: instant_text(when.replace(tzinfo=dt.timezone.utc).astimezone(zone)),
+    st.datetimes(min_value=dt.datetime(2021, 1, 1), max_value=dt.datetime(2025, 12, 31)),
+    st.sampled_from(ZONES),
+)
 
 
 def label_pool(prefix: str) -> list[str]:
@@ -74,7 +81,7 @@ def valid_task(draw: st.DrawFn, data: TargetData, teams: Sequence[str], *, full:
     if maybe("owner"):
         payload["owner"] = practitioner(draw(st.sampled_from(practitioners)))
     if maybe("authoredOn"):
-        payload["authoredOn"] = draw(instants)
+        payload["authoredOn"] = draw(past_instants)
     if maybe("due date"):
         payload["restriction"] = {"period": {"end": draw(instants)}}
     if maybe("notes"):

@@ -22,7 +22,7 @@ from ..auth import authorize
 from ..capabilities import ResourceCapability, declare
 from ..deviations import deviates
 from ..variants import varies
-from ..outcomes import FhirError, fhir_response, not_found
+from ..outcomes import FhirError, fhir_response, not_found, operation_outcome
 from ..payload import read_resource_body
 from . import jobs
 from ..urls import base_url, request_url
@@ -109,6 +109,8 @@ def _params(pairs: list[tuple[str, str]], post: bool, lenient: bool, members: se
                 raise FhirError(400, f"_elements '{value}' is not a list of element names")
             fields["elements"] = [e.split(".")[-1] for e in elements]
         elif name == "patient":
+            if varies("export-patient-unsupported"):
+                raise FhirError(400, "parameter patient is not supported", "not-supported")
             if not post:
                 raise FhirError(400, "the patient parameter is only accepted in a POST kick-off")
             fields.setdefault("patients", []).append(value)
@@ -176,7 +178,7 @@ def kickoff_get(gid: str) -> Response:
 def kickoff_post(gid: str) -> Response:
     if varies("export-no-post-kickoff"):
         authorize("Group", "read")
-        raise FhirError(405, "POST kick-off is not supported; use GET", "not-supported")
+        raise FhirError(404, "No POST route for $export (only GET kick-off is offered)", "not-found")
     return _kickoff(gid, True)
 
 
@@ -216,9 +218,11 @@ def status(job_id: str) -> Response:
         if (config.export_poll_min > 0 and job["last_poll"] is not None
                 and now - job["last_poll"] < config.export_poll_min):
             raise FhirError(429, "Polled too frequently; honour Retry-After", "throttled", headers={"Retry-After": retry})
-        headers = {"X-Progress": (job["progress"] or f"0% ({job['status']})")[:99]}
+        headers = ({} if varies("export-no-x-progress")
+                   else {"X-Progress": (job["progress"] or f"0% ({job['status']})")[:99]})
         if not deviates("export-retry-after-missing"):
-            headers["Retry-After"] = retry
+            headers["Retry-After"] = (http_date(now + config.export_retry_after)
+                                      if varies("export-retry-after-http-date") else retry)
         return fhir_response(None, 202, headers)
     if job["status"] == "failed":
         raise FhirError(500, f"Export failed: {job['error']}", "exception")
@@ -239,12 +243,14 @@ def cancel(job_id: str) -> Response:
         with _store().write() as conn:
             conn.execute("DELETE FROM export_job WHERE id = ?", (job_id,))
         shutil.rmtree(jobs.job_dir(current_app, job_id), ignore_errors=True)
+    if varies("export-delete-outcome-body"):
+        return fhir_response(operation_outcome("informational", "export cancelled", "information"), 202)
     return fhir_response(None, 202)
 
 
 @bp.get("/bulk/files/<job_id>/<name>")
 def download(job_id: str, name: str) -> Response:
-    if not deviates("export-download-without-token"):
+    if not (deviates("export-download-without-token") or varies("export-files-open")):
         authorize("Group", "read")
     config = current_app.config["MOCK"]
     job = _job(job_id)

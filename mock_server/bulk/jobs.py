@@ -22,6 +22,7 @@ from flask import Flask
 
 from .. import store
 from ..deviations import deviates
+from ..variants import varies
 
 log = logging.getLogger(__name__)
 
@@ -149,6 +150,7 @@ class Exporter:
         self.db: store.Store = app.extensions["fhir.store"]
         self.params = ExportParams.from_json(job["params"])
         self.since, self.until = _parse(self.params.since), _parse(self.params.until)
+        self.referenced: set[str] = set()    # variant export-referenced-practitioners: written once each
 
     def wanted(self, rtype: str) -> bool:
         if self.params.types is None or deviates("export-type-ignored"):
@@ -363,7 +365,25 @@ class Exporter:
             for rid, version, last_updated, body in rows:
                 if self.in_window(last_updated):
                     row = store.Row("Task", rid, version, datetime.fromisoformat(last_updated), json.loads(body))
-                    writer.write("Task", self.shape(task_resource.render(row), "Task", rid, last_updated))
+                    rendered = task_resource.render(row)
+                    writer.write("Task", self.shape(rendered, "Task", rid, last_updated))
+                    if varies("export-referenced-practitioners"):
+                        self._write_referenced(conn, writer, rendered)
+
+    def _write_referenced(self, conn: Any, writer: Writer, resource: dict[str, Any]) -> None:
+        """The Practitioners a written resource references, whatever their lastUpdated (IG: allowed)."""
+        if not self.wanted("Practitioner"):
+            return
+        for element in ("requester", "owner"):
+            ref = str((resource.get(element) or {}).get("reference", ""))
+            kind, _, pid = ref.partition("/")
+            if kind != "Practitioner" or not pid or pid in self.referenced:
+                continue
+            self.referenced.add(pid)
+            row = conn.execute("SELECT last_updated, body FROM resource WHERE rtype = 'Practitioner' AND id = ?",
+                               (pid,)).fetchone()
+            if row:
+                writer.write("Practitioner", self.shape(json.loads(row[1]), "Practitioner", pid, row[0]))
 
 
 def run_job(app: Flask, job: dict[str, Any]) -> None:
@@ -396,17 +416,23 @@ def run_job(app: Flask, job: dict[str, Any]) -> None:
     output, errors = [], []
     for rtype, count in counts.items():
         entry = {"type": rtype, "url": f"{files_base}/bulk/files/{job['id']}/{rtype}.ndjson", "count": count}
+        if varies("export-no-count"):
+            del entry["count"]
         (errors if rtype == "OperationOutcome" else output).append(entry)
     request_url = job["request_url"]
     if deviates("export-request-no-query"):
         request_url = request_url.split("?", 1)[0]
     manifest = {
-        "transactionTime": datetime.fromtimestamp(job["created"], timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
+        "transactionTime": datetime.fromtimestamp(job["created"], timezone.utc).strftime(
+            "%Y-%m-%dT%H:%M:%S.%f+00:00" if varies("export-transaction-time-offset") else "%Y-%m-%dT%H:%M:%S.%fZ"),
         "request": request_url,
-        "requiresAccessToken": True,
+        "requiresAccessToken": not (varies("open-server") or varies("export-files-open")),
         "output": output,
         "error": errors,
     }
+    if varies("export-manifest-extras"):
+        manifest["deleted"] = []
+        manifest["extension"] = {"https://fhir-conformance-kit.example/manifest-note": "variant"}
     with db.write() as conn:
         updated = conn.execute("UPDATE export_job SET status = 'complete', manifest = ?, finished = ? WHERE id = ?",
                                (json.dumps(manifest), time.time(), job["id"])).rowcount

@@ -25,6 +25,7 @@ from .. import prefer, store
 from ..auth import authorize
 from ..capabilities import ResourceCapability, declare
 from ..deviations import deviates
+from ..variants import varies
 from ..outcomes import FhirError, fhir_response, operation_outcome
 from . import members as membership
 from .query import PARAMETERS, parse
@@ -100,6 +101,8 @@ def definition(body: dict[str, Any]) -> dict[str, Any]:
         raise FhirError(400, "Group.name is required by the bulk-cohort-group profile")
     if name is not None and (not isinstance(name, str) or not name.strip()):
         raise FhirError(400, "Group.name must be a non-empty string")
+    if body.get("member") and varies("cohort-no-member-narrowing"):
+        raise FhirError(400, "Group.member (narrowing a cohort) is not supported", "not-supported")
     if "characteristic" in body:
         raise FhirError(400, "Group.characteristic is not allowed in a bulk-cohort-group (use member-filter)")
     if body.get("type") != "person":

@@ -16,6 +16,7 @@ from urllib.parse import parse_qsl
 
 from .. import fhirdate, limits
 from ..deviations import deviates
+from ..variants import varies
 from ..outcomes import FhirError
 
 PARAMETERS: dict[str, dict[str, str]] = {
@@ -24,6 +25,7 @@ PARAMETERS: dict[str, dict[str, str]] = {
     "Encounter": {"class": "token", "type": "token", "date": "date"},
     "Observation": {"code": "token", "date": "date", "value-quantity": "quantity"},
 }
+FEWER_FILTER_PARAMETERS = {("Encounter", "class"), ("Condition", "clinical-status"), ("Observation", "value-quantity")}
 RESULT_PARAMETERS = frozenset({"_sort", "_count", "_include", "_revinclude", "_elements", "_summary", "_total",
                                "_contained", "_containedType", "_offset", "_format", "_pretty"})
 DATE_PREFIXES = frozenset({"eq", "ne", "gt", "lt", "ge", "le", "sa", "eb"})
@@ -68,7 +70,8 @@ def parse(expression: object) -> Query:
         name, _, modifier = key.partition(":")
         if name in RESULT_PARAMETERS:
             raise FhirError(400, f"search result parameter {name!r} is not allowed in a member-filter")
-        if name not in PARAMETERS[rtype]:
+        if name not in PARAMETERS[rtype] or (varies("cohort-fewer-filter-parameters")
+                                             and (rtype, name) in FEWER_FILTER_PARAMETERS):
             if deviates("cohort-unsupported-param-ignored"):
                 continue
             raise FhirError(400, f"search parameter {name!r} is not supported on {rtype} in a member-filter "

@@ -12,6 +12,7 @@ from .. import cohort, preconditions, prefer, search, store
 from ..auth import authorize, requires
 from ..capabilities import ResourceCapability, declare
 from ..deviations import deviates
+from ..variants import varies
 from ..outcomes import FhirError, fhir_response, not_found
 from ..payload import read_resource_body
 from . import group_rules
@@ -133,7 +134,7 @@ def _entity(ref: str) -> dict[str, str]:
 
 
 def _headers(row: store.Row) -> dict[str, str]:
-    headers = {"ETag": f'W/"{row.version}"'}
+    headers = {} if varies("no-etag") else {"ETag": f'W/"{row.version}"'}
     if not deviates("last-modified-missing"):
         headers["Last-Modified"] = http_date(row.last_updated)
     return headers
@@ -154,7 +155,8 @@ def create() -> Response:
         row = save(conn, gid, draft, None)
     headers = _headers(row)
     if not deviates("create-missing-location"):
-        headers["Location"] = f"{_base()}/Group/{gid}"
+        headers["Location"] = f"{_base()}/Group/{gid}" + (f"/_history/{row.version}"
+                                                           if varies("location-with-history") else "")
     status = 200 if deviates("create-returns-200") else 201
     return prefer.written(status, headers, lambda: render(row), f"Created Group/{gid}")
 

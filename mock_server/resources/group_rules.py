@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..deviations import deviates
+from ..variants import varies
 from ..outcomes import FhirError
 from ..validation import Spec, Validator
 
@@ -96,6 +97,8 @@ def structure(body: dict[str, Any]) -> dict[str, Any]:
     for i, m in enumerate(group.get("member", [])):
         if "reference" not in m.get("entity", {}):
             raise FhirError(400, f"Group.member[{i}].entity.reference is required")
+    if varies("fhir-invariants-enforced") and group.get("member") and group.get("actual") is False:
+        raise FhirError(400, "Group invariant grp-1 violated: can only have members if group is actual")
     return group
 
 

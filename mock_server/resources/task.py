@@ -19,6 +19,7 @@ from .. import fhirdate, preconditions, prefer, search, store
 from ..auth import authorize, requires
 from ..capabilities import ResourceCapability, declare
 from ..deviations import deviates
+from ..variants import varies
 from ..outcomes import FhirError, fhir_response, not_found
 from ..payload import read_resource_body
 from . import task_rules
@@ -68,7 +69,10 @@ def _create_schema(state) -> None:  # type: ignore[no-untyped-def]
 
 
 bp.record_once(_create_schema)
-declare(bp, ResourceCapability("Task", ("read", "create", "update", "search-type"), SEARCH_PARAMS[:-1]))
+CANVAS_TASK_DOC = ("Canvas-style Task: the team is the extension "
+                   "http://schemas.canvasmedical.com/fhir/extensions/task-group")   # the Canvas marker (SPEC §0)
+declare(bp, ResourceCapability("Task", ("read", "create", "update", "search-type"), SEARCH_PARAMS[:-1],
+                               documentation=CANVAS_TASK_DOC))
 
 
 def _store() -> store.Store:
@@ -218,7 +222,7 @@ def render(row: store.Row) -> dict[str, Any]:
 
 
 def _headers(row: store.Row) -> dict[str, str]:
-    headers = {"ETag": f'W/"{row.version}"'}
+    headers = {} if varies("no-etag") else {"ETag": f'W/"{row.version}"'}
     if not deviates("last-modified-missing"):
         headers["Last-Modified"] = http_date(row.last_updated)
     return headers
@@ -240,7 +244,8 @@ def create() -> Response:
     with _store().write() as conn:
         row = save(conn, tid, draft, None)
     headers = _headers(row)
-    headers["Location"] = f"{_base()}/Task/{tid}"
+    headers["Location"] = f"{_base()}/Task/{tid}" + (f"/_history/{row.version}"
+                                                     if varies("location-with-history") else "")
     return prefer.written(201, headers, lambda: render(row), f"Created Task/{tid}")
 
 

@@ -12,6 +12,7 @@ from typing import Any
 
 from .. import fhirdate
 from ..deviations import deviates
+from ..variants import varies
 from ..outcomes import FhirError
 from ..validation import Spec, Validator
 
@@ -79,6 +80,21 @@ class TaskDraft:
     references: list[tuple[str, str, str]] = field(default_factory=list)  # (element, kind wanted, reference)
 
 
+def _before(later: Any, earlier: Any) -> bool:
+    """True when both are dateTimes and ``later`` is before ``earlier`` (FHIR Task inv-1)."""
+    from datetime import datetime, timezone
+
+    def parse(value: Any) -> datetime | None:
+        try:
+            when = datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+        except ValueError:
+            return None
+        return when if when.tzinfo else when.replace(tzinfo=timezone.utc)
+
+    a, b = parse(later) if later else None, parse(earlier) if earlier else None
+    return a is not None and b is not None and a < b
+
+
 def structure(body: dict[str, Any]) -> dict[str, Any]:
     """400 for anything that is not a structurally valid FHIR R4 Task."""
     if body.get("resourceType") != "Task":
@@ -91,6 +107,8 @@ def structure(body: dict[str, Any]) -> dict[str, Any]:
         raise FhirError(400, f"Task.status '{task['status']}' is not a FHIR task-status code")
     if task["intent"] not in FHIR_TASK_INTENT and not deviates("task-intent-not-enforced"):
         raise FhirError(400, f"Task.intent '{task['intent']}' is not a FHIR task-intent code")
+    if varies("fhir-invariants-enforced") and _before(task.get("lastModified"), task.get("authoredOn")):
+        raise FhirError(400, "Task invariant inv-1 violated: lastModified must be at or after authoredOn")
     for i, ext in enumerate(task.get("extension", [])):
         if "url" not in ext:
             raise FhirError(400, f"Task.extension[{i}].url is required")

@@ -26,7 +26,17 @@ def facts() -> Facts:
 
 def test_facts_hold_values_actually_present(facts):
     assert ("Condition", "category") in facts.tokens and ("Encounter", "type") in facts.tokens
-    assert facts.quantities and facts.genders == ["female", "male"] or facts.genders
+    assert facts.genders == sorted({p["gender"] for p in PATIENTS if isinstance(p.get("gender"), str)})
+    assert len(facts.genders) >= 2, "the fixture population should hold more than one gender"
+    observed = {
+        (q.get("system"), q.get("code"), q["value"])
+        for _, _, _, body in (r for p in PATIENTS for r in compartment_for(p))
+        if body.get("resourceType") == "Observation"
+        for q in [body.get("valueQuantity") or {}] if "value" in q
+    }
+    assert facts.quantities, "no Observation quantity was collected"
+    for (value, system, code) in (v for values in facts.quantities.values() for v in values):
+        assert (system, code, value) in observed, f"quantity {value} {code} is not in the population"
     assert ("Patient", "birthdate") in facts.dates
 
 

@@ -25,18 +25,17 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def run_once(tree: Path, seed: int, report_dir: Path) -> tuple[float, dict]:
+def run_once(tree: Path, seed: int, report_dir: Path, python: str = sys.executable) -> tuple[float, dict]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("FHIR_CONFORMANCE_")}
     env["PYTHONPATH"] = str(tree)
     started = time.perf_counter()
-    proc = subprocess.run([sys.executable, "-m", "conformance.cli", "run", "--seed", str(seed),
+    proc = subprocess.run([python, "-m", "conformance.cli", "run", "--seed", str(seed),
                            "--report-dir", str(report_dir)], cwd=tree, env=env, capture_output=True, text=True)
     elapsed = time.perf_counter() - started
-    summary = json.loads((report_dir / "summary.json").read_text())
-    if proc.returncode != 0:
+    if proc.returncode != 0 or not (report_dir / "summary.json").exists():
         print(proc.stdout[-2000:], proc.stderr[-2000:], file=sys.stderr)
         raise SystemExit(f"run in {tree} exited {proc.returncode}")
-    return elapsed, summary
+    return elapsed, json.loads((report_dir / "summary.json").read_text())
 
 
 def main() -> None:
@@ -44,6 +43,9 @@ def main() -> None:
     parser.add_argument("--base", default="1d5ccbe", help="the commit to compare with (default: before issue 13)")
     parser.add_argument("--rounds", type=int, default=1)
     parser.add_argument("--seed", type=int, default=20261201)
+    parser.add_argument("--base-python", default=sys.executable,
+                        help="interpreter for the base run, when the base needs other dependencies "
+                             "(the commit before issue 13 needs pytest-html: a venv with that commit's '.[dev]')")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="bench-run-") as tmp:
         base_tree = Path(tmp) / "base"
@@ -53,8 +55,8 @@ def main() -> None:
             times: dict[str, list[float]] = {"base": [], "new": []}
             counts: dict[str, int] = {}
             for i in range(args.rounds):
-                for label, tree in (("base", base_tree), ("new", ROOT)):
-                    seconds, summary = run_once(tree, args.seed, Path(tmp) / f"{label}-{i}")
+                for label, tree, python in (("base", base_tree, args.base_python), ("new", ROOT, sys.executable)):
+                    seconds, summary = run_once(tree, args.seed, Path(tmp) / f"{label}-{i}", python)
                     times[label].append(seconds)
                     counts[label] = len(summary["checks"])
                     print(f"round {i + 1} {label:<4} {seconds:7.1f} s  {len(summary['checks'])} checks  "

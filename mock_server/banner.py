@@ -7,13 +7,14 @@ from __future__ import annotations
 
 from flask import Flask
 
+from . import db
 from .urls import public_base
 
 COUNTED = ("Patient", "Practitioner", "Group", "Task")
 
 
 def _counts(app: Flask) -> str:
-    with app.extensions["fhir.store"].read() as conn:
+    with db.get_store(app).read() as conn:
         rows = dict(conn.execute("SELECT rtype, COUNT(*) FROM resource GROUP BY rtype").fetchall())
         compartment = dict(conn.execute("SELECT rtype, COUNT(*) FROM compartment_resource GROUP BY rtype").fetchall())
     parts = [f"{rows.get(t, 0)} {t}" for t in COUNTED]

@@ -7,7 +7,7 @@ from urllib.parse import urlencode
 
 from flask import current_app, request
 
-from . import limits, store
+from . import limits, db
 from .deviations import deviates
 from .outcomes import FhirError
 from .urls import base_url
@@ -134,10 +134,10 @@ def _compile(q: Query, param: SearchParam, modifier: str, values: list[str]) -> 
               f" AND s.param = ? AND ({ors}))", [param.name, *args])
 
 
-def run(rtype: str, q: Query, render: Callable[[store.Row], dict[str, Any]]) -> dict[str, Any]:
+def run(rtype: str, q: Query, render: Callable[[db.Row], dict[str, Any]]) -> dict[str, Any]:
     """Execute the query in SQL and wrap one page into a searchset Bundle."""
-    with current_app.extensions["fhir.store"].read() as conn:
-        total, rows = store.page(conn, rtype, [q.condition()] if q.where else [], q.args, q.count, q.offset)
+    with db.get_store().read() as conn:
+        total, rows = db.page(conn, rtype, [q.condition()] if q.where else [], q.args, q.count, q.offset)
         resources = [render(row) for row in rows]
     base = base_url()
     bundle: dict[str, Any] = {"resourceType": "Bundle", "type": "searchset", "total": total}

@@ -17,7 +17,7 @@ from typing import Any
 from flask import Blueprint, Flask, Response, current_app, request, send_file
 from werkzeug.http import http_date
 
-from .. import fhirdate, limits, store
+from .. import fhirdate, limits, db
 from ..auth import authorize
 from ..capabilities import ResourceCapability, declare
 from ..deviations import deviates
@@ -42,9 +42,6 @@ KNOWN = ("_outputFormat", "_type", "_since", "_until", "_elements", "patient", *
 def init_app(app: Flask) -> None:
     jobs.start_worker(app)
 
-
-def _store() -> store.Store:
-    return current_app.extensions["fhir.store"]
 
 
 def _instant(name: str, value: str) -> str:
@@ -132,8 +129,8 @@ def _params(pairs: list[tuple[str, str]], post: bool, lenient: bool, members: se
 def _group_members(gid: str) -> tuple[str, set[str]] | None:
     from .. import cohort
 
-    with _store().read() as conn:
-        row = store.get(conn, "Group", gid)
+    with db.get_store().read() as conn:
+        row = db.get(conn, "Group", gid)
         if row is None:
             return None
         if row.body.get("kind") == "cohort":   # a Bulk Cohort group: its members as of now
@@ -142,7 +139,7 @@ def _group_members(gid: str) -> tuple[str, set[str]] | None:
 
 
 def _all_patients() -> set[str]:
-    with _store().read() as conn:
+    with db.get_store().read() as conn:
         return {f"Patient/{rid}" for (rid,) in conn.execute("SELECT id FROM resource WHERE rtype = 'Patient'")}
 
 
@@ -160,7 +157,7 @@ def _kickoff(gid: str, post: bool, scope: str = "group") -> Response:
         params = jobs.ExportParams(**{**params.__dict__, "scope": scope})
     job_id = uuid.uuid4().hex
     base = base_url()
-    with _store().write() as conn:
+    with db.get_store().write() as conn:
         conn.execute("INSERT INTO export_job (id, status, created, request_url, base_url, group_id, params)"
                      " VALUES (?, 'queued', ?, ?, ?, ?, ?)",
                      (job_id, time.time(), request_url(), base, gid, params.to_json()))
@@ -194,7 +191,7 @@ def patient_kickoff_post() -> Response:
 
 
 def _job(job_id: str) -> dict[str, Any]:
-    with _store().read() as conn:
+    with db.get_store().read() as conn:
         cur = conn.execute("SELECT * FROM export_job WHERE id = ?", (job_id,))
         row = cur.fetchone()
         if row is None:
@@ -209,7 +206,7 @@ def status(job_id: str) -> Response:
     job = _job(job_id)
     now = time.time()
     retry = str(config.export_retry_after)
-    with _store().write() as conn:
+    with db.get_store().write() as conn:
         conn.execute("UPDATE export_job SET last_poll = ?, polls = polls + 1 WHERE id = ?", (now, job_id))
     if "transient-error" in config.faults and job["polls"] == 0:
         raise FhirError(503, "Simulated transient failure while polling; retry later", "transient",
@@ -240,7 +237,7 @@ def cancel(job_id: str) -> Response:
     authorize("Group", "read")
     _job(job_id)
     if not deviates("export-delete-not-stopping"):
-        with _store().write() as conn:
+        with db.get_store().write() as conn:
             conn.execute("DELETE FROM export_job WHERE id = ?", (job_id,))
         shutil.rmtree(jobs.job_dir(current_app, job_id), ignore_errors=True)
     if varies("export-delete-outcome-body"):

@@ -20,29 +20,12 @@ from typing import IO, Any, Iterator
 
 from flask import Flask
 
-from .. import store
+from .. import db
 from ..deviations import deviates
 from ..variants import varies
 
 log = logging.getLogger(__name__)
 
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS export_job (
-    id TEXT PRIMARY KEY,
-    status TEXT NOT NULL,              -- queued | running | complete | failed
-    created REAL NOT NULL,
-    request_url TEXT NOT NULL,
-    base_url TEXT NOT NULL,
-    group_id TEXT NOT NULL,
-    params TEXT NOT NULL,
-    progress TEXT NOT NULL DEFAULT '',
-    manifest TEXT,
-    error TEXT,
-    finished REAL,
-    last_poll REAL,
-    polls INTEGER NOT NULL DEFAULT 0
-);
-"""
 BATCH = 500
 # meta.lastUpdated as exported ("2024-01-02T03:04:05.000000Z") from the stored UTC isoformat text, in SQL
 EXPORT_INSTANT_SQL = ("substr(last_updated, 1, 19) || '.' || CASE WHEN substr(last_updated, 20, 1) = '.'"
@@ -147,7 +130,7 @@ class Exporter:
 
     def __init__(self, app: Flask, job: dict[str, Any]):
         self.app, self.job = app, job
-        self.db: store.Store = app.extensions["fhir.store"]
+        self.database: db.Store = db.get_store(app)
         self.params = ExportParams.from_json(job["params"])
         self.since, self.until = _parse(self.params.since), _parse(self.params.until)
         self.referenced: set[str] = set()    # variant export-referenced-practitioners: written once each
@@ -201,7 +184,7 @@ class Exporter:
         if self.params.scope == "patients":   # Patient-level export: every Patient, in creation order
             last = 0
             while True:
-                with self.db.read() as conn:
+                with self.database.read() as conn:
                     rows = conn.execute("SELECT seq, id FROM resource WHERE rtype = 'Patient' AND seq > ?"
                                         " ORDER BY seq LIMIT ?", (last, BATCH)).fetchall()
                 if not rows:
@@ -215,7 +198,7 @@ class Exporter:
             return
         offset = 0
         while True:
-            with self.db.read() as conn:
+            with self.database.read() as conn:
                 rows = conn.execute(
                     "SELECT value FROM search_token WHERE rtype = 'Group' AND id = ? AND param = 'member'"
                     " ORDER BY rowid LIMIT ? OFFSET ?", (self.job["group_id"], BATCH, offset)).fetchall()
@@ -230,7 +213,7 @@ class Exporter:
             raise Interrupted()
         if deviates("export-delete-not-stopping"):
             return
-        with self.db.read() as conn:
+        with self.database.read() as conn:
             row = conn.execute("SELECT 1 FROM export_job WHERE id = ?", (self.job["id"],)).fetchone()
         if row is None:
             raise Cancelled()
@@ -251,7 +234,7 @@ class Exporter:
                 self._write_batch(writer, batch, first)
                 first = False
                 done += len(batch)
-                with self.db.write() as conn:
+                with self.database.write() as conn:
                     conn.execute("UPDATE export_job SET progress = ? WHERE id = ?",
                                  (progress_text(done, total), self.job["id"]))
             if self.params.ignored:
@@ -271,8 +254,8 @@ class Exporter:
         from .. import cohort
 
         self._cohort = None
-        with self.db.read() as conn:
-            row = store.get(conn, "Group", self.job["group_id"])
+        with self.database.read() as conn:
+            row = db.get(conn, "Group", self.job["group_id"])
             if row is not None and row.body.get("kind") == "cohort":
                 self._cohort = sorted(cohort.compute(self.app, conn, row.body))
         return self._cohort
@@ -280,13 +263,13 @@ class Exporter:
     def _member_count(self) -> int:
         if self.params.patients is not None:
             return len(self.params.patients)
-        with self.db.read() as conn:
+        with self.database.read() as conn:
             if self.params.scope == "patients":
                 return conn.execute("SELECT COUNT(*) FROM resource WHERE rtype = 'Patient'").fetchone()[0]
         cohort = self._cohort_members()
         if cohort is not None:
             return len(cohort)
-        with self.db.read() as conn:
+        with self.database.read() as conn:
             return conn.execute("SELECT COUNT(*) FROM search_token WHERE rtype = 'Group' AND id = ? AND param = 'member'",
                                 (self.job["group_id"],)).fetchone()[0]
 
@@ -301,7 +284,7 @@ class Exporter:
             by_type.setdefault(rtype, []).append(rid)
         patient_ids = by_type.get("Patient", [])
         if first and patient_ids and deviates("export-non-member-patient"):
-            with self.db.read() as conn:
+            with self.database.read() as conn:
                 stranger = conn.execute(
                     "SELECT id FROM resource WHERE rtype = 'Patient' AND id NOT IN (%s) LIMIT 1"
                     % ",".join("?" * len(patient_ids)), patient_ids).fetchone()
@@ -316,7 +299,7 @@ class Exporter:
         wrong_type = "Observation" if deviates("export-wrong-line-type") else None
         window, window_args = self.window_sql()
         verbatim = self.verbatim()
-        with self.db.read() as conn:
+        with self.database.read() as conn:
             for rtype, ids in (("Patient", patient_ids), ("Practitioner", practitioner_ids)):
                 if not ids or not self.wanted(rtype):
                     continue
@@ -364,7 +347,7 @@ class Exporter:
         with self.app.test_request_context(base_url=self.job["base_url"]):
             for rid, version, last_updated, body in rows:
                 if self.in_window(last_updated):
-                    row = store.Row("Task", rid, version, datetime.fromisoformat(last_updated), json.loads(body))
+                    row = db.Row("Task", rid, version, datetime.fromisoformat(last_updated), json.loads(body))
                     rendered = task_resource.render(row)
                     writer.write("Task", self.shape(rendered, "Task", rid, last_updated))
                     if varies("export-referenced-practitioners"):
@@ -388,7 +371,7 @@ class Exporter:
 
 def run_job(app: Flask, job: dict[str, Any]) -> None:
     """Run one job to completion (or failure, or cancellation) and record the manifest."""
-    db: store.Store = app.extensions["fhir.store"]
+    database: db.Store = db.get_store(app)
     config = app.config["MOCK"]
     directory = job_dir(app, job["id"])
     shutil.rmtree(directory, ignore_errors=True)
@@ -407,7 +390,7 @@ def run_job(app: Flask, job: dict[str, Any]) -> None:
         return
     except Exception as exc:  # the job fails; the status URL reports it
         log.warning("export %s failed: %s", job["id"], exc)
-        with db.write() as conn:
+        with database.write() as conn:
             conn.execute("UPDATE export_job SET status = 'failed', error = ?, finished = ? WHERE id = ?",
                          (str(exc), time.time(), job["id"]))
         return
@@ -433,7 +416,7 @@ def run_job(app: Flask, job: dict[str, Any]) -> None:
     if varies("export-manifest-extras"):
         manifest["deleted"] = []
         manifest["extension"] = {"https://fhir-conformance-kit.example/manifest-note": "variant"}
-    with db.write() as conn:
+    with database.write() as conn:
         updated = conn.execute("UPDATE export_job SET status = 'complete', manifest = ?, finished = ? WHERE id = ?",
                                (json.dumps(manifest), time.time(), job["id"])).rowcount
     if not updated:
@@ -450,8 +433,8 @@ class Worker:
         self.thread = threading.Thread(target=self._loop, name="fhir-mock-export", daemon=True)
 
     def start(self) -> None:
-        db: store.Store = self.app.extensions["fhir.store"]
-        with db.write() as conn:
+        database: db.Store = db.get_store(self.app)
+        with database.write() as conn:
             conn.execute("UPDATE export_job SET status = 'queued' WHERE status = 'running'")  # resumed after a restart
         self.thread.start()
 
@@ -463,8 +446,8 @@ class Worker:
             self.thread.join(timeout)
 
     def _next(self) -> dict[str, Any] | None:
-        db: store.Store = self.app.extensions["fhir.store"]
-        with db.write() as conn:
+        database: db.Store = db.get_store(self.app)
+        with database.write() as conn:
             cur = conn.execute("SELECT * FROM export_job WHERE status = 'queued' ORDER BY created LIMIT 1")
             row = cur.fetchone()
             if row is None:
@@ -474,9 +457,9 @@ class Worker:
         return job
 
     def _loop(self) -> None:
-        db: store.Store = self.app.extensions["fhir.store"]
+        database: db.Store = db.get_store(self.app)
         while not self.stop.is_set():
-            if not db._all:  # the store was closed (app discarded without shutdown): stop quietly
+            if database.closed:  # the store was closed (app discarded without shutdown): stop quietly
                 return
             try:
                 with self.app.app_context():
@@ -502,9 +485,6 @@ def shutdown(app: Flask) -> None:
 
 
 def start_worker(app: Flask) -> Worker:
-    db: store.Store = app.extensions["fhir.store"]
-    with db._lock:
-        db._conn().executescript(SCHEMA)
     worker = Worker(app)
     app.extensions["fhir.bulk.worker"] = worker
     worker.start()

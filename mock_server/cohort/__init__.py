@@ -21,7 +21,7 @@ from typing import Any
 
 from flask import Blueprint, Flask, Response, current_app, request
 
-from .. import prefer, store
+from .. import prefer, db
 from ..auth import authorize
 from ..capabilities import ResourceCapability, declare
 from ..deviations import deviates
@@ -47,18 +47,6 @@ DOCUMENTATION = (
       "eq ne gt lt ge le sa eb with partial dates; quantity prefixes eq ne gt lt ge le with optional |system|code. "
       "No modifiers and no search result parameters; anything else is refused with 400."
 )
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS cohort_job (
-    id TEXT PRIMARY KEY,
-    status TEXT NOT NULL,             -- queued | running | complete | failed
-    created REAL NOT NULL,
-    base_url TEXT NOT NULL,
-    body TEXT NOT NULL,
-    group_id TEXT,
-    error TEXT,
-    error_status INTEGER
-);
-"""
 
 bp = Blueprint("cohort", __name__)
 DELETE_DOCUMENTATION = ("Only Bulk Cohort groups (profile bulk-cohort-group) can be deleted; DELETE of a Canvas "
@@ -69,14 +57,8 @@ declare(bp, ResourceCapability("Group", ("delete",), profiles=(PROFILE,),
 
 
 def init_app(app: Flask) -> None:
-    db: store.Store = app.extensions["fhir.store"]
-    with db._lock:
-        db._conn().executescript(SCHEMA)
     app.extensions.setdefault("fhir.bulk.runners", []).append(run_pending)
 
-
-def _store() -> store.Store:
-    return current_app.extensions["fhir.store"]
 
 
 def is_cohort_request(body: dict[str, Any]) -> bool:
@@ -143,7 +125,7 @@ def definition(body: dict[str, Any]) -> dict[str, Any]:
 def _check_members(conn: sqlite3.Connection, content: dict[str, Any]) -> None:
     for ref in content["member"]:
         rtype, _, rid = ref.partition("/")
-        if not store.exists(conn, rtype, rid):
+        if not db.exists(conn, rtype, rid):
             raise FhirError(422, f"Member '{ref}' does not exist")
 
 
@@ -151,7 +133,7 @@ def save(conn: sqlite3.Connection, content: dict[str, Any]) -> str:
     _check_members(conn, content)
     gid = uuid.uuid4().hex
     strings = [] if deviates("cohort-search-name-ignored") or not content["name"] else [("name", content["name"])]
-    store.put(conn, "Group", gid, content, store.Index(strings=strings, tokens=[("type", "person")]))
+    db.put(conn, "Group", gid, content, db.Index(strings=strings, tokens=[("type", "person")]))
     return gid
 
 
@@ -163,12 +145,12 @@ def create(body: dict[str, Any]) -> Response:
     content = definition(body)
     base = base_url()
     if "respond-async" not in request.headers.get("Prefer", ""):
-        with _store().write() as conn:
+        with db.get_store().write() as conn:
             gid = save(conn, content)
-            row = store.get(conn, "Group", gid)
+            row = db.get(conn, "Group", gid)
         return prefer.written(201, {"Location": f"{base}/Group/{gid}"}, lambda: render(row), f"Created Group/{gid}")
     job_id = uuid.uuid4().hex
-    with _store().write() as conn:
+    with db.get_store().write() as conn:
         conn.execute("INSERT INTO cohort_job (id, status, created, base_url, body) VALUES (?, 'queued', ?, ?, ?)",
                      (job_id, time.time(), base, json.dumps(content)))
     worker = current_app.extensions.get("fhir.bulk.worker")
@@ -179,26 +161,26 @@ def create(body: dict[str, Any]) -> Response:
 
 def run_pending(app: Flask) -> bool:
     """Run one queued cohort job (on the export worker's thread); True when one was run."""
-    db: store.Store = app.extensions["fhir.store"]
-    with db.write() as conn:
+    database: db.Store = db.get_store(app)
+    with database.write() as conn:
         row = conn.execute("SELECT id, body FROM cohort_job WHERE status = 'queued' ORDER BY created LIMIT 1").fetchone()
         if row is None:
             return False
         conn.execute("UPDATE cohort_job SET status = 'running' WHERE id = ?", (row[0],))
     job_id, body = row
     try:
-        with db.write() as conn:
+        with database.write() as conn:
             gid = save(conn, json.loads(body))
             conn.execute("UPDATE cohort_job SET status = 'complete', group_id = ? WHERE id = ?", (gid, job_id))
     except FhirError as exc:
-        with db.write() as conn:
+        with database.write() as conn:
             conn.execute("UPDATE cohort_job SET status = 'failed', error = ?, error_status = ? WHERE id = ?",
                          (exc.text, exc.status, job_id))
     return True
 
 
 def _job(job_id: str) -> dict[str, Any]:
-    with _store().read() as conn:
+    with db.get_store().read() as conn:
         cur = conn.execute("SELECT * FROM cohort_job WHERE id = ?", (job_id,))
         row = cur.fetchone()
         if row is None:
@@ -231,17 +213,17 @@ def status(job_id: str) -> Response:
 def cancel(job_id: str) -> Response:
     authorize("Group", "write")
     _job(job_id)
-    with _store().write() as conn:
+    with db.get_store().write() as conn:
         conn.execute("DELETE FROM cohort_job WHERE id = ?", (job_id,))
     return fhir_response(None, 202)
 
 
 def delete(conn: sqlite3.Connection, gid: str) -> None:
     if not deviates("cohort-delete-not-deleting"):
-        store.delete(conn, "Group", gid)
+        db.delete(conn, "Group", gid)
 
 
-def render(row: store.Row) -> dict[str, Any]:
+def render(row: db.Row) -> dict[str, Any]:
     body = row.body
     out: dict[str, Any] = {
         "resourceType": "Group", "id": row.id,

@@ -191,16 +191,16 @@ def all_patients(conn: sqlite3.Connection) -> set[str]:
 
 def base_population(conn: sqlite3.Connection, references: Iterable[str], compute: Any, depth: int = 0) -> set[str]:
     """Patients the ``member`` references stand for (Groups expanded; cohorts computed)."""
-    from .. import store
+    from .. import db
 
     out: set[str] = set()
     for ref in references:
         rtype, _, rid = ref.partition("/")
         if rtype == "Patient":
-            if store.exists(conn, "Patient", rid):
+            if db.exists(conn, "Patient", rid):
                 out.add(rid)
         elif rtype == "Group" and depth < 5:
-            row = store.get(conn, "Group", rid)
+            row = db.get(conn, "Group", rid)
             if row is None:
                 continue
             if row.body.get("kind") == "cohort":

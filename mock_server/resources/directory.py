@@ -6,7 +6,7 @@ from typing import Any
 from flask import Blueprint, Response, current_app
 from werkzeug.http import http_date
 
-from .. import search, store
+from .. import search, db
 from ..auth import requires
 from ..capabilities import ResourceCapability, declare
 from ..deviations import deviates
@@ -31,16 +31,16 @@ def display_name(resource: dict[str, Any]) -> str | None:
     return None
 
 
-def index_for(resource: dict[str, Any]) -> store.Index:
+def index_for(resource: dict[str, Any]) -> db.Index:
     """name matches any family or given part."""
     values: list[str] = []
     for name in resource.get("name", []):
         values += [name["family"]] if name.get("family") else []
         values += list(name.get("given", []))
-    return store.Index(strings=[("name", v) for v in dict.fromkeys(values)])
+    return db.Index(strings=[("name", v) for v in dict.fromkeys(values)])
 
 
-def render(row: store.Row) -> dict[str, Any]:
+def render(row: db.Row) -> dict[str, Any]:
     meta = {"versionId": str(row.version), "lastUpdated": row.last_updated.isoformat().replace("+00:00", "Z")}
     return {"resourceType": row.rtype, "id": row.id, "meta": meta, **{
         k: v for k, v in row.body.items() if k not in ("resourceType", "id", "meta")
@@ -55,8 +55,8 @@ def make_blueprint(rtype: str) -> Blueprint:
     @bp.get(f"/{rtype}/<rid>")
     @requires(rtype, "read")
     def read(rid: str) -> Response:
-        with current_app.extensions["fhir.store"].read() as conn:
-            row = store.get(conn, rtype, rid)
+        with db.get_store().read() as conn:
+            row = db.get(conn, rtype, rid)
         if row is None:
             raise not_found(rtype, rid)
         headers = {"ETag": f'W/"{row.version}"'}

@@ -8,7 +8,7 @@ from uuid import uuid4
 from flask import Blueprint, Response, current_app, request
 from werkzeug.http import http_date
 
-from .. import cohort, preconditions, prefer, search, store
+from .. import cohort, preconditions, prefer, search, db
 from ..auth import authorize, requires
 from ..capabilities import ResourceCapability, declare
 from ..deviations import deviates
@@ -35,9 +35,6 @@ declare(
 )
 
 
-def _store() -> store.Store:
-    return current_app.extensions["fhir.store"]
-
 
 def _base() -> str:
     return base_url()
@@ -46,7 +43,7 @@ def _base() -> str:
 # ---- storage -------------------------------------------------------------------------
 
 
-def save(conn: sqlite3.Connection, gid: str, draft: group_rules.GroupDraft, old: store.Row | None) -> store.Row:
+def save(conn: sqlite3.Connection, gid: str, draft: group_rules.GroupDraft, old: db.Row | None) -> db.Row:
     """Write the group, its index rows and its responsibility claims in the caller's transaction."""
     members = draft.members
     if old is not None and deviates("update-keeps-old-members"):
@@ -60,7 +57,7 @@ def save(conn: sqlite3.Connection, gid: str, draft: group_rules.GroupDraft, old:
     }
     tokens = [("type", draft.type), *(("member", m) for m in members)]
     strings = [("name", draft.name)] if draft.name else []
-    row = store.put(conn, "Group", gid, content, store.Index(strings=strings, tokens=tokens))
+    row = db.put(conn, "Group", gid, content, db.Index(strings=strings, tokens=tokens))
     _claim(conn, gid, draft.responsibilities if draft.type == "practitioner" else [], old is not None)
     problem = draft.member_problem or _missing_member(conn, draft.members)
     if problem:
@@ -95,12 +92,12 @@ def _missing_member(conn: sqlite3.Connection, references: list[str]) -> str | No
         return None
     for ref in references:
         rtype, _, rid = ref.partition("/")
-        if not store.exists(conn, rtype, rid):
+        if not db.exists(conn, rtype, rid):
             return f"Member '{ref}' does not exist"
     return None
 
 
-def render(row: store.Row) -> dict[str, Any]:
+def render(row: db.Row) -> dict[str, Any]:
     """The read view: computed quantity and member displays, actual always true."""
     body = row.body
     if body.get("kind") == "cohort":
@@ -125,15 +122,15 @@ def render(row: store.Row) -> dict[str, Any]:
 def _entity(ref: str) -> dict[str, str]:
     rtype, _, rid = ref.partition("/")
     entity = {"reference": ref, "type": rtype}
-    with _store().read() as conn:
-        target = store.get(conn, rtype, rid)
+    with db.get_store().read() as conn:
+        target = db.get(conn, rtype, rid)
     display = display_name(target.body) if target else None
     if display:
         entity["display"] = display
     return entity
 
 
-def _headers(row: store.Row) -> dict[str, str]:
+def _headers(row: db.Row) -> dict[str, str]:
     headers = {} if varies("no-etag") else {"ETag": f'W/"{row.version}"'}
     if not deviates("last-modified-missing"):
         headers["Last-Modified"] = http_date(row.last_updated)
@@ -151,7 +148,7 @@ def create() -> Response:
         return cohort.create(body)
     draft = group_rules.rules(group_rules.structure(body))
     gid = uuid4().hex
-    with _store().write() as conn:
+    with db.get_store().write() as conn:
         row = save(conn, gid, draft, None)
     headers = _headers(row)
     if not deviates("create-missing-location"):
@@ -164,8 +161,8 @@ def create() -> Response:
 @bp.get("/Group/<gid>")
 @requires("Group", "read")
 def read(gid: str) -> Response:
-    with _store().read() as conn:
-        row = store.get(conn, "Group", gid)
+    with db.get_store().read() as conn:
+        row = db.get(conn, "Group", gid)
     if row is None:
         raise not_found("Group", gid)
     return fhir_response(render(row), headers=_headers(row))
@@ -181,8 +178,8 @@ def update(gid: str) -> Response:
         raise FhirError(400, f"Group.id '{group['id']}' does not match the URL id '{gid}'")
     draft = group_rules.rules(group)
     since = preconditions.if_unmodified_since()
-    with _store().write() as conn:
-        old = store.get(conn, "Group", gid)
+    with db.get_store().write() as conn:
+        old = db.get(conn, "Group", gid)
         if old is None:
             raise not_found("Group", gid)
         if old.body.get("kind") == "cohort":
@@ -198,8 +195,8 @@ def delete(gid: str) -> Response:
 
     The token is checked first, so an anonymous client learns nothing about which ids exist."""
     authorize("Group", "delete")
-    with _store().write() as conn:
-        row = store.get(conn, "Group", gid)
+    with db.get_store().write() as conn:
+        row = db.get(conn, "Group", gid)
         is_cohort = row is not None and row.body.get("kind") == "cohort"
         if row is not None and not is_cohort and not deviates("delete-allowed"):
             raise FhirError(405, "DELETE is not supported for Canvas Teams and Patient Groups (only for Bulk Cohort "
@@ -209,7 +206,7 @@ def delete(gid: str) -> Response:
         if is_cohort:
             cohort.delete(conn, gid)
             return Response(status=204)
-        store.delete(conn, "Group", gid)
+        db.delete(conn, "Group", gid)
         conn.execute("DELETE FROM responsibility WHERE group_id = ?", (gid,))
     return Response(status=204)
 

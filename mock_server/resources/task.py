@@ -15,7 +15,7 @@ from uuid import uuid4
 from flask import Blueprint, Response, current_app, request
 from werkzeug.http import http_date
 
-from .. import fhirdate, preconditions, prefer, search, store
+from .. import fhirdate, preconditions, prefer, search, db
 from ..auth import authorize, requires
 from ..capabilities import ResourceCapability, declare
 from ..deviations import deviates
@@ -39,44 +39,13 @@ SORTS = {
     "-due-date": "(t.due IS NULL), t.due DESC, t.id ASC",
 }
 PREFIXES = ("eq", "ne", "gt", "lt", "ge", "le")
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS task_index (
-    id TEXT PRIMARY KEY, seq INTEGER NOT NULL, status TEXT NOT NULL, owner TEXT, patient TEXT,
-    requester TEXT NOT NULL, description TEXT, description_lower TEXT, due TEXT, modified TEXT NOT NULL
-);
-CREATE INDEX IF NOT EXISTS task_owner_status ON task_index (owner, status, seq);
-CREATE INDEX IF NOT EXISTS task_status ON task_index (status, seq);
-CREATE INDEX IF NOT EXISTS task_patient ON task_index (patient, seq);
-CREATE INDEX IF NOT EXISTS task_requester ON task_index (requester, seq);
-CREATE INDEX IF NOT EXISTS task_description ON task_index (description_lower);
-CREATE INDEX IF NOT EXISTS task_due ON task_index (due);
-CREATE INDEX IF NOT EXISTS task_modified ON task_index (modified);
-CREATE INDEX IF NOT EXISTS task_seq ON task_index (seq);
-CREATE TABLE IF NOT EXISTS task_label (
-    label TEXT NOT NULL, task_id TEXT NOT NULL, PRIMARY KEY (label, task_id)
-);
-CREATE INDEX IF NOT EXISTS task_label_task ON task_label (task_id);
-CREATE TABLE IF NOT EXISTS label (name TEXT PRIMARY KEY);   -- Canvas creates unknown labels
-"""
 
 
-def _create_schema(state) -> None:  # type: ignore[no-untyped-def]
-    db: store.Store = state.app.extensions["fhir.store"]
-    with db.write() as conn:
-        for statement in SCHEMA.split(";"):
-            if statement.strip():
-                conn.execute(statement)
-
-
-bp.record_once(_create_schema)
 CANVAS_TASK_DOC = ("Canvas-style Task: the team is the extension "
                    "http://schemas.canvasmedical.com/fhir/extensions/task-group")   # the Canvas marker (SPEC §0)
 declare(bp, ResourceCapability("Task", ("read", "create", "update", "search-type"), SEARCH_PARAMS[:-1],
                                documentation=CANVAS_TASK_DOC))
 
-
-def _store() -> store.Store:
-    return current_app.extensions["fhir.store"]
 
 
 def _base() -> str:
@@ -91,13 +60,13 @@ def _check_references(conn: sqlite3.Connection, draft: task_rules.TaskDraft) -> 
         rtype, _, rid = ref.partition("/")
         if kind != "*" and rtype != kind:
             raise FhirError(422, f"Task.{element} must reference a {kind}, got '{ref}'")
-        row = store.get(conn, rtype, rid) if rtype == "Group" else None
+        row = db.get(conn, rtype, rid) if rtype == "Group" else None
         if rtype == "Group":
             if row is None:
                 raise FhirError(422, f"Task.{element}: {ref} does not exist")
             if row.body.get("type") != "practitioner":
                 raise FhirError(422, f"Task.{element}: {ref} is not a team (Group of type practitioner)")
-        elif not store.exists(conn, rtype, rid):
+        elif not db.exists(conn, rtype, rid):
             raise FhirError(422, f"Task.{element}: {ref} does not exist")
 
 
@@ -140,15 +109,15 @@ def merge(draft: task_rules.TaskDraft, old: dict[str, Any] | None, replace_notes
     return content
 
 
-def save(conn: sqlite3.Connection, tid: str, draft: task_rules.TaskDraft, old: store.Row | None,
-         replace_notes: bool = False) -> store.Row:
+def save(conn: sqlite3.Connection, tid: str, draft: task_rules.TaskDraft, old: db.Row | None,
+         replace_notes: bool = False) -> db.Row:
     """Check references, then write the task and its index rows, in the caller's transaction."""
     _check_references(conn, draft)
     content = merge(draft, old.body if old else None, replace_notes, task_rules.utcnow_text())
     if content.get("group") and deviates("task-group-display-stale"):
-        team = store.get(conn, "Group", content["group"].partition("/")[2])
+        team = db.get(conn, "Group", content["group"].partition("/")[2])
         content["groupDisplay"] = team.body.get("name") if team else None
-    row = store.put(conn, "Task", tid, content, store.Index())
+    row = db.put(conn, "Task", tid, content, db.Index())
     seq = conn.execute("SELECT seq FROM resource WHERE rtype = 'Task' AND id = ?", (tid,)).fetchone()[0]
     write_index(conn, tid, seq, content, row.last_updated)
     return row
@@ -178,7 +147,7 @@ def _ref(reference: str) -> dict[str, str]:
     return {"reference": reference, "type": reference.partition("/")[0]}
 
 
-def render(row: store.Row) -> dict[str, Any]:
+def render(row: db.Row) -> dict[str, Any]:
     """The read view: reference types, the team's current name, the permalink, lastModified."""
     body = row.body
     out: dict[str, Any] = {
@@ -189,8 +158,8 @@ def render(row: store.Row) -> dict[str, Any]:
     extension = []
     if body.get("group"):
         value = _ref(body["group"])
-        with _store().read() as conn:
-            team = store.get(conn, "Group", body["group"].partition("/")[2])
+        with db.get_store().read() as conn:
+            team = db.get(conn, "Group", body["group"].partition("/")[2])
         display = team.body.get("name") if team is not None else None
         if deviates("task-group-display-stale"):
             display = body.get("groupDisplay")
@@ -221,7 +190,7 @@ def render(row: store.Row) -> dict[str, Any]:
     return out
 
 
-def _headers(row: store.Row) -> dict[str, str]:
+def _headers(row: db.Row) -> dict[str, str]:
     headers = {} if varies("no-etag") else {"ETag": f'W/"{row.version}"'}
     if not deviates("last-modified-missing"):
         headers["Last-Modified"] = http_date(row.last_updated)
@@ -241,7 +210,7 @@ def _replace_notes() -> bool:
 def create() -> Response:
     draft = task_rules.rules(task_rules.structure(read_resource_body()))
     tid = uuid4().hex
-    with _store().write() as conn:
+    with db.get_store().write() as conn:
         row = save(conn, tid, draft, None)
     headers = _headers(row)
     headers["Location"] = f"{_base()}/Task/{tid}" + (f"/_history/{row.version}"
@@ -252,8 +221,8 @@ def create() -> Response:
 @bp.get("/Task/<tid>")
 @requires("Task", "read")
 def read(tid: str) -> Response:
-    with _store().read() as conn:
-        row = store.get(conn, "Task", tid)
+    with db.get_store().read() as conn:
+        row = db.get(conn, "Task", tid)
     if row is None:
         raise not_found("Task", tid)
     return fhir_response(render(row), headers=_headers(row))
@@ -269,8 +238,8 @@ def update(tid: str) -> Response:
         raise FhirError(400, f"Task.id '{task['id']}' does not match the URL id '{tid}'")
     draft = task_rules.rules(task)
     since = preconditions.if_unmodified_since()
-    with _store().write() as conn:
-        old = store.get(conn, "Task", tid)
+    with db.get_store().write() as conn:
+        old = db.get(conn, "Task", tid)
         if old is None:
             raise not_found("Task", tid)
         preconditions.check(old, since)
@@ -393,19 +362,19 @@ def parse(items: list[tuple[str, str]]) -> TaskQuery:
     return q
 
 
-def page(conn: sqlite3.Connection, q: TaskQuery) -> tuple[int, list[store.Row]]:
+def page(conn: sqlite3.Connection, q: TaskQuery) -> tuple[int, list[db.Row]]:
     cond = q.condition()
     total = conn.execute(f"SELECT COUNT(*) FROM task_index t WHERE {cond}", q.args).fetchone()[0]
     if q.count <= 0:
         return total, []
     ids = [r[0] for r in conn.execute(f"SELECT t.id FROM task_index t WHERE {cond} ORDER BY {q.order} LIMIT ? OFFSET ?",
                                       [*q.args, q.count, q.offset])]
-    rows = [store.get(conn, "Task", tid) for tid in ids]
+    rows = [db.get(conn, "Task", tid) for tid in ids]
     return total, [r for r in rows if r is not None]
 
 
 def run(q: TaskQuery) -> dict[str, Any]:
-    with _store().read() as conn:
+    with db.get_store().read() as conn:
         total, rows = page(conn, q)
         resources = [render(row) for row in rows]
     base = _base()

@@ -10,7 +10,7 @@ __all__ = ["MockConfig", "create_app"]
 
 def create_app(config: MockConfig | None = None) -> Flask:
     """Application factory: storage, fixtures, auth, resource blueprints, error handlers."""
-    from . import access_log, auth, bulk, db, capabilities, cohort, limits, loader, outcomes, payload, population
+    from . import access_log, auth, bulk, db, capabilities, cohort, limits, http, loader, payload, population
     from .resources import directory, group, task
 
     config = config or MockConfig()
@@ -26,7 +26,7 @@ def create_app(config: MockConfig | None = None) -> Flask:
     app.before_request(auth.authenticate_unrouted)
     app.before_request(payload.check_request)
     app.before_request(limits.check_query_string)
-    outcomes.register_error_handlers(app)
+    http.register_error_handlers(app)
     app.register_blueprint(capabilities.bp)
     app.register_blueprint(auth.bp)
     app.register_blueprint(group.bp)

@@ -8,7 +8,7 @@ from pathlib import Path
 from flask import Flask
 
 from . import db
-from .outcomes import FhirError
+from .http import FhirError
 from .resources import group, group_rules
 from .resources.directory import index_for
 

@@ -237,7 +237,7 @@ def ensure_compartments(database: db.Store) -> int:
 
 def add_population(app: Flask, n: int, seed: int = POPULATION_SEED) -> str | None:
     """N generated patients, their compartments and one Patient Group of all of them (once per DB)."""
-    from .outcomes import FhirError
+    from .http import FhirError
     from .resources import group, group_rules
 
     database: db.Store = db.get_store(app)

@@ -8,7 +8,7 @@ from werkzeug.http import http_date, parse_date
 
 from . import db
 from .deviations import deviates
-from .outcomes import FhirError
+from .http import FhirError
 
 
 def if_unmodified_since() -> datetime | None:

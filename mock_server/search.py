@@ -9,7 +9,7 @@ from flask import current_app, request
 
 from . import limits, db
 from .deviations import deviates
-from .outcomes import FhirError
+from .http import FhirError
 from .urls import base_url
 
 MAX_OFFSET = 2**62  # beyond any table; keeps SQLite's 64-bit OFFSET from overflowing

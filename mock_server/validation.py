@@ -8,7 +8,7 @@ import re
 from typing import Any, Callable, Union
 
 from . import fhirdate
-from .outcomes import FhirError
+from .http import FhirError
 
 Spec = Union[str, dict[str, Any], list[Any]]  # primitive name | complex type name | {element: Spec} | [Spec]
 

@@ -22,7 +22,7 @@ from ..auth import authorize
 from ..capabilities import ResourceCapability, declare
 from ..deviations import deviates
 from ..variants import varies
-from ..outcomes import FhirError, fhir_response, not_found, operation_outcome
+from ..http import FhirError, fhir_response, not_found, operation_outcome, prefers
 from ..payload import read_resource_body
 from . import jobs
 from ..urls import base_url, request_url
@@ -149,8 +149,7 @@ def _kickoff(gid: str, post: bool, scope: str = "group") -> Response:
     group = _group_members(gid) if scope == "group" else ("person", _all_patients() if post else set())
     if group is None and not deviates("export-unknown-group-accepted"):
         raise not_found("Group", gid)
-    prefer = request.headers.get("Prefer", "")
-    lenient = "handling=lenient" in prefer.replace(" ", "")
+    lenient = prefers("handling=lenient")
     pairs = _pairs_from_parameters() if post else _pairs_from_query()
     params = _params(pairs, post, lenient, group[1] if group else None)
     if scope != "group":

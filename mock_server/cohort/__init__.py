@@ -19,14 +19,14 @@ import time
 import uuid
 from typing import Any
 
-from flask import Blueprint, Flask, Response, current_app, request
+from flask import Blueprint, Flask, Response, current_app
 
-from .. import prefer, db
+from .. import db
 from ..auth import authorize
 from ..capabilities import ResourceCapability, declare
 from ..deviations import deviates
 from ..variants import varies
-from ..outcomes import FhirError, fhir_response, operation_outcome
+from ..http import FhirError, fhir_response, operation_outcome, prefers, written
 from . import members as membership
 from .query import PARAMETERS, parse
 from ..urls import base_url
@@ -65,7 +65,7 @@ def is_cohort_request(body: dict[str, Any]) -> bool:
     """A create is a cohort create when it says so: the profile, a member-filter, or the async pattern."""
     profiles = (body.get("meta") or {}).get("profile") if isinstance(body.get("meta"), dict) else None
     return ("modifierExtension" in body or (isinstance(profiles, list) and PROFILE in profiles)
-            or "respond-async" in request.headers.get("Prefer", ""))
+            or prefers("respond-async"))
 
 
 # ---- validation --------------------------------------------------------------------
@@ -144,11 +144,11 @@ def create(body: dict[str, Any]) -> Response:
     """POST /Group with a cohort body (called by the Group blueprint); auth already checked."""
     content = definition(body)
     base = base_url()
-    if "respond-async" not in request.headers.get("Prefer", ""):
+    if not prefers("respond-async"):
         with db.get_store().write() as conn:
             gid = save(conn, content)
             row = db.get(conn, "Group", gid)
-        return prefer.written(201, {"Location": f"{base}/Group/{gid}"}, lambda: render(row), f"Created Group/{gid}")
+        return written(201, {"Location": f"{base}/Group/{gid}"}, lambda: render(row), f"Created Group/{gid}")
     job_id = uuid.uuid4().hex
     with db.get_store().write() as conn:
         conn.execute("INSERT INTO cohort_job (id, status, created, base_url, body) VALUES (?, 'queued', ?, ?, ?)",

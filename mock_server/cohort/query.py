@@ -17,7 +17,7 @@ from urllib.parse import parse_qsl
 from .. import fhirdate, limits
 from ..deviations import deviates
 from ..variants import varies
-from ..outcomes import FhirError
+from ..http import FhirError
 
 PARAMETERS: dict[str, dict[str, str]] = {
     "Patient": {"_id": "token", "gender": "token", "birthdate": "date"},

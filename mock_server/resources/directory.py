@@ -3,14 +3,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import Blueprint, Response, current_app
-from werkzeug.http import http_date
+from flask import Blueprint, Response
 
 from .. import search, db
 from ..auth import requires
 from ..capabilities import ResourceCapability, declare
-from ..deviations import deviates
-from ..outcomes import fhir_response, not_found
+from ..http import fhir_response, get_or_404, resource_headers
 
 SEARCH_PARAMS = (
     search.SearchParam("_id", "id", "token"),
@@ -56,13 +54,8 @@ def make_blueprint(rtype: str) -> Blueprint:
     @requires(rtype, "read")
     def read(rid: str) -> Response:
         with db.get_store().read() as conn:
-            row = db.get(conn, rtype, rid)
-        if row is None:
-            raise not_found(rtype, rid)
-        headers = {"ETag": f'W/"{row.version}"'}
-        if not deviates("last-modified-missing"):
-            headers["Last-Modified"] = http_date(row.last_updated)
-        return fhir_response(render(row), headers=headers)
+            row = get_or_404(conn, rtype, rid)
+        return fhir_response(render(row), headers=resource_headers(row))
 
     @bp.get(f"/{rtype}")
     @requires(rtype, "search")

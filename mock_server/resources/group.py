@@ -5,15 +5,14 @@ import sqlite3
 from typing import Any
 from uuid import uuid4
 
-from flask import Blueprint, Response, current_app, request
-from werkzeug.http import http_date
+from flask import Blueprint, Response
 
-from .. import cohort, preconditions, prefer, search, db
+from .. import cohort, preconditions, search, db
 from ..auth import authorize, requires
 from ..capabilities import ResourceCapability, declare
 from ..deviations import deviates
 from ..variants import varies
-from ..outcomes import FhirError, fhir_response, not_found
+from ..http import FhirError, fhir_response, get_or_404, not_found, resource_headers, written
 from ..payload import read_resource_body
 from . import group_rules
 from .directory import display_name
@@ -130,13 +129,6 @@ def _entity(ref: str) -> dict[str, str]:
     return entity
 
 
-def _headers(row: db.Row) -> dict[str, str]:
-    headers = {} if varies("no-etag") else {"ETag": f'W/"{row.version}"'}
-    if not deviates("last-modified-missing"):
-        headers["Last-Modified"] = http_date(row.last_updated)
-    return headers
-
-
 # ---- interactions --------------------------------------------------------------------
 
 
@@ -150,22 +142,20 @@ def create() -> Response:
     gid = uuid4().hex
     with db.get_store().write() as conn:
         row = save(conn, gid, draft, None)
-    headers = _headers(row)
+    headers = resource_headers(row)
     if not deviates("create-missing-location"):
         headers["Location"] = f"{_base()}/Group/{gid}" + (f"/_history/{row.version}"
                                                            if varies("location-with-history") else "")
     status = 200 if deviates("create-returns-200") else 201
-    return prefer.written(status, headers, lambda: render(row), f"Created Group/{gid}")
+    return written(status, headers, lambda: render(row), f"Created Group/{gid}")
 
 
 @bp.get("/Group/<gid>")
 @requires("Group", "read")
 def read(gid: str) -> Response:
     with db.get_store().read() as conn:
-        row = db.get(conn, "Group", gid)
-    if row is None:
-        raise not_found("Group", gid)
-    return fhir_response(render(row), headers=_headers(row))
+        row = get_or_404(conn, "Group", gid)
+    return fhir_response(render(row), headers=resource_headers(row))
 
 
 @bp.put("/Group/<gid>")
@@ -179,14 +169,12 @@ def update(gid: str) -> Response:
     draft = group_rules.rules(group)
     since = preconditions.if_unmodified_since()
     with db.get_store().write() as conn:
-        old = db.get(conn, "Group", gid)
-        if old is None:
-            raise not_found("Group", gid)
+        old = get_or_404(conn, "Group", gid)
         if old.body.get("kind") == "cohort":
             raise FhirError(405, "Update of Bulk Cohort groups is not supported (create a new cohort)")
         preconditions.check(old, since)
         row = save(conn, gid, draft, old)
-    return prefer.written(200, _headers(row), lambda: render(row), f"Updated Group/{gid}")
+    return written(200, resource_headers(row), lambda: render(row), f"Updated Group/{gid}")
 
 
 @bp.delete("/Group/<gid>")
@@ -202,7 +190,7 @@ def delete(gid: str) -> Response:
             raise FhirError(405, "DELETE is not supported for Canvas Teams and Patient Groups (only for Bulk Cohort "
                                  "groups)", headers={"Allow": "GET, PUT"})
         if row is None:
-            raise not_found("Group", gid)
+            raise not_found("Group", gid)  # after the 405: the id's existence is not revealed
         if is_cohort:
             cohort.delete(conn, gid)
             return Response(status=204)

@@ -7,7 +7,7 @@ from typing import Any
 
 from ..deviations import deviates
 from ..variants import varies
-from ..outcomes import FhirError
+from ..http import FhirError
 from ..validation import Spec, Validator
 
 FHIR_GROUP_TYPES = frozenset({"person", "animal", "practitioner", "device", "medication", "substance"})

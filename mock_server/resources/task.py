@@ -12,15 +12,14 @@ from datetime import datetime
 from typing import Any
 from uuid import uuid4
 
-from flask import Blueprint, Response, current_app, request
-from werkzeug.http import http_date
+from flask import Blueprint, Response, current_app
 
-from .. import fhirdate, preconditions, prefer, search, db
+from .. import fhirdate, preconditions, search, db
 from ..auth import authorize, requires
 from ..capabilities import ResourceCapability, declare
 from ..deviations import deviates
 from ..variants import varies
-from ..outcomes import FhirError, fhir_response, not_found
+from ..http import FhirError, fhir_response, get_or_404, prefers, resource_headers, written
 from ..payload import read_resource_body
 from . import task_rules
 from .task_rules import GROUP_EXT, PERMALINK_EXT
@@ -190,18 +189,6 @@ def render(row: db.Row) -> dict[str, Any]:
     return out
 
 
-def _headers(row: db.Row) -> dict[str, str]:
-    headers = {} if varies("no-etag") else {"ETag": f'W/"{row.version}"'}
-    if not deviates("last-modified-missing"):
-        headers["Last-Modified"] = http_date(row.last_updated)
-    return headers
-
-
-def _replace_notes() -> bool:
-    prefer = request.headers.get("Prefer", "")
-    return any(p.strip().lower() == "note-replace" for p in prefer.replace(";", ",").split(","))
-
-
 # ---- interactions --------------------------------------------------------------------
 
 
@@ -212,20 +199,18 @@ def create() -> Response:
     tid = uuid4().hex
     with db.get_store().write() as conn:
         row = save(conn, tid, draft, None)
-    headers = _headers(row)
+    headers = resource_headers(row)
     headers["Location"] = f"{_base()}/Task/{tid}" + (f"/_history/{row.version}"
                                                      if varies("location-with-history") else "")
-    return prefer.written(201, headers, lambda: render(row), f"Created Task/{tid}")
+    return written(201, headers, lambda: render(row), f"Created Task/{tid}")
 
 
 @bp.get("/Task/<tid>")
 @requires("Task", "read")
 def read(tid: str) -> Response:
     with db.get_store().read() as conn:
-        row = db.get(conn, "Task", tid)
-    if row is None:
-        raise not_found("Task", tid)
-    return fhir_response(render(row), headers=_headers(row))
+        row = get_or_404(conn, "Task", tid)
+    return fhir_response(render(row), headers=resource_headers(row))
 
 
 @bp.put("/Task/<tid>")
@@ -239,12 +224,10 @@ def update(tid: str) -> Response:
     draft = task_rules.rules(task)
     since = preconditions.if_unmodified_since()
     with db.get_store().write() as conn:
-        old = db.get(conn, "Task", tid)
-        if old is None:
-            raise not_found("Task", tid)
+        old = get_or_404(conn, "Task", tid)
         preconditions.check(old, since)
-        row = save(conn, tid, draft, old, _replace_notes())
-    return prefer.written(200, _headers(row), lambda: render(row), f"Updated Task/{tid}")
+        row = save(conn, tid, draft, old, prefers("note-replace"))
+    return written(200, resource_headers(row), lambda: render(row), f"Updated Task/{tid}")
 
 
 @bp.delete("/Task/<tid>")

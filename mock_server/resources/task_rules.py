@@ -13,7 +13,7 @@ from typing import Any
 from .. import fhirdate
 from ..deviations import deviates
 from ..variants import varies
-from ..outcomes import FhirError
+from ..http import FhirError
 from ..validation import Spec, Validator
 
 GROUP_EXT = "http://schemas.canvasmedical.com/fhir/extensions/task-group"

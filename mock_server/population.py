@@ -22,7 +22,7 @@ from typing import Any, Iterable, Iterator
 
 from flask import Flask
 
-from . import db
+from . import dates, db
 
 log = logging.getLogger(__name__)
 
@@ -68,12 +68,8 @@ def _when(rng: random.Random) -> datetime:
 
 def _date(text: str | None, default: datetime) -> datetime:
     """A FHIR date/dateTime as a UTC datetime (start of its range); ``default`` when absent or unreadable."""
-    from . import fhirdate
-
-    try:
-        return fhirdate.parse(text).start if text else default
-    except ValueError:
-        return default
+    found = dates.span(text) if text else None
+    return found[0] if found else default
 
 
 def age_at(birth: datetime, when: datetime) -> float:

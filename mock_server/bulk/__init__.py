@@ -17,7 +17,7 @@ from typing import Any
 from flask import Blueprint, Flask, Response, current_app, request, send_file
 from werkzeug.http import http_date
 
-from .. import fhirdate, limits, db
+from .. import dates, limits, db
 from ..auth import authorize
 from ..capabilities import ResourceCapability, declare
 from ..deviations import deviates
@@ -46,9 +46,9 @@ def init_app(app: Flask) -> None:
 
 def _instant(name: str, value: str) -> str:
     try:
-        parsed = fhirdate.parse(value)
+        parsed = dates.parse(value)
     except ValueError as exc:
-        raise FhirError(400, f"{name} is not a FHIR instant: {exc} ({fhirdate.RANGE_TEXT})") from None
+        raise FhirError(400, f"{name} is not a FHIR instant: {exc} ({dates.RANGE_TEXT})") from None
     if not parsed.has_zone:
         raise FhirError(400, f"{name} must be an instant with a time and a time zone: '{value[:64]}'")
     return parsed.start.isoformat()

@@ -75,17 +75,15 @@ def job_dir(app: Flask, job_id: str) -> Path:
     return export_dir(app) / job_id
 
 
-def _parse(value: str | None) -> datetime | None:
-    if value is None:
-        return None
-    dt = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    return dt if dt.tzinfo else dt.replace(tzinfo=timezone.utc)
-
-
 def progress_text(done: int, total: int) -> str:
     """X-Progress, leading with a percentage (clients display it as such): '45% (900 of 2000 members)'."""
     percent = 100 * done // total if total else 100
     return f"{percent}% ({done} of {total} members exported)"
+
+
+def _instant(value: str | None) -> datetime | None:
+    """A window bound as stored by the kick-off (UTC ``isoformat`` text)."""
+    return None if value is None else datetime.fromisoformat(value)
 
 
 class Cancelled(Exception):
@@ -132,7 +130,7 @@ class Exporter:
         self.app, self.job = app, job
         self.database: db.Store = db.get_store(app)
         self.params = ExportParams.from_json(job["params"])
-        self.since, self.until = _parse(self.params.since), _parse(self.params.until)
+        self.since, self.until = _instant(self.params.since), _instant(self.params.until)
         self.referenced: set[str] = set()    # variant export-referenced-practitioners: written once each
 
     def wanted(self, rtype: str) -> bool:
@@ -141,7 +139,7 @@ class Exporter:
         return rtype in self.params.types
 
     def in_window(self, last_updated: str) -> bool:
-        when = _parse(last_updated)
+        when = datetime.fromisoformat(last_updated)
         if self.since is not None and when < self.since and not deviates("export-since-ignored"):
             return False
         return self.until is None or when <= self.until
@@ -154,10 +152,10 @@ class Exporter:
         clauses, args = [], []
         if self.params.since is not None and not deviates("export-since-ignored"):
             clauses.append("last_updated >= ?")
-            args.append(_parse(self.params.since).isoformat())
+            args.append(self.params.since)
         if self.params.until is not None:
             clauses.append("last_updated <= ?")
-            args.append(_parse(self.params.until).isoformat())
+            args.append(self.params.until)
         return "".join(f" AND {c}" for c in clauses), args
 
     def verbatim(self) -> bool:
@@ -165,7 +163,7 @@ class Exporter:
         return not self.params.elements and not deviates("export-wrong-line-type")
 
     def shape(self, body: dict[str, Any], rtype: str, rid: str, last_updated: str) -> dict[str, Any]:
-        meta = {**body.get("meta", {}), "lastUpdated": _parse(last_updated).strftime("%Y-%m-%dT%H:%M:%S.%fZ")}
+        meta = {**body.get("meta", {}), "lastUpdated": datetime.fromisoformat(last_updated).strftime("%Y-%m-%dT%H:%M:%S.%fZ")}
         out = {"resourceType": rtype, "id": rid, **{k: v for k, v in body.items() if k not in ("resourceType", "id", "meta")}}
         out["meta"] = meta
         if self.params.elements:

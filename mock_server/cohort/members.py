@@ -18,8 +18,8 @@ from typing import Any, Iterable
 from flask import Flask
 
 from ..deviations import deviates
-from ..fhirdate import EARLIEST, LATEST
-from .query import Query, span
+from ..dates import EARLIEST, LATEST, span
+from .query import Query
 
 GENDER_SYSTEM = "http://hl7.org/fhir/administrative-gender"
 TOKEN_PATHS = {("Condition", "code"): "code", ("Condition", "clinical-status"): "clinicalStatus",

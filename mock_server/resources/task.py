@@ -14,7 +14,7 @@ from uuid import uuid4
 
 from flask import Blueprint, Response, current_app
 
-from .. import fhirdate, preconditions, search, db
+from .. import dates, preconditions, search, db
 from ..auth import authorize, requires
 from ..capabilities import ResourceCapability, declare
 from ..deviations import deviates
@@ -37,7 +37,7 @@ SORTS = {
     "due-date": "(t.due IS NULL), t.due ASC, t.id ASC",
     "-due-date": "(t.due IS NULL), t.due DESC, t.id ASC",
 }
-PREFIXES = ("eq", "ne", "gt", "lt", "ge", "le")
+PREFIXES = frozenset({"eq", "ne", "gt", "lt", "ge", "le"})
 
 
 CANVAS_TASK_DOC = ("Canvas-style Task: the team is the extension "
@@ -129,7 +129,7 @@ def write_index(conn: sqlite3.Connection, tid: str, seq: int, content: dict[str,
         " description_lower, due, modified) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         (tid, seq, content["status"], content.get("owner"), content.get("patient"), content["requester"],
          description, description.lower() if description else None, task_rules.index_instant(content.get("due")),
-         fhirdate.sortable(modified)),
+         dates.sortable(modified)),
     )
     conn.execute("DELETE FROM task_label WHERE task_id = ?", (tid,))
     labels = content.get("labels", [])
@@ -267,13 +267,13 @@ def _reference_values(name: str, kind: str, values: list[str]) -> list[str]:
 
 
 def _date_clause(name: str, column: str, value: str) -> tuple[str, list[str]]:
-    prefix, text = (value[:2], value[2:]) if value[:2] in PREFIXES else ("eq", value)
+    prefix, text = dates.split_prefix(value, PREFIXES)
     try:
-        parsed = fhirdate.parse(text)
+        parsed = dates.parse(text)
     except ValueError as exc:
         raise FhirError(400, f"Invalid value for {name}: {exc} (expected [eq|ne|gt|lt|ge|le]<date or dateTime>, "
-                             f"{fhirdate.RANGE_TEXT})") from None
-    s, e = fhirdate.sortable(parsed.start), fhirdate.sortable(parsed.end)
+                             f"{dates.RANGE_TEXT})") from None
+    s, e = dates.sortable(parsed.start), dates.sortable(parsed.end)
     if prefix == "lt" and name == "due" and deviates("task-due-lt-as-le"):
         prefix = "le"
     return {

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
-from .. import fhirdate
+from .. import dates
 from ..deviations import deviates
 from ..variants import varies
 from ..http import FhirError
@@ -51,7 +51,7 @@ def utcnow_text() -> str:
 
 def normalize_instant(value: str) -> str:
     """A dateTime with a time becomes UTC ISO text (no timezone = UTC); a partial date stays as sent."""
-    parsed = fhirdate.parse(value)
+    parsed = dates.parse(value)
     return parsed.start.isoformat() if parsed.has_time else value
 
 
@@ -59,7 +59,7 @@ def index_instant(value: str | None) -> str | None:
     """Sortable UTC text for the search index (a partial date indexes as the start of its range)."""
     if not value:
         return None
-    return fhirdate.sortable(fhirdate.parse(value).start)
+    return dates.sortable(dates.parse(value).start)
 
 
 @dataclass
@@ -82,17 +82,9 @@ class TaskDraft:
 
 def _before(later: Any, earlier: Any) -> bool:
     """True when both are dateTimes and ``later`` is before ``earlier`` (FHIR Task inv-1)."""
-    from datetime import datetime, timezone
-
-    def parse(value: Any) -> datetime | None:
-        try:
-            when = datetime.fromisoformat(str(value).replace("Z", "+00:00"))
-        except ValueError:
-            return None
-        return when if when.tzinfo else when.replace(tzinfo=timezone.utc)
-
-    a, b = parse(later) if later else None, parse(earlier) if earlier else None
-    return a is not None and b is not None and a < b
+    a = dates.span(later) if isinstance(later, str) else None
+    b = dates.span(earlier) if isinstance(earlier, str) else None
+    return a is not None and b is not None and a[0] < b[0]
 
 
 def structure(body: dict[str, Any]) -> dict[str, Any]:

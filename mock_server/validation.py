@@ -10,6 +10,7 @@ from typing import Any, Callable, Union
 from . import dates
 from .http import FhirError
 
+REFERENCE_RE = re.compile(r"^([A-Z][A-Za-z]+)/([A-Za-z0-9\-\.]{1,64})$")  # a literal Type/id reference
 Spec = Union[str, dict[str, Any], list[Any]]  # primitive name | complex type name | {element: Spec} | [Spec]
 
 PRIMITIVES: dict[str, Callable[[Any], bool]] = {

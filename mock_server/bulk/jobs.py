@@ -342,11 +342,11 @@ class Exporter:
             "SELECT r.id, r.version, r.last_updated, r.body FROM task_index t"
             " JOIN resource r ON r.rtype = 'Task' AND r.id = t.id"
             f" WHERE t.patient IN ({marks}) ORDER BY r.seq", [f"Patient/{p}" for p in patient_ids]).fetchall()
-        with self.app.test_request_context(base_url=self.job["base_url"]):
+        if True:
             for rid, version, last_updated, body in rows:
                 if self.in_window(last_updated):
                     row = db.Row("Task", rid, version, datetime.fromisoformat(last_updated), json.loads(body))
-                    rendered = task_resource.render(row)
+                    rendered = task_resource.view(conn, row, self.job["base_url"])
                     writer.write("Task", self.shape(rendered, "Task", rid, last_updated))
                     if varies("export-referenced-practitioners"):
                         self._write_referenced(conn, writer, rendered)

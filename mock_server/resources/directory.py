@@ -38,6 +38,11 @@ def index_for(resource: dict[str, Any]) -> db.Index:
     return db.Index(strings=[("name", v) for v in dict.fromkeys(values)])
 
 
+def view(conn: object, row: db.Row, base: str = "") -> dict[str, Any]:
+    """The read view (search.View): the stored resource as it is."""
+    return render(row)
+
+
 def render(row: db.Row) -> dict[str, Any]:
     meta = {"versionId": str(row.version), "lastUpdated": row.last_updated.isoformat().replace("+00:00", "Z")}
     return {"resourceType": row.rtype, "id": row.id, "meta": meta, **{
@@ -48,7 +53,7 @@ def render(row: db.Row) -> dict[str, Any]:
 def make_blueprint(rtype: str) -> Blueprint:
     """Same read/search behaviour for each directory type; writes are left to 405."""
     bp = Blueprint(rtype.lower(), __name__)
-    declare(bp, ResourceCapability(rtype, ("read", "search-type"), tuple((p.name, p.fhir_type) for p in SEARCH_PARAMS)))
+    declare(bp, ResourceCapability(rtype, ("read", "search-type"), search.capability(SEARCH_PARAMS)))
 
     @bp.get(f"/{rtype}/<rid>")
     @requires(rtype, "read")
@@ -60,12 +65,12 @@ def make_blueprint(rtype: str) -> Blueprint:
     @bp.get(f"/{rtype}")
     @requires(rtype, "search")
     def search_get() -> Response:
-        return fhir_response(search.run(rtype, search.parse(search.request_params(False), SEARCH_PARAMS), render))
+        return fhir_response(search.run(rtype, search.parse(search.request_params(False), SEARCH_PARAMS), view))
 
     @bp.post(f"/{rtype}/_search")
     @requires(rtype, "search")
     def search_post() -> Response:
-        return fhir_response(search.run(rtype, search.parse(search.request_params(True), SEARCH_PARAMS), render))
+        return fhir_response(search.run(rtype, search.parse(search.request_params(True), SEARCH_PARAMS), view))
 
     return bp
 

@@ -21,22 +21,18 @@ from ..urls import base_url
 bp = Blueprint("group", __name__)
 SEARCH_PARAMS = (
     search.SearchParam("_id", "id", "token"),
-    search.SearchParam("type", "token", "token", frozenset(group_rules.CANVAS_GROUP_TYPES)),
+    search.SearchParam("type", "token", "token", tuple(sorted(group_rules.CANVAS_GROUP_TYPES))),
     search.SearchParam("name", "string", "string"),
     search.SearchParam("member", "token", "reference"),
 )
 declare(
     bp,
     ResourceCapability(
-        "Group", ("read", "create", "update", "search-type"), tuple((p.name, p.fhir_type) for p in SEARCH_PARAMS),
+        "Group", ("read", "create", "update", "search-type"), search.capability(SEARCH_PARAMS),
         operations=(("export", "http://hl7.org/fhir/uv/bulkdata/OperationDefinition/group-export"),),
     ),
 )
 
-
-
-def _base() -> str:
-    return base_url()
 
 
 # ---- storage -------------------------------------------------------------------------
@@ -57,7 +53,7 @@ def save(conn: sqlite3.Connection, gid: str, draft: group_rules.GroupDraft, old:
     tokens = [("type", draft.type), *(("member", m) for m in members)]
     strings = [("name", draft.name)] if draft.name else []
     row = db.put(conn, "Group", gid, content, db.Index(strings=strings, tokens=tokens))
-    _claim(conn, gid, draft.responsibilities if draft.type == "practitioner" else [], old is not None)
+    _claim(conn, gid, draft.responsibilities if draft.type == group_rules.TEAM else [], old is not None)
     problem = draft.member_problem or _missing_member(conn, draft.members)
     if problem:
         if old is None and deviates("rejected-create-stored"):
@@ -96,11 +92,58 @@ def _missing_member(conn: sqlite3.Connection, references: list[str]) -> str | No
     return None
 
 
-def render(row: db.Row) -> dict[str, Any]:
-    """The read view: computed quantity and member displays, actual always true."""
-    body = row.body
-    if body.get("kind") == "cohort":
+# ---- what other modules read (Task's team, the exporter's members) --------------------------
+
+
+def team_name(conn: sqlite3.Connection, reference: str) -> str | None:
+    """The current name of the team ``Group/<id>`` (None when there is no such group)."""
+    row = db.get(conn, "Group", reference.partition("/")[2])
+    return row.body.get("name") if row is not None else None
+
+
+def team_problem(conn: sqlite3.Connection, reference: str) -> str | None:
+    """Why ``Group/<id>`` cannot be a Task's team (it is missing, or not a practitioner group), else None."""
+    row = db.get(conn, "Group", reference.partition("/")[2])
+    if row is None:
+        return f"{reference} does not exist"
+    if row.body.get("type") != group_rules.TEAM:
+        return f"{reference} is not a team (Group of type practitioner)"
+    return None
+
+
+def member_count(conn: sqlite3.Connection, gid: str) -> int:
+    """How many members the stored Canvas group lists (from the index: no body parsed)."""
+    return conn.execute("SELECT COUNT(*) FROM search_token WHERE rtype = 'Group' AND id = ? AND param = 'member'",
+                        (gid,)).fetchone()[0]
+
+
+def members_page(conn: sqlite3.Connection, gid: str, offset: int, limit: int) -> list[tuple[str, str]]:
+    """(type, id) of the group's members from ``offset``, in their listed order (streamed from the index)."""
+    rows = conn.execute("SELECT value FROM search_token WHERE rtype = 'Group' AND id = ? AND param = 'member'"
+                        " ORDER BY rowid LIMIT ? OFFSET ?", (gid, limit, offset)).fetchall()
+    return [tuple(v.split("/", 1)) for (v,) in rows]  # type: ignore[misc]
+
+
+# ---- the read view ----------------------------------------------------------------------------
+
+
+def view(conn: sqlite3.Connection, row: db.Row, base: str = "") -> dict[str, Any]:
+    """The read view of a stored group: a cohort's own, or a Canvas group with its members' names."""
+    if row.body.get("kind") == "cohort":
         return cohort.render(row)
+    displays = {}
+    for ref in row.body["member"]:
+        rtype, _, rid = ref.partition("/")
+        target = db.get(conn, rtype, rid)
+        display = display_name(target.body) if target else None
+        if display:
+            displays[ref] = display
+    return render(row, displays)
+
+
+def render(row: db.Row, displays: dict[str, str]) -> dict[str, Any]:
+    """The read view: computed quantity, member displays, actual always true (pure)."""
+    body = row.body
     out: dict[str, Any] = {
         "resourceType": "Group",
         "id": row.id,
@@ -114,19 +157,21 @@ def render(row: db.Row) -> dict[str, Any]:
     if body["characteristic"]:
         out["characteristic"] = body["characteristic"]
     if body["member"]:
-        out["member"] = [{"entity": _entity(ref)} for ref in body["member"]]
+        out["member"] = [{"entity": _entity(ref, displays.get(ref))} for ref in body["member"]]
     return out
 
 
-def _entity(ref: str) -> dict[str, str]:
-    rtype, _, rid = ref.partition("/")
-    entity = {"reference": ref, "type": rtype}
-    with db.get_store().read() as conn:
-        target = db.get(conn, rtype, rid)
-    display = display_name(target.body) if target else None
+def _entity(ref: str, display: str | None) -> dict[str, str]:
+    entity = {"reference": ref, "type": ref.partition("/")[0]}
     if display:
         entity["display"] = display
     return entity
+
+
+def _fresh_view(row: db.Row) -> dict[str, Any]:
+    """The view of a row just written (Prefer: return=representation)."""
+    with db.get_store().read() as conn:
+        return view(conn, row)
 
 
 # ---- interactions --------------------------------------------------------------------
@@ -144,10 +189,10 @@ def create() -> Response:
         row = save(conn, gid, draft, None)
     headers = resource_headers(row)
     if not deviates("create-missing-location"):
-        headers["Location"] = f"{_base()}/Group/{gid}" + (f"/_history/{row.version}"
+        headers["Location"] = f"{base_url()}/Group/{gid}" + (f"/_history/{row.version}"
                                                            if varies("location-with-history") else "")
     status = 200 if deviates("create-returns-200") else 201
-    return written(status, headers, lambda: render(row), f"Created Group/{gid}")
+    return written(status, headers, lambda: _fresh_view(row), f"Created Group/{gid}")
 
 
 @bp.get("/Group/<gid>")
@@ -155,7 +200,7 @@ def create() -> Response:
 def read(gid: str) -> Response:
     with db.get_store().read() as conn:
         row = get_or_404(conn, "Group", gid)
-    return fhir_response(render(row), headers=resource_headers(row))
+        return fhir_response(view(conn, row), headers=resource_headers(row))
 
 
 @bp.put("/Group/<gid>")
@@ -174,7 +219,7 @@ def update(gid: str) -> Response:
             raise FhirError(405, "Update of Bulk Cohort groups is not supported (create a new cohort)")
         preconditions.check(old, since)
         row = save(conn, gid, draft, old)
-    return written(200, resource_headers(row), lambda: render(row), f"Updated Group/{gid}")
+    return written(200, resource_headers(row), lambda: _fresh_view(row), f"Updated Group/{gid}")
 
 
 @bp.delete("/Group/<gid>")
@@ -214,4 +259,4 @@ def search_post() -> Response:
 def _search(post: bool) -> Response:
     ignored = frozenset({"type"}) if deviates("search-ignores-type") else frozenset()
     query = search.parse(search.request_params(post), SEARCH_PARAMS, ignored)
-    return fhir_response(search.run("Group", query, render))
+    return fhir_response(search.run("Group", query, view))

@@ -5,7 +5,6 @@ transaction by ``task.save``; everything here needs no database.
 """
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
@@ -14,18 +13,17 @@ from .. import dates
 from ..deviations import deviates
 from ..variants import varies
 from ..http import FhirError
-from ..validation import Spec, Validator
+from ..validation import REFERENCE_RE, Spec, Validator
 
 GROUP_EXT = "http://schemas.canvasmedical.com/fhir/extensions/task-group"
 PERMALINK_EXT = "http://schemas.canvasmedical.com/fhir/extensions/task-permalink"
 # R4 required bindings (task-status, task-intent) and the subsets Canvas supports.
 FHIR_TASK_STATUS = frozenset({"draft", "requested", "received", "accepted", "rejected", "ready", "cancelled",
                               "in-progress", "on-hold", "failed", "completed", "entered-in-error"})
-CANVAS_TASK_STATUS = frozenset({"requested", "completed", "cancelled"})
+CANVAS_TASK_STATUS = ("requested", "completed", "cancelled")  # open, closed, closed
 FHIR_TASK_INTENT = frozenset({"unknown", "proposal", "plan", "order", "original-order", "reflex-order",
                               "filler-order", "instance-order", "option"})
 CANVAS_TASK_INTENT = frozenset({"unknown"})
-REFERENCE_RE = re.compile(r"^([A-Z][A-Za-z]+)/([A-Za-z0-9\-\.]{1,64})$")
 
 TASK_ELEMENTS: dict[str, Spec] = {
     "identifier": ["Identifier"],

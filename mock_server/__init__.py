@@ -10,7 +10,7 @@ __all__ = ["MockConfig", "create_app"]
 
 def create_app(config: MockConfig | None = None) -> Flask:
     """Application factory: storage, fixtures, auth, resource blueprints, error handlers."""
-    from . import access_log, auth, bulk, db, capabilities, cohort, limits, http, loader, payload, population
+    from . import access_log, auth, bulk, db, capabilities, cohort, limits, http, jobs, loader, payload, population
     from .resources import directory, group, task
 
     config = config or MockConfig()
@@ -39,6 +39,8 @@ def create_app(config: MockConfig | None = None) -> Flask:
 
     loader.load_fixtures(app, config.fixtures_dir)
     population.setup(app, config.patients)
+    jobs.init_app(app)   # one worker; each job kind registers its runner
     cohort.init_app(app)
     bulk.init_app(app)
+    jobs.start(app)
     return app

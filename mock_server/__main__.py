@@ -187,7 +187,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         pass
     finally:
-        from .bulk.jobs import shutdown
+        from .jobs import shutdown
 
         shutdown(app)
         db.get_store(app).close()

@@ -153,6 +153,11 @@ def _row(r: tuple[Any, ...]) -> Row:
     return Row(r[0], r[1], r[2], datetime.fromisoformat(r[3]), json.loads(r[4]))
 
 
+def counts(conn: sqlite3.Connection) -> dict[str, int]:
+    """How many resources of each type are stored."""
+    return dict(conn.execute("SELECT rtype, COUNT(*) FROM resource GROUP BY rtype").fetchall())
+
+
 def get(conn: sqlite3.Connection, rtype: str, rid: str) -> Row | None:
     r = conn.execute(
         "SELECT rtype, id, version, last_updated, body FROM resource WHERE rtype = ? AND id = ?", (rtype, rid)
@@ -220,3 +225,45 @@ def page(
             )
         ]
     return total, rows
+
+
+# ---- reads for the exporter: rows by id within a lastUpdated window, without parsing bodies ----
+
+# meta.lastUpdated as exported ("2024-01-02T03:04:05.000000Z") from the stored UTC isoformat text, in SQL
+EXPORT_INSTANT_SQL = ("substr(last_updated, 1, 19) || '.' || CASE WHEN substr(last_updated, 20, 1) = '.'"
+                      " THEN substr(last_updated, 21, 6) ELSE '000000' END || 'Z'")
+
+
+def window(since: str | None, until: str | None) -> tuple[str, list[str]]:
+    """`` AND …`` clauses keeping rows with since <= last_updated <= until (bounds as UTC isoformat text).
+
+    Stored instants and the bounds are all ``datetime.isoformat()`` of UTC values, whose text
+    order is their time order (``+`` sorts before ``.``, so 07+00:00 < 07.5+00:00)."""
+    clauses, args = [], []
+    if since is not None:
+        clauses.append("last_updated >= ?")
+        args.append(since)
+    if until is not None:
+        clauses.append("last_updated <= ?")
+        args.append(until)
+    return "".join(f" AND {c}" for c in clauses), args
+
+
+def bodies(conn: sqlite3.Connection, rtype: str, ids: Sequence[str], since: str | None = None,
+           until: str | None = None) -> Iterator[tuple[str, str, str]]:
+    """(id, last_updated text, body text) of the ``ids`` in the window, in creation order."""
+    where, args = window(since, until)
+    marks = ",".join("?" * len(ids))
+    yield from conn.execute(f"SELECT id, last_updated, body FROM resource WHERE rtype = ? AND id IN ({marks}){where}"
+                            " ORDER BY seq", [rtype, *ids, *args])
+
+
+def export_texts(conn: sqlite3.Connection, rtype: str, ids: Sequence[str], since: str | None = None,
+                 until: str | None = None) -> Iterator[str]:
+    """The rows as exported JSON text (SQLite sets resourceType, id and meta.lastUpdated: nothing parsed)."""
+    where, args = window(since, until)
+    marks = ",".join("?" * len(ids))
+    for (text,) in conn.execute(
+            f"SELECT json_set(body, '$.resourceType', rtype, '$.id', id, '$.meta.lastUpdated', {EXPORT_INSTANT_SQL})"
+            f" FROM resource WHERE rtype = ? AND id IN ({marks}){where} ORDER BY seq", [rtype, *ids, *args]):
+        yield text

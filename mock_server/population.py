@@ -231,6 +231,35 @@ def ensure_compartments(database: db.Store) -> int:
     return added
 
 
+# ---- what other modules read: a patient's compartment (export, cohorts) ---------------------------
+
+
+def compartment_rows(conn: sqlite3.Connection, patient_ids: list[str], since: str | None = None,
+                     until: str | None = None) -> Iterator[tuple[str, str, str, str]]:
+    """(rtype, id, last_updated text, body text) of the patients' compartments in the window, by type."""
+    where, args = db.window(since, until)
+    marks = ",".join("?" * len(patient_ids))
+    yield from conn.execute(f"SELECT rtype, id, last_updated, body FROM compartment_resource WHERE patient_id IN"
+                            f" ({marks}){where} ORDER BY rtype, seq", [*patient_ids, *args])
+
+
+def compartment_counts(conn: sqlite3.Connection) -> dict[str, int]:
+    """How many compartment resources of each type are stored."""
+    return dict(conn.execute("SELECT rtype, COUNT(*) FROM compartment_resource GROUP BY rtype").fetchall())
+
+
+def compartment_stamp(conn: sqlite3.Connection, rtype: str) -> tuple[Any, ...]:
+    """Changes whenever a compartment resource of ``rtype`` is added (cache key)."""
+    return tuple(conn.execute("SELECT COUNT(*), MAX(seq) FROM compartment_resource WHERE rtype = ?",
+                              (rtype,)).fetchone())
+
+
+def compartment_bodies(conn: sqlite3.Connection, rtype: str) -> Iterator[tuple[str, str, str]]:
+    """(id, patient id, body text) of every compartment resource of ``rtype``, in creation order."""
+    yield from conn.execute("SELECT id, patient_id, body FROM compartment_resource WHERE rtype = ? ORDER BY seq",
+                            (rtype,))
+
+
 def add_population(app: Flask, n: int, seed: int = POPULATION_SEED) -> str | None:
     """N generated patients, their compartments and one Patient Group of all of them (once per DB)."""
     from .http import FhirError

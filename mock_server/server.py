@@ -15,8 +15,7 @@ from waitress.channel import HTTPChannel
 from waitress.parser import HTTPRequestParser
 from waitress.server import create_server
 
-from . import create_app, db
-from .bulk import jobs as bulk_jobs
+from . import create_app, db, jobs
 from .config import MockConfig
 from .urls import set_listen_address
 
@@ -77,7 +76,7 @@ def run_in_thread(config: MockConfig, host: str = "127.0.0.1", port: int = 0, th
         thread.join(timeout=10)
         server.task_dispatcher.shutdown()
         wasyncore.close_all(getattr(server, "_map", None) or server.map)
-        bulk_jobs.shutdown(app)
+        jobs.shutdown(app)
         db.get_store(app).close()
 
 

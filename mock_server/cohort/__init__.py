@@ -21,13 +21,14 @@ from typing import Any
 
 from flask import Blueprint, Flask, Response, current_app
 
-from .. import db
+from .. import db, jobs
 from ..auth import authorize
 from ..capabilities import ResourceCapability, declare
 from ..deviations import deviates
 from ..variants import varies
 from ..http import FhirError, fhir_response, operation_outcome, prefers, written
 from . import members as membership
+from ..resources import directory
 from .query import PARAMETERS, parse
 from ..urls import base_url
 
@@ -48,6 +49,7 @@ DOCUMENTATION = (
       "No modifiers and no search result parameters; anything else is refused with 400."
 )
 
+TABLE = "cohort_job"
 bp = Blueprint("cohort", __name__)
 DELETE_DOCUMENTATION = ("Only Bulk Cohort groups (profile bulk-cohort-group) can be deleted; DELETE of a Canvas "
                         "Team or Patient Group answers 405.")
@@ -57,7 +59,7 @@ declare(bp, ResourceCapability("Group", ("delete",), profiles=(PROFILE,),
 
 
 def init_app(app: Flask) -> None:
-    app.extensions.setdefault("fhir.bulk.runners", []).append(run_pending)
+    jobs.register(app, "cohort", run_pending)
 
 
 
@@ -151,11 +153,9 @@ def create(body: dict[str, Any]) -> Response:
         return written(201, {"Location": f"{base}/Group/{gid}"}, lambda: render(row), f"Created Group/{gid}")
     job_id = uuid.uuid4().hex
     with db.get_store().write() as conn:
-        conn.execute("INSERT INTO cohort_job (id, status, created, base_url, body) VALUES (?, 'queued', ?, ?, ?)",
+        conn.execute(f"INSERT INTO {TABLE} (id, status, created, base_url, body) VALUES (?, 'queued', ?, ?, ?)",
                      (job_id, time.time(), base, json.dumps(content)))
-    worker = current_app.extensions.get("fhir.bulk.worker")
-    if worker is not None:
-        worker.wake.set()
+    jobs.wake(current_app)
     return fhir_response(None, 202, {"Content-Location": f"{base}/cohort/status/{job_id}"})
 
 
@@ -163,29 +163,27 @@ def run_pending(app: Flask) -> bool:
     """Run one queued cohort job (on the export worker's thread); True when one was run."""
     database: db.Store = db.get_store(app)
     with database.write() as conn:
-        row = conn.execute("SELECT id, body FROM cohort_job WHERE status = 'queued' ORDER BY created LIMIT 1").fetchone()
-        if row is None:
-            return False
-        conn.execute("UPDATE cohort_job SET status = 'running' WHERE id = ?", (row[0],))
-    job_id, body = row
+        job = jobs.claim_next(conn, TABLE)
+    if job is None:
+        return False
+    job_id, body = job["id"], job["body"]
     try:
         with database.write() as conn:
             gid = save(conn, json.loads(body))
-            conn.execute("UPDATE cohort_job SET status = 'complete', group_id = ? WHERE id = ?", (gid, job_id))
+            conn.execute(f"UPDATE {TABLE} SET status = 'complete', group_id = ? WHERE id = ?", (gid, job_id))
     except FhirError as exc:
         with database.write() as conn:
-            conn.execute("UPDATE cohort_job SET status = 'failed', error = ?, error_status = ? WHERE id = ?",
+            conn.execute(f"UPDATE {TABLE} SET status = 'failed', error = ?, error_status = ? WHERE id = ?",
                          (exc.text, exc.status, job_id))
     return True
 
 
 def _job(job_id: str) -> dict[str, Any]:
     with db.get_store().read() as conn:
-        cur = conn.execute("SELECT * FROM cohort_job WHERE id = ?", (job_id,))
-        row = cur.fetchone()
-        if row is None:
-            raise FhirError(404, f"Unknown cohort job '{job_id}'")
-        return dict(zip([c[0] for c in cur.description], row))
+        job = jobs.find(conn, TABLE, job_id)
+    if job is None:
+        raise FhirError(404, f"Unknown cohort job '{job_id}'")
+    return job
 
 
 @bp.get("/cohort/status/<job_id>")
@@ -214,7 +212,7 @@ def cancel(job_id: str) -> Response:
     authorize("Group", "write")
     _job(job_id)
     with db.get_store().write() as conn:
-        conn.execute("DELETE FROM cohort_job WHERE id = ?", (job_id,))
+        jobs.remove(conn, TABLE, job_id)
     return fhir_response(None, 202)
 
 
@@ -243,6 +241,14 @@ def render(row: db.Row) -> dict[str, Any]:
 # ---- membership ----------------------------------------------------------------------
 
 
+def current_members(app: Flask, conn: sqlite3.Connection, gid: str) -> list[str] | None:
+    """The Patient ids of cohort Group/<gid> as of now (sorted); None when it is not a cohort."""
+    row = db.get(conn, "Group", gid)
+    if row is None or row.body.get("kind") != "cohort":
+        return None
+    return sorted(compute(app, conn, row.body))
+
+
 def compute(app: Flask, conn: sqlite3.Connection, content: dict[str, Any], depth: int = 0) -> set[str]:
     """The cohort's members now: base population (member, else every Patient) ∩ every filter."""
     def nested(c: sqlite3.Connection, body: dict[str, Any], d: int) -> set[str]:
@@ -251,7 +257,7 @@ def compute(app: Flask, conn: sqlite3.Connection, content: dict[str, Any], depth
     if content["member"] and not deviates("cohort-member-narrowing-ignored"):
         base = membership.base_population(conn, content["member"], nested, depth)
     else:
-        base = membership.all_patients(conn)
+        base = directory.patient_ids(conn)
     chosen = [membership.selected(app, conn, parse(e)) for e in content["filters"]]
     if deviates("cohort-filters-ored"):
         return base & set().union(*chosen)

@@ -1,7 +1,8 @@
 """Patient and Practitioner: read and search only (they are the members groups point at)."""
 from __future__ import annotations
 
-from typing import Any
+import sqlite3
+from typing import Any, Iterator
 
 from flask import Blueprint, Response
 
@@ -48,6 +49,41 @@ def render(row: db.Row) -> dict[str, Any]:
     return {"resourceType": row.rtype, "id": row.id, "meta": meta, **{
         k: v for k, v in row.body.items() if k not in ("resourceType", "id", "meta")
     }}
+
+
+# ---- what other modules read: the patients (export, cohorts) -----------------------------------
+
+
+def patient_count(conn: sqlite3.Connection) -> int:
+    return conn.execute("SELECT COUNT(*) FROM resource WHERE rtype = 'Patient'").fetchone()[0]
+
+
+def patient_ids(conn: sqlite3.Connection) -> set[str]:
+    return {pid for (pid,) in conn.execute("SELECT id FROM resource WHERE rtype = 'Patient'")}
+
+
+def patients_after(conn: sqlite3.Connection, seq: int, limit: int) -> list[tuple[int, str]]:
+    """(creation order, id) of up to ``limit`` Patients created after ``seq``: a stream in batches."""
+    return conn.execute("SELECT seq, id FROM resource WHERE rtype = 'Patient' AND seq > ? ORDER BY seq LIMIT ?",
+                        (seq, limit)).fetchall()
+
+
+def patient_not_in(conn: sqlite3.Connection, ids: list[str]) -> str | None:
+    """The id of some Patient that is not one of ``ids``."""
+    row = conn.execute("SELECT id FROM resource WHERE rtype = 'Patient' AND id NOT IN (%s) LIMIT 1"
+                       % ",".join("?" * len(ids)), ids).fetchone()
+    return row[0] if row else None
+
+
+def patient_stamp(conn: sqlite3.Connection) -> tuple[Any, ...]:
+    """Changes whenever a Patient is added or updated (cache key)."""
+    return tuple(conn.execute("SELECT COUNT(*), MAX(seq), MAX(last_updated) FROM resource"
+                              " WHERE rtype = 'Patient'").fetchone())
+
+
+def patient_bodies(conn: sqlite3.Connection) -> Iterator[tuple[str, str]]:
+    """(id, body text) of every Patient, in creation order."""
+    yield from conn.execute("SELECT id, body FROM resource WHERE rtype = 'Patient' ORDER BY seq")
 
 
 def make_blueprint(rtype: str) -> Blueprint:

@@ -5,7 +5,7 @@ import sqlite3
 from typing import Any
 from uuid import uuid4
 
-from flask import Blueprint, Response
+from flask import Blueprint, Flask, Response
 
 from .. import cohort, preconditions, search, db
 from ..auth import authorize, requires
@@ -122,6 +122,16 @@ def members_page(conn: sqlite3.Connection, gid: str, offset: int, limit: int) ->
     rows = conn.execute("SELECT value FROM search_token WHERE rtype = 'Group' AND id = ? AND param = 'member'"
                         " ORDER BY rowid LIMIT ? OFFSET ?", (gid, limit, offset)).fetchall()
     return [tuple(v.split("/", 1)) for (v,) in rows]  # type: ignore[misc]
+
+
+def membership(app: Flask, conn: sqlite3.Connection, gid: str) -> tuple[str, set[str]] | None:
+    """(Group.type, member references) of a stored group now (a cohort's computed); None if unknown."""
+    row = db.get(conn, "Group", gid)
+    if row is None:
+        return None
+    if row.body.get("kind") == "cohort":
+        return row.body["type"], {f"Patient/{p}" for p in cohort.compute(app, conn, row.body)}
+    return row.body["type"], set(row.body["member"])
 
 
 # ---- the read view ----------------------------------------------------------------------------

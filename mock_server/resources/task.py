@@ -7,6 +7,7 @@ without scanning every task.
 from __future__ import annotations
 
 import base64
+import json
 import sqlite3
 from datetime import datetime
 from typing import Any
@@ -120,6 +121,16 @@ def write_index(conn: sqlite3.Connection, tid: str, seq: int, content: dict[str,
     labels = content.get("labels", [])
     conn.executemany("INSERT OR IGNORE INTO label (name) VALUES (?)", [(label,) for label in labels])
     conn.executemany("INSERT OR IGNORE INTO task_label (label, task_id) VALUES (?, ?)", [(label, tid) for label in labels])
+
+
+def for_patients(conn: sqlite3.Connection, patient_ids: list[str]) -> list[db.Row]:
+    """The Tasks whose ``for`` is one of the patients (the exporter's compartment Tasks), in creation order."""
+    marks = ",".join("?" * len(patient_ids))
+    rows = conn.execute(
+        "SELECT r.id, r.version, r.last_updated, r.body FROM task_index t JOIN resource r ON r.rtype = 'Task'"
+        f" AND r.id = t.id WHERE t.patient IN ({marks}) ORDER BY r.seq", [f"Patient/{p}" for p in patient_ids])
+    return [db.Row("Task", rid, version, datetime.fromisoformat(updated), json.loads(body))
+            for rid, version, updated, body in rows]
 
 
 def _permalink(base: str, tid: str) -> str:

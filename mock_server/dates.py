@@ -29,11 +29,6 @@ class FhirDate:
     has_time: bool
     has_zone: bool
 
-    @property
-    def is_instant(self) -> bool:
-        """Precise to the second with a zone: what FHIR calls an instant (``_since``)."""
-        return self.has_time and self.has_zone and self.end - self.start <= timedelta(seconds=1)
-
 
 def _utc(moment: datetime) -> datetime:
     try:

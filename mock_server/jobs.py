@@ -18,6 +18,7 @@ from typing import Any, Callable
 from flask import Flask
 
 from . import db
+from .http import FhirError
 
 log = logging.getLogger(__name__)
 Runner = Callable[[Flask], bool]   # runs one queued job of its kind; True when there was one
@@ -126,6 +127,15 @@ def find(conn: sqlite3.Connection, table: str, job_id: str) -> dict[str, Any] | 
     """The job's row as a dict, or None."""
     cur = conn.execute(f"SELECT * FROM {_table(table)} WHERE id = ?", (job_id,))
     return _as_dict(cur, cur.fetchone())
+
+
+def get_or_404(table: str, job_id: str, unknown: str) -> dict[str, Any]:
+    """The job's row for a status or cancel request; 404 with the ``unknown`` text when there is none."""
+    with db.get_store().read() as conn:
+        job = find(conn, table, job_id)
+    if job is None:
+        raise FhirError(404, unknown)
+    return job
 
 
 def claim_next(conn: sqlite3.Connection, table: str) -> dict[str, Any] | None:

@@ -26,7 +26,6 @@ from . import dates, db
 
 log = logging.getLogger(__name__)
 
-COMPARTMENT_TYPES = ("Condition", "Encounter", "Observation")
 SPREAD_START = datetime(2019, 1, 1, tzinfo=timezone.utc)
 SPREAD_SECONDS = int((datetime(2024, 6, 1, tzinfo=timezone.utc) - SPREAD_START).total_seconds())
 BATCH = 1000

@@ -11,9 +11,10 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Optional, Sequence
 from urllib.parse import urlencode
 
-from flask import current_app, request
+from flask import Blueprint, Response, current_app, request
 
 from . import limits, db
+from .auth import requires
 from .deviations import deviates
 from .http import FhirError
 from .urls import base_url
@@ -78,6 +79,21 @@ def all_of(clauses: Sequence[str]) -> str:
     return f"({all_of(clauses[:half])}) AND ({all_of(clauses[half:])})"
 
 
+def add_routes(bp: Blueprint, rtype: str, answer: Callable[[bool], Response]) -> None:
+    """``GET [base]/<rtype>`` and ``POST [base]/<rtype>/_search`` (same result, SPEC §1), both needing
+    the search scope; ``answer(post)`` builds the response."""
+
+    @bp.get(f"/{rtype}")
+    @requires(rtype, "search")
+    def search_get() -> Response:
+        return answer(False)
+
+    @bp.post(f"/{rtype}/_search")
+    @requires(rtype, "search")
+    def search_post() -> Response:
+        return answer(True)
+
+
 def request_params(post_search: bool) -> list[tuple[str, str]]:
     """Query-string parameters, plus the form body of POST _search (merged; repeats kept)."""
     items = list(request.args.items(multi=True))
@@ -86,7 +102,7 @@ def request_params(post_search: bool) -> list[tuple[str, str]]:
     return limits.check_params(items, "search")
 
 
-def non_negative(name: str, value: str) -> int:
+def _non_negative(name: str, value: str) -> int:
     try:
         n = int(value)
     except ValueError:
@@ -104,10 +120,10 @@ def parse(items: Iterable[tuple[str, str]], params: Sequence[SearchParam], ignor
     for key, value in items:
         name, _, modifier = key.partition(":")
         if name == "_count":
-            q.count = min(non_negative(name, value), config.page_max)
+            q.count = min(_non_negative(name, value), config.page_max)
             continue
         if name == "_offset":
-            q.offset = min(non_negative(name, value), MAX_OFFSET)
+            q.offset = min(_non_negative(name, value), MAX_OFFSET)
             continue
         param = by_name.get(name)
         if param is None:
@@ -132,7 +148,7 @@ def parse(items: Iterable[tuple[str, str]], params: Sequence[SearchParam], ignor
     return q
 
 
-def like(text: str) -> str:
+def _like(text: str) -> str:
     """``text`` escaped for a LIKE pattern with ESCAPE '\\'."""
     return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
 
@@ -142,9 +158,9 @@ def string_test(column: str, lower_column: str, modifier: str, values: list[str]
     if modifier == "exact":
         test, args = f"{column} = ?", values
     elif modifier == "contains":
-        test, args = f"{lower_column} LIKE ? ESCAPE '\\'", [f"%{like(v.lower())}%" for v in values]
+        test, args = f"{lower_column} LIKE ? ESCAPE '\\'", [f"%{_like(v.lower())}%" for v in values]
     else:
-        test, args = f"{lower_column} LIKE ? ESCAPE '\\'", [f"{like(v.lower())}%" for v in values]
+        test, args = f"{lower_column} LIKE ? ESCAPE '\\'", [f"{_like(v.lower())}%" for v in values]
     return " OR ".join([f"({test})"] * len(values)), args
 
 

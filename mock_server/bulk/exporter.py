@@ -47,11 +47,6 @@ def queue(app: Flask, request_url: str, base_url: str, group_id: str, params: Ex
     return job_id
 
 
-def find(app: Flask, job_id: str) -> dict[str, Any] | None:
-    with db.get_store(app).read() as conn:
-        return jobs.find(conn, TABLE, job_id)
-
-
 def record_poll(app: Flask, job_id: str, now: float) -> None:
     with db.get_store(app).write() as conn:
         conn.execute(f"UPDATE {TABLE} SET last_poll = ?, polls = polls + 1 WHERE id = ?", (now, job_id))

@@ -14,7 +14,7 @@ from typing import Any
 from flask import Blueprint, Response, current_app, send_file
 from werkzeug.http import http_date
 
-from .. import db
+from .. import db, jobs
 from ..auth import authorize
 from ..capabilities import ResourceCapability, declare
 from ..deviations import deviates
@@ -82,10 +82,7 @@ def patient_kickoff_post() -> Response:
 
 
 def _job(job_id: str) -> dict[str, Any]:
-    job = exporter.find(current_app, job_id)
-    if job is None:
-        raise FhirError(404, f"Unknown export job '{job_id}' (never started, deleted or expired)")
-    return job
+    return jobs.get_or_404(exporter.TABLE, job_id, f"Unknown export job '{job_id}' (never started, deleted or expired)")
 
 
 @bp.get("/bulk/status/<job_id>")

@@ -34,7 +34,6 @@ from ..urls import base_url
 
 PROFILE = "http://hl7.org/fhir/uv/bulkdata/StructureDefinition/bulk-cohort-group"
 MEMBER_FILTER = "http://hl7.org/fhir/uv/bulkdata/StructureDefinition/member-filter"
-MEMBERS_REFRESHED = "http://hl7.org/fhir/uv/bulkdata/StructureDefinition/members-refreshed"
 FHIR_QUERY = "application/x-fhir-query"
 ALLOWED = {"resourceType", "id", "meta", "text", "extension", "modifierExtension", "identifier", "active", "type",
            "actual", "code", "name", "quantity", "managingEntity", "member", "characteristic", "implicitRules",
@@ -179,11 +178,7 @@ def run_pending(app: Flask) -> bool:
 
 
 def _job(job_id: str) -> dict[str, Any]:
-    with db.get_store().read() as conn:
-        job = jobs.find(conn, TABLE, job_id)
-    if job is None:
-        raise FhirError(404, f"Unknown cohort job '{job_id}'")
-    return job
+    return jobs.get_or_404(TABLE, job_id, f"Unknown cohort job '{job_id}'")
 
 
 @bp.get("/cohort/status/<job_id>")

@@ -98,15 +98,10 @@ def make_blueprint(rtype: str) -> Blueprint:
             row = get_or_404(conn, rtype, rid)
         return fhir_response(render(row), headers=resource_headers(row))
 
-    @bp.get(f"/{rtype}")
-    @requires(rtype, "search")
-    def search_get() -> Response:
-        return fhir_response(search.run(rtype, search.parse(search.request_params(False), SEARCH_PARAMS), view))
+    def answer(post: bool) -> Response:
+        return fhir_response(search.run(rtype, search.parse(search.request_params(post), SEARCH_PARAMS), view))
 
-    @bp.post(f"/{rtype}/_search")
-    @requires(rtype, "search")
-    def search_post() -> Response:
-        return fhir_response(search.run(rtype, search.parse(search.request_params(True), SEARCH_PARAMS), view))
+    search.add_routes(bp, rtype, answer)
 
     return bp
 

@@ -254,19 +254,10 @@ def delete(gid: str) -> Response:
     return Response(status=204)
 
 
-@bp.get("/Group")
-@requires("Group", "search")
-def search_get() -> Response:
-    return _search(False)
-
-
-@bp.post("/Group/_search")
-@requires("Group", "search")
-def search_post() -> Response:
-    return _search(True)
-
-
 def _search(post: bool) -> Response:
     ignored = frozenset({"type"}) if deviates("search-ignores-type") else frozenset()
     query = search.parse(search.request_params(post), SEARCH_PARAMS, ignored)
     return fhir_response(search.run("Group", query, view))
+
+
+search.add_routes(bp, "Group", _search)

@@ -242,18 +242,6 @@ def delete(tid: str) -> Response:
     raise FhirError(405, "DELETE is not supported for Task", headers={"Allow": "GET, PUT"})
 
 
-@bp.get("/Task")
-@requires("Task", "search")
-def search_get() -> Response:
-    return _search(False)
-
-
-@bp.post("/Task/_search")
-@requires("Task", "search")
-def search_post() -> Response:
-    return _search(True)
-
-
 # ---- search (the generic search.py, with Task's own compilers and page over task_index) ----
 
 
@@ -362,3 +350,6 @@ def page(conn: sqlite3.Connection, rtype: str, q: search.Query) -> tuple[int, li
 def _search(post: bool) -> Response:
     query = search.parse(search.request_params(post), SEARCH_PARAMS)
     return fhir_response(search.run("Task", query, view, page))
+
+
+search.add_routes(bp, "Task", _search)

@@ -68,7 +68,7 @@ CREATE TABLE IF NOT EXISTS compartment_resource (
 CREATE INDEX IF NOT EXISTS compartment_patient ON compartment_resource (patient_id);
 CREATE TABLE IF NOT EXISTS population_state (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 
--- bulk/jobs.py: Group/Patient $export jobs (run by the worker in jobs.py)
+-- bulk/exporter.py: Group/Patient $export jobs (run by the worker in jobs.py)
 CREATE TABLE IF NOT EXISTS export_job (
     id TEXT PRIMARY KEY,
     status TEXT NOT NULL,              -- queued | running | complete | failed

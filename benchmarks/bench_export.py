@@ -38,14 +38,14 @@ ALGORITHMS = ("previous", "current")
 
 def previous_exporter():  # type: ignore[no-untyped-def]
     """The export writer before issue 12, verbatim, as a subclass of the shipped Exporter."""
-    from mock_server.bulk import jobs
+    from mock_server.bulk import exporter as jobs
     from mock_server.deviations import deviates
 
     class PreviousExporter(jobs.Exporter):
         def _write_rows(self, writer: jobs.Writer, patient_ids: list[str], practitioner_ids: list[str],
                         first: bool) -> None:
             wrong_type = "Observation" if deviates("export-wrong-line-type") else None
-            with self.db.read() as conn:
+            with self.database.read() as conn:
                 for rtype, ids in (("Patient", patient_ids), ("Practitioner", practitioner_ids)):
                     if not ids or not self.wanted(rtype):
                         continue
@@ -76,7 +76,7 @@ def previous_exporter():  # type: ignore[no-untyped-def]
 def serve(algorithm: str, argv: list[str]) -> int:
     """Run fhir-mock in this process with the chosen export algorithm."""
     from mock_server import __main__ as cli
-    from mock_server.bulk import jobs
+    from mock_server.bulk import exporter as jobs
 
     if algorithm == "previous":
         jobs.Exporter = previous_exporter()

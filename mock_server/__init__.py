@@ -4,14 +4,13 @@ from __future__ import annotations
 from flask import Flask
 
 from .config import MockConfig
-from .store import Store
 
 __all__ = ["MockConfig", "create_app"]
 
 
 def create_app(config: MockConfig | None = None) -> Flask:
     """Application factory: storage, fixtures, auth, resource blueprints, error handlers."""
-    from . import access_log, auth, bulk, capabilities, cohort, limits, loader, outcomes, payload, population
+    from . import access_log, auth, bulk, db, capabilities, cohort, limits, http, jobs, loader, payload, population
     from .resources import directory, group, task
 
     config = config or MockConfig()
@@ -20,14 +19,14 @@ def create_app(config: MockConfig | None = None) -> Flask:
     app.config["MAX_CONTENT_LENGTH"] = config.max_body_bytes
     app.config["MAX_FORM_MEMORY_SIZE"] = config.max_body_bytes
     app.json.sort_keys = False  # type: ignore[attr-defined]
-    app.extensions["fhir.store"] = Store(config.db)
+    db.init_app(app, config.db)
 
     if config.access_log:
         access_log.install(app, config.access_log)
     app.before_request(auth.authenticate_unrouted)
     app.before_request(payload.check_request)
     app.before_request(limits.check_query_string)
-    outcomes.register_error_handlers(app)
+    http.register_error_handlers(app)
     app.register_blueprint(capabilities.bp)
     app.register_blueprint(auth.bp)
     app.register_blueprint(group.bp)
@@ -40,6 +39,8 @@ def create_app(config: MockConfig | None = None) -> Flask:
 
     loader.load_fixtures(app, config.fixtures_dir)
     population.setup(app, config.patients)
+    jobs.init_app(app)   # one worker; each job kind registers its runner
     cohort.init_app(app)
     bulk.init_app(app)
+    jobs.start(app)
     return app

@@ -164,7 +164,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         kwargs["export_poll_min"] = args.poll_min
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
-    from . import banner, create_app
+    from . import banner, create_app, db
     from .server import make_server, make_tls_server
     from .urls import LISTEN_BASE
 
@@ -187,10 +187,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         pass
     finally:
-        from .bulk.jobs import shutdown
+        from .jobs import shutdown
 
         shutdown(app)
-        app.extensions["fhir.store"].close()
+        db.get_store(app).close()
     return 0
 
 

@@ -12,7 +12,7 @@ from flask import Blueprint, Response, current_app, jsonify, request
 
 from .deviations import deviates
 from .variants import varies
-from .outcomes import FhirError
+from .http import FhirError
 from .urls import base_url
 
 CLIENT_ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"

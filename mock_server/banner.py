@@ -7,15 +7,16 @@ from __future__ import annotations
 
 from flask import Flask
 
+from . import db, population
 from .urls import public_base
 
 COUNTED = ("Patient", "Practitioner", "Group", "Task")
 
 
 def _counts(app: Flask) -> str:
-    with app.extensions["fhir.store"].read() as conn:
-        rows = dict(conn.execute("SELECT rtype, COUNT(*) FROM resource GROUP BY rtype").fetchall())
-        compartment = dict(conn.execute("SELECT rtype, COUNT(*) FROM compartment_resource GROUP BY rtype").fetchall())
+    with db.get_store(app).read() as conn:
+        rows = db.counts(conn)
+        compartment = population.compartment_counts(conn)
     parts = [f"{rows.get(t, 0)} {t}" for t in COUNTED]
     parts += [f"{n} {t}" for t, n in sorted(compartment.items())]
     return ", ".join(parts)
@@ -23,7 +24,7 @@ def _counts(app: Flask) -> str:
 
 def text(app: Flask) -> str:
     """Lines describing the running mock (base URL, data, credentials, export directory)."""
-    from .bulk.jobs import export_dir
+    from .bulk.exporter import export_dir
 
     config = app.config["MOCK"]
     lines = [f"  base URL:    {public_base(app)}" + ("" if config.base_url else " (the listening address; "

@@ -6,7 +6,7 @@ from datetime import datetime, timezone
 
 from flask import Blueprint, Flask, Response, current_app, request
 
-from .outcomes import fhir_response
+from .http import fhir_response
 from .urls import base_url
 from .variants import varies
 

@@ -7,7 +7,7 @@ from typing import Iterable
 
 from flask import request
 
-from .outcomes import FhirError
+from .http import FhirError
 
 MAX_VALUES_PER_PARAMETER = 100   # comma-separated values plus repeats of one parameter
 MAX_QUERY_VALUES = 1000          # values in one query string (or _search form body), all parameters

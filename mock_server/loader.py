@@ -7,8 +7,8 @@ from pathlib import Path
 
 from flask import Flask
 
-from . import store
-from .outcomes import FhirError
+from . import db
+from .http import FhirError
 from .resources import group, group_rules
 from .resources.directory import index_for
 
@@ -25,18 +25,18 @@ def load_fixtures(app: Flask, directory: Path | None) -> int:
     if directory is None or not directory.is_dir():
         log.info("fixtures directory %s not found; starting without fixtures", directory)
         return 0
-    db: store.Store = app.extensions["fhir.store"]
+    database: db.Store = db.get_store(app)
     added = 0
-    with app.app_context(), db.write() as conn:
+    with app.app_context(), database.write() as conn:
         for rtype, filename in DIRECTORY_FILES:
             path = directory / filename
             for resource in _read(path) if path.exists() else []:
-                if not store.exists(conn, rtype, resource["id"]):
-                    store.put(conn, rtype, resource["id"], resource, index_for(resource))
+                if not db.exists(conn, rtype, resource["id"]):
+                    db.put(conn, rtype, resource["id"], resource, index_for(resource))
                     added += 1
         path = directory / "groups.ndjson"
         for resource in _read(path) if path.exists() else []:
-            if store.exists(conn, "Group", resource["id"]):
+            if db.exists(conn, "Group", resource["id"]):
                 continue
             try:
                 draft = group_rules.rules(group_rules.structure(resource))

@@ -6,7 +6,7 @@ from typing import Any
 
 from flask import current_app, request
 
-from .outcomes import FhirError
+from .http import FhirError
 
 JSON_TYPES = ("application/fhir+json", "application/json")
 NDJSON_TYPES = ("application/fhir+ndjson", "application/ndjson")  # bulk export downloads

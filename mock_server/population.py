@@ -22,24 +22,10 @@ from typing import Any, Iterable, Iterator
 
 from flask import Flask
 
-from . import store
+from . import dates, db
 
 log = logging.getLogger(__name__)
 
-COMPARTMENT_SCHEMA = """
-CREATE TABLE IF NOT EXISTS compartment_resource (   -- Condition/Encounter/Observation of one patient
-    seq INTEGER PRIMARY KEY AUTOINCREMENT,
-    rtype TEXT NOT NULL,
-    id TEXT NOT NULL,
-    patient_id TEXT NOT NULL,
-    last_updated TEXT NOT NULL,
-    body TEXT NOT NULL,
-    UNIQUE (rtype, id)
-);
-CREATE INDEX IF NOT EXISTS compartment_patient ON compartment_resource (patient_id);
-CREATE TABLE IF NOT EXISTS population_state (key TEXT PRIMARY KEY, value TEXT NOT NULL);
-"""
-COMPARTMENT_TYPES = ("Condition", "Encounter", "Observation")
 SPREAD_START = datetime(2019, 1, 1, tzinfo=timezone.utc)
 SPREAD_SECONDS = int((datetime(2024, 6, 1, tzinfo=timezone.utc) - SPREAD_START).total_seconds())
 BATCH = 1000
@@ -81,12 +67,8 @@ def _when(rng: random.Random) -> datetime:
 
 def _date(text: str | None, default: datetime) -> datetime:
     """A FHIR date/dateTime as a UTC datetime (start of its range); ``default`` when absent or unreadable."""
-    from . import fhirdate
-
-    try:
-        return fhirdate.parse(text).start if text else default
-    except ValueError:
-        return default
+    found = dates.span(text) if text else None
+    return found[0] if found else default
 
 
 def age_at(birth: datetime, when: datetime) -> float:
@@ -235,32 +217,61 @@ def _insert_compartment(conn: sqlite3.Connection, patients: Iterable[dict[str, A
     return len(rows)
 
 
-def ensure_compartments(db: store.Store) -> int:
+def ensure_compartments(database: db.Store) -> int:
     """Compartment data for every stored Patient that has none yet; returns rows added."""
-    with db.read() as conn:
+    with database.read() as conn:
         missing = [{**json.loads(body), "id": pid} for pid, body in conn.execute(
             "SELECT id, body FROM resource r WHERE rtype = 'Patient' AND NOT EXISTS"
             " (SELECT 1 FROM compartment_resource c WHERE c.patient_id = r.id) ORDER BY seq")]
     added = 0
     for batch in _batches(missing):
-        with db.write() as conn:
+        with database.write() as conn:
             added += _insert_compartment(conn, batch)
     return added
 
 
+# ---- what other modules read: a patient's compartment (export, cohorts) ---------------------------
+
+
+def compartment_rows(conn: sqlite3.Connection, patient_ids: list[str], since: str | None = None,
+                     until: str | None = None) -> Iterator[tuple[str, str, str, str]]:
+    """(rtype, id, last_updated text, body text) of the patients' compartments in the window, by type."""
+    where, args = db.window(since, until)
+    marks = ",".join("?" * len(patient_ids))
+    yield from conn.execute(f"SELECT rtype, id, last_updated, body FROM compartment_resource WHERE patient_id IN"
+                            f" ({marks}){where} ORDER BY rtype, seq", [*patient_ids, *args])
+
+
+def compartment_counts(conn: sqlite3.Connection) -> dict[str, int]:
+    """How many compartment resources of each type are stored."""
+    return dict(conn.execute("SELECT rtype, COUNT(*) FROM compartment_resource GROUP BY rtype").fetchall())
+
+
+def compartment_stamp(conn: sqlite3.Connection, rtype: str) -> tuple[Any, ...]:
+    """Changes whenever a compartment resource of ``rtype`` is added (cache key)."""
+    return tuple(conn.execute("SELECT COUNT(*), MAX(seq) FROM compartment_resource WHERE rtype = ?",
+                              (rtype,)).fetchone())
+
+
+def compartment_bodies(conn: sqlite3.Connection, rtype: str) -> Iterator[tuple[str, str, str]]:
+    """(id, patient id, body text) of every compartment resource of ``rtype``, in creation order."""
+    yield from conn.execute("SELECT id, patient_id, body FROM compartment_resource WHERE rtype = ? ORDER BY seq",
+                            (rtype,))
+
+
 def add_population(app: Flask, n: int, seed: int = POPULATION_SEED) -> str | None:
     """N generated patients, their compartments and one Patient Group of all of them (once per DB)."""
-    from .outcomes import FhirError
+    from .http import FhirError
     from .resources import group, group_rules
 
-    db: store.Store = app.extensions["fhir.store"]
+    database: db.Store = db.get_store(app)
     key = f"population:{seed}:{n}"
-    with db.read() as conn:
+    with database.read() as conn:
         done = conn.execute("SELECT value FROM population_state WHERE key = ?", (key,)).fetchone()
     if done:
         return done[0]
     for batch in _batches(generated_patients(n, seed)):
-        with db.write() as conn:
+        with database.write() as conn:
             conn.executemany(
                 "INSERT OR IGNORE INTO resource (rtype, id, version, last_updated, body) VALUES ('Patient', ?, 1, ?, ?)",
                 [(pid, updated.isoformat(), json.dumps(body, separators=(",", ":"))) for pid, updated, body in batch])
@@ -272,9 +283,9 @@ def add_population(app: Flask, n: int, seed: int = POPULATION_SEED) -> str | Non
     gid = f"population-{seed}-{n}"
     body = {"resourceType": "Group", "type": "person", "actual": True, "name": f"Generated population of {n}",
             "member": [{"entity": {"reference": f"Patient/{pid}"}} for pid, _, _ in generated_patients(n, seed)]}
-    with app.app_context(), db.write() as conn:
+    with app.app_context(), database.write() as conn:
         try:
-            group.save(conn, gid, group_rules.rules(group_rules.structure(body)), store.get(conn, "Group", gid))
+            group.save(conn, gid, group_rules.rules(group_rules.structure(body)), db.get(conn, "Group", gid))
         except FhirError as exc:  # pragma: no cover - generated data is valid
             log.warning("population group skipped: %s", exc.text)
             return None
@@ -284,10 +295,8 @@ def add_population(app: Flask, n: int, seed: int = POPULATION_SEED) -> str | Non
 
 
 def setup(app: Flask, patients: int = 0) -> None:
-    """Schema, the optional generated population, then compartment data for every patient."""
-    db: store.Store = app.extensions["fhir.store"]
-    with db._lock:  # executescript commits on its own: run it outside any transaction
-        db._conn().executescript(COMPARTMENT_SCHEMA)
+    """The optional generated population, then compartment data for every patient."""
+    database = db.get_store(app)
     if patients > 0:
         add_population(app, patients)
-    ensure_compartments(db)
+    ensure_compartments(database)

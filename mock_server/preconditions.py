@@ -6,9 +6,9 @@ from datetime import datetime
 from flask import request
 from werkzeug.http import http_date, parse_date
 
-from . import store
+from . import db
 from .deviations import deviates
-from .outcomes import FhirError
+from .http import FhirError
 
 
 def if_unmodified_since() -> datetime | None:
@@ -22,7 +22,7 @@ def if_unmodified_since() -> datetime | None:
     return when
 
 
-def check(old: store.Row, since: datetime | None) -> None:
+def check(old: db.Row, since: datetime | None) -> None:
     """412 when If-Unmodified-Since predates the stored version (whole seconds) or If-Match differs."""
     if since is not None and old.last_updated.replace(microsecond=0) > since:
         raise FhirError(412, f"{old.rtype}/{old.id} was modified after {http_date(since)}")

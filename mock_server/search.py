@@ -1,32 +1,50 @@
-"""Search parameters: parse and validate, compile to SQL clauses, page, and build the Bundle."""
+"""Search: parse and validate parameters, compile them to SQL, page, and build the Bundle.
+
+Pluggable: a ``SearchParam`` may bring its own ``compile`` (Task's columns, dates, _sort)
+and ``run`` its own ``page`` (Task's own index table); everything else — _count/_offset,
+unknown parameters, modifiers, closed value sets, paging links — is decided here once.
+"""
 from __future__ import annotations
 
+import sqlite3
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable, Sequence
+from typing import Any, Callable, Iterable, Optional, Sequence
 from urllib.parse import urlencode
 
-from flask import current_app, request
+from flask import Blueprint, Response, current_app, request
 
-from . import limits, store
+from . import limits, db
+from .auth import requires
 from .deviations import deviates
-from .outcomes import FhirError
+from .http import FhirError
 from .urls import base_url
 
 MAX_OFFSET = 2**62  # beyond any table; keeps SQLite's 64-bit OFFSET from overflowing
 
 
+Compiler = Callable[["Query", str, list[str]], None]   # (query, modifier, values): adds clauses
+View = Callable[[sqlite3.Connection, db.Row, str], dict[str, Any]]   # (conn, row, base URL): the resource
+
+
 @dataclass(frozen=True)
 class SearchParam:
-    """One supported parameter; ``kind`` picks the SQL, ``fhir_type`` goes into metadata."""
+    """One supported parameter; ``kind`` picks the SQL (unless ``compile`` is given), ``fhir_type``
+    goes into metadata; ``allowed`` is a closed value set (anything else: 400)."""
 
     name: str
-    kind: str  # "id" | "token" | "string"
+    kind: str  # "id" | "token" | "string" (generic SQL), or what a custom compiler handles
     fhir_type: str
-    allowed: frozenset[str] | None = None  # closed value set for tokens (else 400)
+    allowed: Optional[tuple[str, ...]] = None
+    compile: Optional[Compiler] = None
 
     @property
     def modifiers(self) -> frozenset[str]:
         return frozenset({"exact", "contains"}) if self.kind == "string" else frozenset()
+
+
+def capability(params: Sequence[SearchParam]) -> tuple[tuple[str, str], ...]:
+    """(name, FHIR type) pairs for the CapabilityStatement (parameters starting with _sort are not searches)."""
+    return tuple((p.name, p.fhir_type) for p in params if p.name != "_sort")
 
 
 @dataclass
@@ -37,6 +55,7 @@ class Query:
     count: int = 10
     offset: int = 0
     seen: set[tuple[str, tuple[Any, ...]]] = field(default_factory=set)
+    order: list[str] = field(default_factory=list)  # ORDER BY terms a compiler adds (before creation order)
 
     def add(self, clause: str, args: list[Any]) -> None:
         """AND one clause; a repeat of an identical clause adds nothing (repeats cost no SQL)."""
@@ -60,6 +79,21 @@ def all_of(clauses: Sequence[str]) -> str:
     return f"({all_of(clauses[:half])}) AND ({all_of(clauses[half:])})"
 
 
+def add_routes(bp: Blueprint, rtype: str, answer: Callable[[bool], Response]) -> None:
+    """``GET [base]/<rtype>`` and ``POST [base]/<rtype>/_search`` (same result, SPEC §1), both needing
+    the search scope; ``answer(post)`` builds the response."""
+
+    @bp.get(f"/{rtype}")
+    @requires(rtype, "search")
+    def search_get() -> Response:
+        return answer(False)
+
+    @bp.post(f"/{rtype}/_search")
+    @requires(rtype, "search")
+    def search_post() -> Response:
+        return answer(True)
+
+
 def request_params(post_search: bool) -> list[tuple[str, str]]:
     """Query-string parameters, plus the form body of POST _search (merged; repeats kept)."""
     items = list(request.args.items(multi=True))
@@ -68,7 +102,7 @@ def request_params(post_search: bool) -> list[tuple[str, str]]:
     return limits.check_params(items, "search")
 
 
-def _int(name: str, value: str) -> int:
+def _non_negative(name: str, value: str) -> int:
     try:
         n = int(value)
     except ValueError:
@@ -86,10 +120,10 @@ def parse(items: Iterable[tuple[str, str]], params: Sequence[SearchParam], ignor
     for key, value in items:
         name, _, modifier = key.partition(":")
         if name == "_count":
-            q.count = min(_int(name, value), config.page_max)
+            q.count = min(_non_negative(name, value), config.page_max)
             continue
         if name == "_offset":
-            q.offset = min(_int(name, value), MAX_OFFSET)
+            q.offset = min(_non_negative(name, value), MAX_OFFSET)
             continue
         param = by_name.get(name)
         if param is None:
@@ -102,17 +136,32 @@ def parse(items: Iterable[tuple[str, str]], params: Sequence[SearchParam], ignor
         if param.allowed is not None:
             bad = [v for v in values if v not in param.allowed]
             if bad:
-                raise FhirError(400, f"Invalid value for {name}: '{bad[0]}' (expected one of {', '.join(sorted(param.allowed))})")
+                raise FhirError(400, f"Invalid value for {name}: '{bad[0]}' (expected one of {', '.join(param.allowed)})")
         q.used.append((key, value))
         if name not in ignored:
-            _compile(q, param, modifier, values)
+            if param.compile is not None:
+                param.compile(q, modifier, values)
+            else:
+                _compile(q, param, modifier, values)
     if deviates("count-ignored"):
         q.count = config.page_default
     return q
 
 
 def _like(text: str) -> str:
+    """``text`` escaped for a LIKE pattern with ESCAPE '\\'."""
     return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
+def string_test(column: str, lower_column: str, modifier: str, values: list[str]) -> tuple[str, list[str]]:
+    """FHIR string matching on a column: prefix, case-insensitive (default), ``:exact`` or ``:contains``."""
+    if modifier == "exact":
+        test, args = f"{column} = ?", values
+    elif modifier == "contains":
+        test, args = f"{lower_column} LIKE ? ESCAPE '\\'", [f"%{_like(v.lower())}%" for v in values]
+    else:
+        test, args = f"{lower_column} LIKE ? ESCAPE '\\'", [f"{_like(v.lower())}%" for v in values]
+    return " OR ".join([f"({test})"] * len(values)), args
 
 
 def _compile(q: Query, param: SearchParam, modifier: str, values: list[str]) -> None:
@@ -123,23 +172,25 @@ def _compile(q: Query, param: SearchParam, modifier: str, values: list[str]) -> 
         q.add("EXISTS (SELECT 1 FROM search_token t WHERE t.rtype = r.rtype AND t.id = r.id"
               f" AND t.param = ? AND t.value IN ({marks}))", [param.name, *values])
     else:
-        if modifier == "exact":
-            test, args = "s.value = ?", values
-        elif modifier == "contains":
-            test, args = "s.value_lower LIKE ? ESCAPE '\\'", [f"%{_like(v.lower())}%" for v in values]
-        else:
-            test, args = "s.value_lower LIKE ? ESCAPE '\\'", [f"{_like(v.lower())}%" for v in values]
-        ors = " OR ".join([f"({test})"] * len(values))
+        ors, args = string_test("s.value", "s.value_lower", modifier, values)
         q.add("EXISTS (SELECT 1 FROM search_string s WHERE s.rtype = r.rtype AND s.id = r.id"
               f" AND s.param = ? AND ({ors}))", [param.name, *args])
 
 
-def run(rtype: str, q: Query, render: Callable[[store.Row], dict[str, Any]]) -> dict[str, Any]:
-    """Execute the query in SQL and wrap one page into a searchset Bundle."""
-    with current_app.extensions["fhir.store"].read() as conn:
-        total, rows = store.page(conn, rtype, [q.condition()] if q.where else [], q.args, q.count, q.offset)
-        resources = [render(row) for row in rows]
+Page = Callable[[sqlite3.Connection, str, Query], tuple[int, list[db.Row]]]
+
+
+def resource_page(conn: sqlite3.Connection, rtype: str, q: Query) -> tuple[int, list[db.Row]]:
+    """The generic page: the resource table and its search index, in creation order."""
+    return db.page(conn, rtype, [q.condition()] if q.where else [], q.args, q.count, q.offset)
+
+
+def run(rtype: str, q: Query, view: View, page: Page = resource_page) -> dict[str, Any]:
+    """Execute the query and wrap one page into a searchset Bundle (one read transaction)."""
     base = base_url()
+    with db.get_store().read() as conn:
+        total, rows = page(conn, rtype, q)
+        resources = [view(conn, row, base) for row in rows]
     bundle: dict[str, Any] = {"resourceType": "Bundle", "type": "searchset", "total": total}
     links = _links(f"{base}/{rtype}", q, total)
     if links:

@@ -15,8 +15,7 @@ from waitress.channel import HTTPChannel
 from waitress.parser import HTTPRequestParser
 from waitress.server import create_server
 
-from . import create_app
-from .bulk import jobs as bulk_jobs
+from . import create_app, db, jobs
 from .config import MockConfig
 from .urls import set_listen_address
 
@@ -77,8 +76,8 @@ def run_in_thread(config: MockConfig, host: str = "127.0.0.1", port: int = 0, th
         thread.join(timeout=10)
         server.task_dispatcher.shutdown()
         wasyncore.close_all(getattr(server, "_map", None) or server.map)
-        bulk_jobs.shutdown(app)
-        app.extensions["fhir.store"].close()
+        jobs.shutdown(app)
+        db.get_store(app).close()
 
 
 # -- TLS listener ------------------------------------------------------------------
@@ -134,4 +133,4 @@ def run_tls_in_thread(config: MockConfig, certfile: str, keyfile: str, client_ca
         server.shutdown()
         server.server_close()
         thread.join(timeout=10)
-        app.extensions["fhir.store"].close()
+        db.get_store(app).close()

@@ -7,9 +7,10 @@ from __future__ import annotations
 import re
 from typing import Any, Callable, Union
 
-from . import fhirdate
-from .outcomes import FhirError
+from . import dates
+from .http import FhirError
 
+REFERENCE_RE = re.compile(r"^([A-Z][A-Za-z]+)/([A-Za-z0-9\-\.]{1,64})$")  # a literal Type/id reference
 Spec = Union[str, dict[str, Any], list[Any]]  # primitive name | complex type name | {element: Spec} | [Spec]
 
 PRIMITIVES: dict[str, Callable[[Any], bool]] = {
@@ -17,7 +18,7 @@ PRIMITIVES: dict[str, Callable[[Any], bool]] = {
     "code": lambda v: isinstance(v, str) and re.fullmatch(r"[^\s]+(\s[^\s]+)*", v) is not None,
     "id": lambda v: isinstance(v, str) and re.fullmatch(r"[A-Za-z0-9\-\.]{1,64}", v) is not None,
     "uri": lambda v: isinstance(v, str) and not re.search(r"\s", v),
-    "dateTime": fhirdate.is_valid,  # the one date parser: a real calendar date, years 0001-9999
+    "dateTime": dates.is_valid,  # the one date parser: a real calendar date, years 0001-9999
     "boolean": lambda v: isinstance(v, bool),
     "integer": lambda v: isinstance(v, int) and not isinstance(v, bool),
     "unsignedInt": lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 0,

@@ -77,7 +77,7 @@ def test_oversized_chunked_body_413_over_http():
 def test_internal_error_500(app, client, monkeypatch):
     from mock_server.resources import group
 
-    monkeypatch.setattr(group, "render", lambda row: 1 / 0)
+    monkeypatch.setattr(group, "render", lambda row, displays: 1 / 0)
     assert_outcome(client.get("/Group", headers=auth()), 500, "exception")
 
 

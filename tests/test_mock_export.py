@@ -10,7 +10,8 @@ import pytest
 
 from conftest import GROUPS, PATIENTS, auth, patient_group
 from mock_server import MockConfig, create_app
-from mock_server.bulk import jobs
+from mock_server import jobs
+from mock_server.bulk import exporter
 from mock_server.population import compartment_for, generated_patients
 
 PERSON_GROUP = next(g for g in GROUPS if g["type"] == "person")
@@ -137,11 +138,11 @@ def test_delete_removes_job_and_files(app, client):
     location = local(r.headers["Content-Location"])
     manifest = wait(client, r.headers["Content-Location"]).get_json()
     job_id = location.rsplit("/", 1)[1]
-    assert jobs.job_dir(app, job_id).is_dir()
+    assert exporter.job_dir(app, job_id).is_dir()
     assert client.delete(location, headers=auth()).status_code == 202
     assert client.get(location, headers=auth()).status_code == 404
     assert client.get(local(manifest["output"][0]["url"]), headers=auth()).status_code == 404
-    assert not jobs.job_dir(app, job_id).exists()
+    assert not exporter.job_dir(app, job_id).exists()
 
 
 def test_polling_too_fast_is_429(make_app):

@@ -218,7 +218,7 @@ def fuzz_app() -> Flask:
     app = create_app(MockConfig(db=":memory:", export_min_seconds=0.0))
     app.config["TESTING"] = False  # exceptions must reach the error handlers, as in production
     yield app
-    from mock_server.bulk.jobs import shutdown
+    from mock_server.jobs import shutdown
 
     shutdown(app)
     app.extensions["fhir.store"].close()

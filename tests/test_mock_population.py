@@ -13,7 +13,7 @@ import pytest
 from fhir.resources.R4B import get_fhir_model_class
 
 from conftest import PATIENTS
-from mock_server.fhirdate import parse
+from mock_server.dates import parse
 from mock_server.population import CONDITIONS, NOW, compartment_for, generated_patients
 
 LOINC_VITALS = {"8867-4", "8310-5", "29463-7", "8480-6"}

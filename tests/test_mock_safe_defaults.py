@@ -245,7 +245,7 @@ def test_prefer_return_on_create_and_update(client, path, body):
 
 
 def test_progress_text_leads_with_a_percentage():
-    from mock_server.bulk.jobs import progress_text
+    from mock_server.bulk.exporter import progress_text
 
     assert progress_text(900, 2000) == "45% (900 of 2000 members exported)"
     assert progress_text(0, 0).startswith("100% ")

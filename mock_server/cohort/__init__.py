@@ -19,21 +19,21 @@ import time
 import uuid
 from typing import Any
 
-from flask import Blueprint, Flask, Response, current_app, request
+from flask import Blueprint, Flask, Response, current_app
 
-from .. import prefer, store
+from .. import db, jobs
 from ..auth import authorize
 from ..capabilities import ResourceCapability, declare
 from ..deviations import deviates
 from ..variants import varies
-from ..outcomes import FhirError, fhir_response, operation_outcome
+from ..http import FhirError, fhir_response, operation_outcome, prefers, written
 from . import members as membership
+from ..resources import directory
 from .query import PARAMETERS, parse
 from ..urls import base_url
 
 PROFILE = "http://hl7.org/fhir/uv/bulkdata/StructureDefinition/bulk-cohort-group"
 MEMBER_FILTER = "http://hl7.org/fhir/uv/bulkdata/StructureDefinition/member-filter"
-MEMBERS_REFRESHED = "http://hl7.org/fhir/uv/bulkdata/StructureDefinition/members-refreshed"
 FHIR_QUERY = "application/x-fhir-query"
 ALLOWED = {"resourceType", "id", "meta", "text", "extension", "modifierExtension", "identifier", "active", "type",
            "actual", "code", "name", "quantity", "managingEntity", "member", "characteristic", "implicitRules",
@@ -47,19 +47,8 @@ DOCUMENTATION = (
       "eq ne gt lt ge le sa eb with partial dates; quantity prefixes eq ne gt lt ge le with optional |system|code. "
       "No modifiers and no search result parameters; anything else is refused with 400."
 )
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS cohort_job (
-    id TEXT PRIMARY KEY,
-    status TEXT NOT NULL,             -- queued | running | complete | failed
-    created REAL NOT NULL,
-    base_url TEXT NOT NULL,
-    body TEXT NOT NULL,
-    group_id TEXT,
-    error TEXT,
-    error_status INTEGER
-);
-"""
 
+TABLE = "cohort_job"
 bp = Blueprint("cohort", __name__)
 DELETE_DOCUMENTATION = ("Only Bulk Cohort groups (profile bulk-cohort-group) can be deleted; DELETE of a Canvas "
                         "Team or Patient Group answers 405.")
@@ -69,21 +58,15 @@ declare(bp, ResourceCapability("Group", ("delete",), profiles=(PROFILE,),
 
 
 def init_app(app: Flask) -> None:
-    db: store.Store = app.extensions["fhir.store"]
-    with db._lock:
-        db._conn().executescript(SCHEMA)
-    app.extensions.setdefault("fhir.bulk.runners", []).append(run_pending)
+    jobs.register(app, "cohort", run_pending)
 
-
-def _store() -> store.Store:
-    return current_app.extensions["fhir.store"]
 
 
 def is_cohort_request(body: dict[str, Any]) -> bool:
     """A create is a cohort create when it says so: the profile, a member-filter, or the async pattern."""
     profiles = (body.get("meta") or {}).get("profile") if isinstance(body.get("meta"), dict) else None
     return ("modifierExtension" in body or (isinstance(profiles, list) and PROFILE in profiles)
-            or "respond-async" in request.headers.get("Prefer", ""))
+            or prefers("respond-async"))
 
 
 # ---- validation --------------------------------------------------------------------
@@ -143,7 +126,7 @@ def definition(body: dict[str, Any]) -> dict[str, Any]:
 def _check_members(conn: sqlite3.Connection, content: dict[str, Any]) -> None:
     for ref in content["member"]:
         rtype, _, rid = ref.partition("/")
-        if not store.exists(conn, rtype, rid):
+        if not db.exists(conn, rtype, rid):
             raise FhirError(422, f"Member '{ref}' does not exist")
 
 
@@ -151,7 +134,7 @@ def save(conn: sqlite3.Connection, content: dict[str, Any]) -> str:
     _check_members(conn, content)
     gid = uuid.uuid4().hex
     strings = [] if deviates("cohort-search-name-ignored") or not content["name"] else [("name", content["name"])]
-    store.put(conn, "Group", gid, content, store.Index(strings=strings, tokens=[("type", "person")]))
+    db.put(conn, "Group", gid, content, db.Index(strings=strings, tokens=[("type", "person")]))
     return gid
 
 
@@ -162,48 +145,40 @@ def create(body: dict[str, Any]) -> Response:
     """POST /Group with a cohort body (called by the Group blueprint); auth already checked."""
     content = definition(body)
     base = base_url()
-    if "respond-async" not in request.headers.get("Prefer", ""):
-        with _store().write() as conn:
+    if not prefers("respond-async"):
+        with db.get_store().write() as conn:
             gid = save(conn, content)
-            row = store.get(conn, "Group", gid)
-        return prefer.written(201, {"Location": f"{base}/Group/{gid}"}, lambda: render(row), f"Created Group/{gid}")
+            row = db.get(conn, "Group", gid)
+        return written(201, {"Location": f"{base}/Group/{gid}"}, lambda: render(row), f"Created Group/{gid}")
     job_id = uuid.uuid4().hex
-    with _store().write() as conn:
-        conn.execute("INSERT INTO cohort_job (id, status, created, base_url, body) VALUES (?, 'queued', ?, ?, ?)",
+    with db.get_store().write() as conn:
+        conn.execute(f"INSERT INTO {TABLE} (id, status, created, base_url, body) VALUES (?, 'queued', ?, ?, ?)",
                      (job_id, time.time(), base, json.dumps(content)))
-    worker = current_app.extensions.get("fhir.bulk.worker")
-    if worker is not None:
-        worker.wake.set()
+    jobs.wake(current_app)
     return fhir_response(None, 202, {"Content-Location": f"{base}/cohort/status/{job_id}"})
 
 
 def run_pending(app: Flask) -> bool:
     """Run one queued cohort job (on the export worker's thread); True when one was run."""
-    db: store.Store = app.extensions["fhir.store"]
-    with db.write() as conn:
-        row = conn.execute("SELECT id, body FROM cohort_job WHERE status = 'queued' ORDER BY created LIMIT 1").fetchone()
-        if row is None:
-            return False
-        conn.execute("UPDATE cohort_job SET status = 'running' WHERE id = ?", (row[0],))
-    job_id, body = row
+    database: db.Store = db.get_store(app)
+    with database.write() as conn:
+        job = jobs.claim_next(conn, TABLE)
+    if job is None:
+        return False
+    job_id, body = job["id"], job["body"]
     try:
-        with db.write() as conn:
+        with database.write() as conn:
             gid = save(conn, json.loads(body))
-            conn.execute("UPDATE cohort_job SET status = 'complete', group_id = ? WHERE id = ?", (gid, job_id))
+            conn.execute(f"UPDATE {TABLE} SET status = 'complete', group_id = ? WHERE id = ?", (gid, job_id))
     except FhirError as exc:
-        with db.write() as conn:
-            conn.execute("UPDATE cohort_job SET status = 'failed', error = ?, error_status = ? WHERE id = ?",
+        with database.write() as conn:
+            conn.execute(f"UPDATE {TABLE} SET status = 'failed', error = ?, error_status = ? WHERE id = ?",
                          (exc.text, exc.status, job_id))
     return True
 
 
 def _job(job_id: str) -> dict[str, Any]:
-    with _store().read() as conn:
-        cur = conn.execute("SELECT * FROM cohort_job WHERE id = ?", (job_id,))
-        row = cur.fetchone()
-        if row is None:
-            raise FhirError(404, f"Unknown cohort job '{job_id}'")
-        return dict(zip([c[0] for c in cur.description], row))
+    return jobs.get_or_404(TABLE, job_id, f"Unknown cohort job '{job_id}'")
 
 
 @bp.get("/cohort/status/<job_id>")
@@ -231,17 +206,17 @@ def status(job_id: str) -> Response:
 def cancel(job_id: str) -> Response:
     authorize("Group", "write")
     _job(job_id)
-    with _store().write() as conn:
-        conn.execute("DELETE FROM cohort_job WHERE id = ?", (job_id,))
+    with db.get_store().write() as conn:
+        jobs.remove(conn, TABLE, job_id)
     return fhir_response(None, 202)
 
 
 def delete(conn: sqlite3.Connection, gid: str) -> None:
     if not deviates("cohort-delete-not-deleting"):
-        store.delete(conn, "Group", gid)
+        db.delete(conn, "Group", gid)
 
 
-def render(row: store.Row) -> dict[str, Any]:
+def render(row: db.Row) -> dict[str, Any]:
     body = row.body
     out: dict[str, Any] = {
         "resourceType": "Group", "id": row.id,
@@ -261,6 +236,14 @@ def render(row: store.Row) -> dict[str, Any]:
 # ---- membership ----------------------------------------------------------------------
 
 
+def current_members(app: Flask, conn: sqlite3.Connection, gid: str) -> list[str] | None:
+    """The Patient ids of cohort Group/<gid> as of now (sorted); None when it is not a cohort."""
+    row = db.get(conn, "Group", gid)
+    if row is None or row.body.get("kind") != "cohort":
+        return None
+    return sorted(compute(app, conn, row.body))
+
+
 def compute(app: Flask, conn: sqlite3.Connection, content: dict[str, Any], depth: int = 0) -> set[str]:
     """The cohort's members now: base population (member, else every Patient) ∩ every filter."""
     def nested(c: sqlite3.Connection, body: dict[str, Any], d: int) -> set[str]:
@@ -269,7 +252,7 @@ def compute(app: Flask, conn: sqlite3.Connection, content: dict[str, Any], depth
     if content["member"] and not deviates("cohort-member-narrowing-ignored"):
         base = membership.base_population(conn, content["member"], nested, depth)
     else:
-        base = membership.all_patients(conn)
+        base = directory.patient_ids(conn)
     chosen = [membership.selected(app, conn, parse(e)) for e in content["filters"]]
     if deviates("cohort-filters-ored"):
         return base & set().union(*chosen)

@@ -17,9 +17,11 @@ from typing import Any, Iterable
 
 from flask import Flask
 
+from .. import db, population
 from ..deviations import deviates
-from ..fhirdate import EARLIEST, LATEST
-from .query import Query, span
+from ..resources import directory
+from ..dates import EARLIEST, LATEST, span
+from .query import Query
 
 GENDER_SYSTEM = "http://hl7.org/fhir/administrative-gender"
 TOKEN_PATHS = {("Condition", "code"): "code", ("Condition", "clinical-status"): "clinicalStatus",
@@ -151,20 +153,14 @@ class Index:
         self.cache: dict[str, tuple[tuple, list[Entry]]] = {}
 
     def entries(self, conn: sqlite3.Connection, rtype: str) -> list[Entry]:
-        if rtype == "Patient":
-            stamp = tuple(conn.execute("SELECT COUNT(*), MAX(seq), MAX(last_updated) FROM resource"
-                                       " WHERE rtype = 'Patient'").fetchone())
-        else:
-            stamp = tuple(conn.execute("SELECT COUNT(*), MAX(seq) FROM compartment_resource WHERE rtype = ?",
-                                       (rtype,)).fetchone())
+        stamp = directory.patient_stamp(conn) if rtype == "Patient" else population.compartment_stamp(conn, rtype)
         cached = self.cache.get(rtype)
         if cached and cached[0] == stamp:
             return cached[1]
         if rtype == "Patient":
-            rows = conn.execute("SELECT id, id, body FROM resource WHERE rtype = 'Patient' ORDER BY seq")
+            rows: Iterable[tuple[str, str, str]] = ((pid, pid, body) for pid, body in directory.patient_bodies(conn))
         else:
-            rows = conn.execute("SELECT id, patient_id, body FROM compartment_resource WHERE rtype = ? ORDER BY seq",
-                                (rtype,))
+            rows = population.compartment_bodies(conn, rtype)
         built = []
         for rid, patient, body in rows:
             resource = json.loads(body)
@@ -185,22 +181,16 @@ def selected(app: Flask, conn: sqlite3.Connection, query: Query) -> set[str]:
     return {e.patient for e in index(app).entries(conn, query.rtype) if matches(query, e)}
 
 
-def all_patients(conn: sqlite3.Connection) -> set[str]:
-    return {pid for (pid,) in conn.execute("SELECT id FROM resource WHERE rtype = 'Patient'")}
-
-
 def base_population(conn: sqlite3.Connection, references: Iterable[str], compute: Any, depth: int = 0) -> set[str]:
     """Patients the ``member`` references stand for (Groups expanded; cohorts computed)."""
-    from .. import store
-
     out: set[str] = set()
     for ref in references:
         rtype, _, rid = ref.partition("/")
         if rtype == "Patient":
-            if store.exists(conn, "Patient", rid):
+            if db.exists(conn, "Patient", rid):
                 out.add(rid)
         elif rtype == "Group" and depth < 5:
-            row = store.get(conn, "Group", rid)
+            row = db.get(conn, "Group", rid)
             if row is None:
                 continue
             if row.body.get("kind") == "cohort":

@@ -10,14 +10,13 @@ Observation ``code`` ``date`` ``value-quantity``. No modifiers; no result parame
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
 from decimal import Decimal, InvalidOperation
 from urllib.parse import parse_qsl
 
-from .. import fhirdate, limits
+from .. import dates, limits
 from ..deviations import deviates
 from ..variants import varies
-from ..outcomes import FhirError
+from ..http import FhirError
 
 PARAMETERS: dict[str, dict[str, str]] = {
     "Patient": {"_id": "token", "gender": "token", "birthdate": "date"},
@@ -30,7 +29,6 @@ RESULT_PARAMETERS = frozenset({"_sort", "_count", "_include", "_revinclude", "_e
                                "_contained", "_containedType", "_offset", "_format", "_pretty"})
 DATE_PREFIXES = frozenset({"eq", "ne", "gt", "lt", "ge", "le", "sa", "eb"})
 QUANTITY_PREFIXES = frozenset({"eq", "ne", "gt", "lt", "ge", "le"})
-KNOWN_PREFIXES = DATE_PREFIXES | {"ap"}
 
 
 @dataclass(frozen=True)
@@ -45,15 +43,6 @@ class Query:
     rtype: str
     criteria: tuple[Criterion, ...]    # ANDed
     text: str
-
-
-def span(text: str) -> tuple[datetime, datetime] | None:
-    """[low, high) of a FHIR date/dateTime at its precision (zone-less times are UTC); None if invalid."""
-    try:
-        parsed = fhirdate.parse(text)
-    except ValueError:
-        return None
-    return parsed.start, parsed.end
 
 
 def parse(expression: object) -> Query:
@@ -89,11 +78,10 @@ def parse(expression: object) -> Query:
 
 
 def _prefix(text: str, allowed: frozenset[str], name: str) -> tuple[str, str]:
-    if len(text) > 2 and text[:2] in KNOWN_PREFIXES:
-        if text[:2] not in allowed:
-            raise FhirError(400, f"prefix {text[:2]!r} in {name}={text!r} is not supported", "not-supported")
-        return text[:2], text[2:]
-    return "eq", text
+    prefix, rest = dates.split_prefix(text)
+    if prefix not in allowed:
+        raise FhirError(400, f"prefix {prefix!r} in {name}={text!r} is not supported", "not-supported")
+    return prefix, rest
 
 
 def _value(kind: str, name: str, text: str) -> tuple:
@@ -105,9 +93,9 @@ def _value(kind: str, name: str, text: str) -> tuple:
     if kind == "date":
         prefix, rest = _prefix(text, DATE_PREFIXES, name)
         try:
-            parsed = fhirdate.parse(rest)
+            parsed = dates.parse(rest)
         except ValueError as exc:
-            raise FhirError(400, f"{name}={text[:64]!r} is not a FHIR date: {exc} ({fhirdate.RANGE_TEXT})") from None
+            raise FhirError(400, f"{name}={text[:64]!r} is not a FHIR date: {exc} ({dates.RANGE_TEXT})") from None
         return prefix, parsed.start, parsed.end
     prefix, rest = _prefix(text, QUANTITY_PREFIXES, name)
     number, _, unit = rest.partition("|")

@@ -1,16 +1,15 @@
 """Patient and Practitioner: read and search only (they are the members groups point at)."""
 from __future__ import annotations
 
-from typing import Any
+import sqlite3
+from typing import Any, Iterator
 
-from flask import Blueprint, Response, current_app
-from werkzeug.http import http_date
+from flask import Blueprint, Response
 
-from .. import search, store
+from .. import search, db
 from ..auth import requires
 from ..capabilities import ResourceCapability, declare
-from ..deviations import deviates
-from ..outcomes import fhir_response, not_found
+from ..http import fhir_response, get_or_404, resource_headers
 
 SEARCH_PARAMS = (
     search.SearchParam("_id", "id", "token"),
@@ -31,48 +30,78 @@ def display_name(resource: dict[str, Any]) -> str | None:
     return None
 
 
-def index_for(resource: dict[str, Any]) -> store.Index:
+def index_for(resource: dict[str, Any]) -> db.Index:
     """name matches any family or given part."""
     values: list[str] = []
     for name in resource.get("name", []):
         values += [name["family"]] if name.get("family") else []
         values += list(name.get("given", []))
-    return store.Index(strings=[("name", v) for v in dict.fromkeys(values)])
+    return db.Index(strings=[("name", v) for v in dict.fromkeys(values)])
 
 
-def render(row: store.Row) -> dict[str, Any]:
+def view(conn: object, row: db.Row, base: str = "") -> dict[str, Any]:
+    """The read view (search.View): the stored resource as it is."""
+    return render(row)
+
+
+def render(row: db.Row) -> dict[str, Any]:
     meta = {"versionId": str(row.version), "lastUpdated": row.last_updated.isoformat().replace("+00:00", "Z")}
     return {"resourceType": row.rtype, "id": row.id, "meta": meta, **{
         k: v for k, v in row.body.items() if k not in ("resourceType", "id", "meta")
     }}
 
 
+# ---- what other modules read: the patients (export, cohorts) -----------------------------------
+
+
+def patient_count(conn: sqlite3.Connection) -> int:
+    return conn.execute("SELECT COUNT(*) FROM resource WHERE rtype = 'Patient'").fetchone()[0]
+
+
+def patient_ids(conn: sqlite3.Connection) -> set[str]:
+    return {pid for (pid,) in conn.execute("SELECT id FROM resource WHERE rtype = 'Patient'")}
+
+
+def patients_after(conn: sqlite3.Connection, seq: int, limit: int) -> list[tuple[int, str]]:
+    """(creation order, id) of up to ``limit`` Patients created after ``seq``: a stream in batches."""
+    return conn.execute("SELECT seq, id FROM resource WHERE rtype = 'Patient' AND seq > ? ORDER BY seq LIMIT ?",
+                        (seq, limit)).fetchall()
+
+
+def patient_not_in(conn: sqlite3.Connection, ids: list[str]) -> str | None:
+    """The id of some Patient that is not one of ``ids``."""
+    row = conn.execute("SELECT id FROM resource WHERE rtype = 'Patient' AND id NOT IN (%s) LIMIT 1"
+                       % ",".join("?" * len(ids)), ids).fetchone()
+    return row[0] if row else None
+
+
+def patient_stamp(conn: sqlite3.Connection) -> tuple[Any, ...]:
+    """Changes whenever a Patient is added or updated (cache key)."""
+    return tuple(conn.execute("SELECT COUNT(*), MAX(seq), MAX(last_updated) FROM resource"
+                              " WHERE rtype = 'Patient'").fetchone())
+
+
+def patient_bodies(conn: sqlite3.Connection) -> Iterator[tuple[str, str]]:
+    """(id, body text) of every Patient, in creation order."""
+    yield from conn.execute("SELECT id, body FROM resource WHERE rtype = 'Patient' ORDER BY seq")
+
+
 def make_blueprint(rtype: str) -> Blueprint:
     """Same read/search behaviour for each directory type; writes are left to 405."""
     bp = Blueprint(rtype.lower(), __name__)
-    declare(bp, ResourceCapability(rtype, ("read", "search-type"), tuple((p.name, p.fhir_type) for p in SEARCH_PARAMS)))
+    declare(bp, ResourceCapability(rtype, ("read", "search-type"), search.capability(SEARCH_PARAMS)))
 
     @bp.get(f"/{rtype}/<rid>")
     @requires(rtype, "read")
     def read(rid: str) -> Response:
-        with current_app.extensions["fhir.store"].read() as conn:
-            row = store.get(conn, rtype, rid)
-        if row is None:
-            raise not_found(rtype, rid)
-        headers = {"ETag": f'W/"{row.version}"'}
-        if not deviates("last-modified-missing"):
-            headers["Last-Modified"] = http_date(row.last_updated)
-        return fhir_response(render(row), headers=headers)
+        with db.get_store().read() as conn:
+            row = get_or_404(conn, rtype, rid)
+        return fhir_response(render(row), headers=resource_headers(row))
 
-    @bp.get(f"/{rtype}")
-    @requires(rtype, "search")
-    def search_get() -> Response:
-        return fhir_response(search.run(rtype, search.parse(search.request_params(False), SEARCH_PARAMS), render))
+    def answer(post: bool) -> Response:
+        return fhir_response(search.run(rtype, search.parse(search.request_params(post), SEARCH_PARAMS), view))
 
-    @bp.post(f"/{rtype}/_search")
-    @requires(rtype, "search")
-    def search_post() -> Response:
-        return fhir_response(search.run(rtype, search.parse(search.request_params(True), SEARCH_PARAMS), render))
+    search.add_routes(bp, rtype, answer)
 
     return bp
 

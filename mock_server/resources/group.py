@@ -5,15 +5,14 @@ import sqlite3
 from typing import Any
 from uuid import uuid4
 
-from flask import Blueprint, Response, current_app, request
-from werkzeug.http import http_date
+from flask import Blueprint, Flask, Response
 
-from .. import cohort, preconditions, prefer, search, store
+from .. import cohort, preconditions, search, db
 from ..auth import authorize, requires
 from ..capabilities import ResourceCapability, declare
 from ..deviations import deviates
 from ..variants import varies
-from ..outcomes import FhirError, fhir_response, not_found
+from ..http import FhirError, fhir_response, get_or_404, not_found, resource_headers, written
 from ..payload import read_resource_body
 from . import group_rules
 from .directory import display_name
@@ -22,31 +21,24 @@ from ..urls import base_url
 bp = Blueprint("group", __name__)
 SEARCH_PARAMS = (
     search.SearchParam("_id", "id", "token"),
-    search.SearchParam("type", "token", "token", frozenset(group_rules.CANVAS_GROUP_TYPES)),
+    search.SearchParam("type", "token", "token", tuple(sorted(group_rules.CANVAS_GROUP_TYPES))),
     search.SearchParam("name", "string", "string"),
     search.SearchParam("member", "token", "reference"),
 )
 declare(
     bp,
     ResourceCapability(
-        "Group", ("read", "create", "update", "search-type"), tuple((p.name, p.fhir_type) for p in SEARCH_PARAMS),
+        "Group", ("read", "create", "update", "search-type"), search.capability(SEARCH_PARAMS),
         operations=(("export", "http://hl7.org/fhir/uv/bulkdata/OperationDefinition/group-export"),),
     ),
 )
 
 
-def _store() -> store.Store:
-    return current_app.extensions["fhir.store"]
-
-
-def _base() -> str:
-    return base_url()
-
 
 # ---- storage -------------------------------------------------------------------------
 
 
-def save(conn: sqlite3.Connection, gid: str, draft: group_rules.GroupDraft, old: store.Row | None) -> store.Row:
+def save(conn: sqlite3.Connection, gid: str, draft: group_rules.GroupDraft, old: db.Row | None) -> db.Row:
     """Write the group, its index rows and its responsibility claims in the caller's transaction."""
     members = draft.members
     if old is not None and deviates("update-keeps-old-members"):
@@ -60,8 +52,8 @@ def save(conn: sqlite3.Connection, gid: str, draft: group_rules.GroupDraft, old:
     }
     tokens = [("type", draft.type), *(("member", m) for m in members)]
     strings = [("name", draft.name)] if draft.name else []
-    row = store.put(conn, "Group", gid, content, store.Index(strings=strings, tokens=tokens))
-    _claim(conn, gid, draft.responsibilities if draft.type == "practitioner" else [], old is not None)
+    row = db.put(conn, "Group", gid, content, db.Index(strings=strings, tokens=tokens))
+    _claim(conn, gid, draft.responsibilities if draft.type == group_rules.TEAM else [], old is not None)
     problem = draft.member_problem or _missing_member(conn, draft.members)
     if problem:
         if old is None and deviates("rejected-create-stored"):
@@ -95,16 +87,73 @@ def _missing_member(conn: sqlite3.Connection, references: list[str]) -> str | No
         return None
     for ref in references:
         rtype, _, rid = ref.partition("/")
-        if not store.exists(conn, rtype, rid):
+        if not db.exists(conn, rtype, rid):
             return f"Member '{ref}' does not exist"
     return None
 
 
-def render(row: store.Row) -> dict[str, Any]:
-    """The read view: computed quantity and member displays, actual always true."""
-    body = row.body
-    if body.get("kind") == "cohort":
+# ---- what other modules read (Task's team, the exporter's members) --------------------------
+
+
+def team_name(conn: sqlite3.Connection, reference: str) -> str | None:
+    """The current name of the team ``Group/<id>`` (None when there is no such group)."""
+    row = db.get(conn, "Group", reference.partition("/")[2])
+    return row.body.get("name") if row is not None else None
+
+
+def team_problem(conn: sqlite3.Connection, reference: str) -> str | None:
+    """Why ``Group/<id>`` cannot be a Task's team (it is missing, or not a practitioner group), else None."""
+    row = db.get(conn, "Group", reference.partition("/")[2])
+    if row is None:
+        return f"{reference} does not exist"
+    if row.body.get("type") != group_rules.TEAM:
+        return f"{reference} is not a team (Group of type practitioner)"
+    return None
+
+
+def member_count(conn: sqlite3.Connection, gid: str) -> int:
+    """How many members the stored Canvas group lists (from the index: no body parsed)."""
+    return conn.execute("SELECT COUNT(*) FROM search_token WHERE rtype = 'Group' AND id = ? AND param = 'member'",
+                        (gid,)).fetchone()[0]
+
+
+def members_page(conn: sqlite3.Connection, gid: str, offset: int, limit: int) -> list[tuple[str, str]]:
+    """(type, id) of the group's members from ``offset``, in their listed order (streamed from the index)."""
+    rows = conn.execute("SELECT value FROM search_token WHERE rtype = 'Group' AND id = ? AND param = 'member'"
+                        " ORDER BY rowid LIMIT ? OFFSET ?", (gid, limit, offset)).fetchall()
+    return [tuple(v.split("/", 1)) for (v,) in rows]  # type: ignore[misc]
+
+
+def membership(app: Flask, conn: sqlite3.Connection, gid: str) -> tuple[str, set[str]] | None:
+    """(Group.type, member references) of a stored group now (a cohort's computed); None if unknown."""
+    row = db.get(conn, "Group", gid)
+    if row is None:
+        return None
+    if row.body.get("kind") == "cohort":
+        return row.body["type"], {f"Patient/{p}" for p in cohort.compute(app, conn, row.body)}
+    return row.body["type"], set(row.body["member"])
+
+
+# ---- the read view ----------------------------------------------------------------------------
+
+
+def view(conn: sqlite3.Connection, row: db.Row, base: str = "") -> dict[str, Any]:
+    """The read view of a stored group: a cohort's own, or a Canvas group with its members' names."""
+    if row.body.get("kind") == "cohort":
         return cohort.render(row)
+    displays = {}
+    for ref in row.body["member"]:
+        rtype, _, rid = ref.partition("/")
+        target = db.get(conn, rtype, rid)
+        display = display_name(target.body) if target else None
+        if display:
+            displays[ref] = display
+    return render(row, displays)
+
+
+def render(row: db.Row, displays: dict[str, str]) -> dict[str, Any]:
+    """The read view: computed quantity, member displays, actual always true (pure)."""
+    body = row.body
     out: dict[str, Any] = {
         "resourceType": "Group",
         "id": row.id,
@@ -118,26 +167,21 @@ def render(row: store.Row) -> dict[str, Any]:
     if body["characteristic"]:
         out["characteristic"] = body["characteristic"]
     if body["member"]:
-        out["member"] = [{"entity": _entity(ref)} for ref in body["member"]]
+        out["member"] = [{"entity": _entity(ref, displays.get(ref))} for ref in body["member"]]
     return out
 
 
-def _entity(ref: str) -> dict[str, str]:
-    rtype, _, rid = ref.partition("/")
-    entity = {"reference": ref, "type": rtype}
-    with _store().read() as conn:
-        target = store.get(conn, rtype, rid)
-    display = display_name(target.body) if target else None
+def _entity(ref: str, display: str | None) -> dict[str, str]:
+    entity = {"reference": ref, "type": ref.partition("/")[0]}
     if display:
         entity["display"] = display
     return entity
 
 
-def _headers(row: store.Row) -> dict[str, str]:
-    headers = {} if varies("no-etag") else {"ETag": f'W/"{row.version}"'}
-    if not deviates("last-modified-missing"):
-        headers["Last-Modified"] = http_date(row.last_updated)
-    return headers
+def _fresh_view(row: db.Row) -> dict[str, Any]:
+    """The view of a row just written (Prefer: return=representation)."""
+    with db.get_store().read() as conn:
+        return view(conn, row)
 
 
 # ---- interactions --------------------------------------------------------------------
@@ -151,24 +195,22 @@ def create() -> Response:
         return cohort.create(body)
     draft = group_rules.rules(group_rules.structure(body))
     gid = uuid4().hex
-    with _store().write() as conn:
+    with db.get_store().write() as conn:
         row = save(conn, gid, draft, None)
-    headers = _headers(row)
+    headers = resource_headers(row)
     if not deviates("create-missing-location"):
-        headers["Location"] = f"{_base()}/Group/{gid}" + (f"/_history/{row.version}"
+        headers["Location"] = f"{base_url()}/Group/{gid}" + (f"/_history/{row.version}"
                                                            if varies("location-with-history") else "")
     status = 200 if deviates("create-returns-200") else 201
-    return prefer.written(status, headers, lambda: render(row), f"Created Group/{gid}")
+    return written(status, headers, lambda: _fresh_view(row), f"Created Group/{gid}")
 
 
 @bp.get("/Group/<gid>")
 @requires("Group", "read")
 def read(gid: str) -> Response:
-    with _store().read() as conn:
-        row = store.get(conn, "Group", gid)
-    if row is None:
-        raise not_found("Group", gid)
-    return fhir_response(render(row), headers=_headers(row))
+    with db.get_store().read() as conn:
+        row = get_or_404(conn, "Group", gid)
+        return fhir_response(view(conn, row), headers=resource_headers(row))
 
 
 @bp.put("/Group/<gid>")
@@ -181,15 +223,13 @@ def update(gid: str) -> Response:
         raise FhirError(400, f"Group.id '{group['id']}' does not match the URL id '{gid}'")
     draft = group_rules.rules(group)
     since = preconditions.if_unmodified_since()
-    with _store().write() as conn:
-        old = store.get(conn, "Group", gid)
-        if old is None:
-            raise not_found("Group", gid)
+    with db.get_store().write() as conn:
+        old = get_or_404(conn, "Group", gid)
         if old.body.get("kind") == "cohort":
             raise FhirError(405, "Update of Bulk Cohort groups is not supported (create a new cohort)")
         preconditions.check(old, since)
         row = save(conn, gid, draft, old)
-    return prefer.written(200, _headers(row), lambda: render(row), f"Updated Group/{gid}")
+    return written(200, resource_headers(row), lambda: _fresh_view(row), f"Updated Group/{gid}")
 
 
 @bp.delete("/Group/<gid>")
@@ -198,35 +238,26 @@ def delete(gid: str) -> Response:
 
     The token is checked first, so an anonymous client learns nothing about which ids exist."""
     authorize("Group", "delete")
-    with _store().write() as conn:
-        row = store.get(conn, "Group", gid)
+    with db.get_store().write() as conn:
+        row = db.get(conn, "Group", gid)
         is_cohort = row is not None and row.body.get("kind") == "cohort"
         if row is not None and not is_cohort and not deviates("delete-allowed"):
             raise FhirError(405, "DELETE is not supported for Canvas Teams and Patient Groups (only for Bulk Cohort "
                                  "groups)", headers={"Allow": "GET, PUT"})
         if row is None:
-            raise not_found("Group", gid)
+            raise not_found("Group", gid)  # after the 405: the id's existence is not revealed
         if is_cohort:
             cohort.delete(conn, gid)
             return Response(status=204)
-        store.delete(conn, "Group", gid)
+        db.delete(conn, "Group", gid)
         conn.execute("DELETE FROM responsibility WHERE group_id = ?", (gid,))
     return Response(status=204)
-
-
-@bp.get("/Group")
-@requires("Group", "search")
-def search_get() -> Response:
-    return _search(False)
-
-
-@bp.post("/Group/_search")
-@requires("Group", "search")
-def search_post() -> Response:
-    return _search(True)
 
 
 def _search(post: bool) -> Response:
     ignored = frozenset({"type"}) if deviates("search-ignores-type") else frozenset()
     query = search.parse(search.request_params(post), SEARCH_PARAMS, ignored)
-    return fhir_response(search.run("Group", query, render))
+    return fhir_response(search.run("Group", query, view))
+
+
+search.add_routes(bp, "Group", _search)

@@ -1,18 +1,18 @@
 """Validation of a Group payload: FHIR structure (400) first, then Canvas rules (422)."""
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 from typing import Any
 
 from ..deviations import deviates
 from ..variants import varies
-from ..outcomes import FhirError
-from ..validation import Spec, Validator
+from ..http import FhirError
+from ..validation import REFERENCE_RE, Spec, Validator
 
 FHIR_GROUP_TYPES = frozenset({"person", "animal", "practitioner", "device", "medication", "substance"})
-CANVAS_GROUP_TYPES = frozenset({"person", "practitioner"})
-MEMBER_KIND = {"practitioner": "Practitioner", "person": "Patient"}
+TEAM, PATIENT_GROUP = "practitioner", "person"  # Group.type of a Canvas Team and of a Patient Group
+CANVAS_GROUP_TYPES = frozenset({TEAM, PATIENT_GROUP})
+MEMBER_KIND = {TEAM: "Practitioner", PATIENT_GROUP: "Patient"}
 RESPONSIBILITIES = (
     "COLLECT_SPECIMENS_FROM_PATIENT",
     "COMMUNICATE_DIAGNOSTIC_RESULTS_TO_PATIENT",
@@ -26,7 +26,6 @@ RESPONSIBILITIES = (
     "REVIEW_ERA_POSTING_EXCEPTIONS",
     "REVIEW_COVERAGES",
 )
-REFERENCE_RE = re.compile(r"^([A-Z][A-Za-z]+)/([A-Za-z0-9\-\.]{1,64})$")
 VALUE_KEYS = ("valueCodeableConcept", "valueBoolean", "valueQuantity", "valueRange", "valueReference")
 
 GROUP_ELEMENTS: dict[str, Spec] = {
@@ -120,7 +119,7 @@ def rules(group: dict[str, Any]) -> GroupDraft:
 
 
 def _responsibilities(gtype: str, characteristics: list[dict[str, Any]]) -> list[str]:
-    if characteristics and gtype != "practitioner" and not deviates("patient-group-characteristic-allowed"):
+    if characteristics and gtype != TEAM and not deviates("patient-group-characteristic-allowed"):
         raise FhirError(422, "Only teams (type practitioner) may hold responsibilities (characteristic)")
     names: list[str] = []
     for i, ch in enumerate(characteristics):

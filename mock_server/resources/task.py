@@ -7,81 +7,38 @@ without scanning every task.
 from __future__ import annotations
 
 import base64
+import json
 import sqlite3
 from datetime import datetime
 from typing import Any
 from uuid import uuid4
 
-from flask import Blueprint, Response, current_app, request
-from werkzeug.http import http_date
+from flask import Blueprint, Response
 
-from .. import fhirdate, preconditions, prefer, search, store
+from .. import dates, preconditions, search, db
 from ..auth import authorize, requires
 from ..capabilities import ResourceCapability, declare
 from ..deviations import deviates
 from ..variants import varies
-from ..outcomes import FhirError, fhir_response, not_found
+from ..http import FhirError, fhir_response, get_or_404, prefers, resource_headers, written
 from ..payload import read_resource_body
-from . import task_rules
+from . import group, task_rules
 from .task_rules import GROUP_EXT, PERMALINK_EXT
+from ..validation import REFERENCE_RE
 from ..urls import base_url
 
 bp = Blueprint("task", __name__)
-SEARCH_PARAMS = (
-    ("_id", "token"), ("description", "string"), ("label", "token"), ("owner", "reference"),
-    ("patient", "reference"), ("requester", "reference"), ("status", "token"), ("due", "date"),
-    ("modified", "date"), ("_sort", "special"),
-)
 SORTS = {
     "_id": "t.id ASC",
     "-_id": "t.id DESC",
     "due-date": "(t.due IS NULL), t.due ASC, t.id ASC",
     "-due-date": "(t.due IS NULL), t.due DESC, t.id ASC",
 }
-PREFIXES = ("eq", "ne", "gt", "lt", "ge", "le")
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS task_index (
-    id TEXT PRIMARY KEY, seq INTEGER NOT NULL, status TEXT NOT NULL, owner TEXT, patient TEXT,
-    requester TEXT NOT NULL, description TEXT, description_lower TEXT, due TEXT, modified TEXT NOT NULL
-);
-CREATE INDEX IF NOT EXISTS task_owner_status ON task_index (owner, status, seq);
-CREATE INDEX IF NOT EXISTS task_status ON task_index (status, seq);
-CREATE INDEX IF NOT EXISTS task_patient ON task_index (patient, seq);
-CREATE INDEX IF NOT EXISTS task_requester ON task_index (requester, seq);
-CREATE INDEX IF NOT EXISTS task_description ON task_index (description_lower);
-CREATE INDEX IF NOT EXISTS task_due ON task_index (due);
-CREATE INDEX IF NOT EXISTS task_modified ON task_index (modified);
-CREATE INDEX IF NOT EXISTS task_seq ON task_index (seq);
-CREATE TABLE IF NOT EXISTS task_label (
-    label TEXT NOT NULL, task_id TEXT NOT NULL, PRIMARY KEY (label, task_id)
-);
-CREATE INDEX IF NOT EXISTS task_label_task ON task_label (task_id);
-CREATE TABLE IF NOT EXISTS label (name TEXT PRIMARY KEY);   -- Canvas creates unknown labels
-"""
+PREFIXES = frozenset({"eq", "ne", "gt", "lt", "ge", "le"})
 
 
-def _create_schema(state) -> None:  # type: ignore[no-untyped-def]
-    db: store.Store = state.app.extensions["fhir.store"]
-    with db.write() as conn:
-        for statement in SCHEMA.split(";"):
-            if statement.strip():
-                conn.execute(statement)
-
-
-bp.record_once(_create_schema)
 CANVAS_TASK_DOC = ("Canvas-style Task: the team is the extension "
                    "http://schemas.canvasmedical.com/fhir/extensions/task-group")   # the Canvas marker (SPEC §0)
-declare(bp, ResourceCapability("Task", ("read", "create", "update", "search-type"), SEARCH_PARAMS[:-1],
-                               documentation=CANVAS_TASK_DOC))
-
-
-def _store() -> store.Store:
-    return current_app.extensions["fhir.store"]
-
-
-def _base() -> str:
-    return base_url()
-
 
 # ---- storage -------------------------------------------------------------------------
 
@@ -91,13 +48,11 @@ def _check_references(conn: sqlite3.Connection, draft: task_rules.TaskDraft) -> 
         rtype, _, rid = ref.partition("/")
         if kind != "*" and rtype != kind:
             raise FhirError(422, f"Task.{element} must reference a {kind}, got '{ref}'")
-        row = store.get(conn, rtype, rid) if rtype == "Group" else None
         if rtype == "Group":
-            if row is None:
-                raise FhirError(422, f"Task.{element}: {ref} does not exist")
-            if row.body.get("type") != "practitioner":
-                raise FhirError(422, f"Task.{element}: {ref} is not a team (Group of type practitioner)")
-        elif not store.exists(conn, rtype, rid):
+            problem = group.team_problem(conn, ref)
+            if problem:
+                raise FhirError(422, f"Task.{element}: {problem}")
+        elif not db.exists(conn, rtype, rid):
             raise FhirError(422, f"Task.{element}: {ref} does not exist")
 
 
@@ -140,15 +95,14 @@ def merge(draft: task_rules.TaskDraft, old: dict[str, Any] | None, replace_notes
     return content
 
 
-def save(conn: sqlite3.Connection, tid: str, draft: task_rules.TaskDraft, old: store.Row | None,
-         replace_notes: bool = False) -> store.Row:
+def save(conn: sqlite3.Connection, tid: str, draft: task_rules.TaskDraft, old: db.Row | None,
+         replace_notes: bool = False) -> db.Row:
     """Check references, then write the task and its index rows, in the caller's transaction."""
     _check_references(conn, draft)
     content = merge(draft, old.body if old else None, replace_notes, task_rules.utcnow_text())
     if content.get("group") and deviates("task-group-display-stale"):
-        team = store.get(conn, "Group", content["group"].partition("/")[2])
-        content["groupDisplay"] = team.body.get("name") if team else None
-    row = store.put(conn, "Task", tid, content, store.Index())
+        content["groupDisplay"] = group.team_name(conn, content["group"])
+    row = db.put(conn, "Task", tid, content, db.Index())
     seq = conn.execute("SELECT seq FROM resource WHERE rtype = 'Task' AND id = ?", (tid,)).fetchone()[0]
     write_index(conn, tid, seq, content, row.last_updated)
     return row
@@ -161,7 +115,7 @@ def write_index(conn: sqlite3.Connection, tid: str, seq: int, content: dict[str,
         " description_lower, due, modified) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         (tid, seq, content["status"], content.get("owner"), content.get("patient"), content["requester"],
          description, description.lower() if description else None, task_rules.index_instant(content.get("due")),
-         fhirdate.sortable(modified)),
+         dates.sortable(modified)),
     )
     conn.execute("DELETE FROM task_label WHERE task_id = ?", (tid,))
     labels = content.get("labels", [])
@@ -169,17 +123,42 @@ def write_index(conn: sqlite3.Connection, tid: str, seq: int, content: dict[str,
     conn.executemany("INSERT OR IGNORE INTO task_label (label, task_id) VALUES (?, ?)", [(label, tid) for label in labels])
 
 
-def _permalink(tid: str) -> str:
+def for_patients(conn: sqlite3.Connection, patient_ids: list[str]) -> list[db.Row]:
+    """The Tasks whose ``for`` is one of the patients (the exporter's compartment Tasks), in creation order."""
+    marks = ",".join("?" * len(patient_ids))
+    rows = conn.execute(
+        "SELECT r.id, r.version, r.last_updated, r.body FROM task_index t JOIN resource r ON r.rtype = 'Task'"
+        f" AND r.id = t.id WHERE t.patient IN ({marks}) ORDER BY r.seq", [f"Patient/{p}" for p in patient_ids])
+    return [db.Row("Task", rid, version, datetime.fromisoformat(updated), json.loads(body))
+            for rid, version, updated, body in rows]
+
+
+def _permalink(base: str, tid: str) -> str:
     token = base64.b64encode(f"Task:{tid}".encode()).decode()
-    return f"{_base()}/permalinks/v1/{token}"
+    return f"{base}/permalinks/v1/{token}"
 
 
 def _ref(reference: str) -> dict[str, str]:
     return {"reference": reference, "type": reference.partition("/")[0]}
 
 
-def render(row: store.Row) -> dict[str, Any]:
-    """The read view: reference types, the team's current name, the permalink, lastModified."""
+def view(conn: sqlite3.Connection, row: db.Row, base: str) -> dict[str, Any]:
+    """The read view of a stored Task, with its team's current name."""
+    team = row.body.get("group")
+    if not team:
+        return render(row, base)
+    name = row.body.get("groupDisplay") if deviates("task-group-display-stale") else group.team_name(conn, team)
+    return render(row, base, name)
+
+
+def _fresh_view(row: db.Row) -> dict[str, Any]:
+    """The view of a row just written (Prefer: return=representation)."""
+    with db.get_store().read() as conn:
+        return view(conn, row, base_url())
+
+
+def render(row: db.Row, base: str, team_name: str | None = None) -> dict[str, Any]:
+    """The read view: reference types, the team's name, the permalink, lastModified (pure)."""
     body = row.body
     out: dict[str, Any] = {
         "resourceType": "Task",
@@ -189,15 +168,10 @@ def render(row: store.Row) -> dict[str, Any]:
     extension = []
     if body.get("group"):
         value = _ref(body["group"])
-        with _store().read() as conn:
-            team = store.get(conn, "Group", body["group"].partition("/")[2])
-        display = team.body.get("name") if team is not None else None
-        if deviates("task-group-display-stale"):
-            display = body.get("groupDisplay")
-        if display:
-            value["display"] = display
+        if team_name:
+            value["display"] = team_name
         extension.append({"url": GROUP_EXT, "valueReference": value})
-    extension.append({"url": PERMALINK_EXT, "valueString": _permalink(row.id)})
+    extension.append({"url": PERMALINK_EXT, "valueString": _permalink(base, row.id)})
     out["extension"] = extension
     out["status"] = body["status"]
     if body.get("description") is not None:
@@ -221,18 +195,6 @@ def render(row: store.Row) -> dict[str, Any]:
     return out
 
 
-def _headers(row: store.Row) -> dict[str, str]:
-    headers = {} if varies("no-etag") else {"ETag": f'W/"{row.version}"'}
-    if not deviates("last-modified-missing"):
-        headers["Last-Modified"] = http_date(row.last_updated)
-    return headers
-
-
-def _replace_notes() -> bool:
-    prefer = request.headers.get("Prefer", "")
-    return any(p.strip().lower() == "note-replace" for p in prefer.replace(";", ",").split(","))
-
-
 # ---- interactions --------------------------------------------------------------------
 
 
@@ -241,22 +203,20 @@ def _replace_notes() -> bool:
 def create() -> Response:
     draft = task_rules.rules(task_rules.structure(read_resource_body()))
     tid = uuid4().hex
-    with _store().write() as conn:
+    with db.get_store().write() as conn:
         row = save(conn, tid, draft, None)
-    headers = _headers(row)
-    headers["Location"] = f"{_base()}/Task/{tid}" + (f"/_history/{row.version}"
+    headers = resource_headers(row)
+    headers["Location"] = f"{base_url()}/Task/{tid}" + (f"/_history/{row.version}"
                                                      if varies("location-with-history") else "")
-    return prefer.written(201, headers, lambda: render(row), f"Created Task/{tid}")
+    return written(201, headers, lambda: _fresh_view(row), f"Created Task/{tid}")
 
 
 @bp.get("/Task/<tid>")
 @requires("Task", "read")
 def read(tid: str) -> Response:
-    with _store().read() as conn:
-        row = store.get(conn, "Task", tid)
-    if row is None:
-        raise not_found("Task", tid)
-    return fhir_response(render(row), headers=_headers(row))
+    with db.get_store().read() as conn:
+        row = get_or_404(conn, "Task", tid)
+        return fhir_response(view(conn, row, base_url()), headers=resource_headers(row))
 
 
 @bp.put("/Task/<tid>")
@@ -269,13 +229,11 @@ def update(tid: str) -> Response:
         raise FhirError(400, f"Task.id '{task['id']}' does not match the URL id '{tid}'")
     draft = task_rules.rules(task)
     since = preconditions.if_unmodified_since()
-    with _store().write() as conn:
-        old = store.get(conn, "Task", tid)
-        if old is None:
-            raise not_found("Task", tid)
+    with db.get_store().write() as conn:
+        old = get_or_404(conn, "Task", tid)
         preconditions.check(old, since)
-        row = save(conn, tid, draft, old, _replace_notes())
-    return prefer.written(200, _headers(row), lambda: render(row), f"Updated Task/{tid}")
+        row = save(conn, tid, draft, old, prefers("note-replace"))
+    return written(200, resource_headers(row), lambda: _fresh_view(row), f"Updated Task/{tid}")
 
 
 @bp.delete("/Task/<tid>")
@@ -284,30 +242,14 @@ def delete(tid: str) -> Response:
     raise FhirError(405, "DELETE is not supported for Task", headers={"Allow": "GET, PUT"})
 
 
-@bp.get("/Task")
-@requires("Task", "search")
-def search_get() -> Response:
-    return fhir_response(run(parse(search.request_params(False))))
-
-
-@bp.post("/Task/_search")
-@requires("Task", "search")
-def search_post() -> Response:
-    return fhir_response(run(parse(search.request_params(True))))
-
-
-# ---- search --------------------------------------------------------------------------
-
-
-class TaskQuery(search.Query):
-    order: str = "t.seq ASC"
+# ---- search (the generic search.py, with Task's own compilers and page over task_index) ----
 
 
 def _reference_values(name: str, kind: str, values: list[str]) -> list[str]:
     out = []
     for value in values:
         ref = value if "/" in value else f"{kind}/{value}"
-        m = task_rules.REFERENCE_RE.match(ref)
+        m = REFERENCE_RE.match(ref)
         if not m or m.group(1) != kind:
             raise FhirError(400, f"Invalid value for {name}: '{value}' (expected {kind}/<id>)")
         out.append(ref)
@@ -315,13 +257,13 @@ def _reference_values(name: str, kind: str, values: list[str]) -> list[str]:
 
 
 def _date_clause(name: str, column: str, value: str) -> tuple[str, list[str]]:
-    prefix, text = (value[:2], value[2:]) if value[:2] in PREFIXES else ("eq", value)
+    prefix, text = dates.split_prefix(value, PREFIXES)
     try:
-        parsed = fhirdate.parse(text)
+        parsed = dates.parse(text)
     except ValueError as exc:
         raise FhirError(400, f"Invalid value for {name}: {exc} (expected [eq|ne|gt|lt|ge|le]<date or dateTime>, "
-                             f"{fhirdate.RANGE_TEXT})") from None
-    s, e = fhirdate.sortable(parsed.start), fhirdate.sortable(parsed.end)
+                             f"{dates.RANGE_TEXT})") from None
+    s, e = dates.sortable(parsed.start), dates.sortable(parsed.end)
     if prefix == "lt" and name == "due" and deviates("task-due-lt-as-le"):
         prefix = "le"
     return {
@@ -334,86 +276,80 @@ def _date_clause(name: str, column: str, value: str) -> tuple[str, list[str]]:
     }[prefix]
 
 
-def parse(items: list[tuple[str, str]]) -> TaskQuery:
-    """Validate the request's parameters into SQL over task_index (alias t); unknown ones are ignored."""
-    config = current_app.config["MOCK"]
-    q = TaskQuery(count=config.page_default)
-    orders: list[str] = []
-    for key, value in items:
-        name, _, modifier = key.partition(":")
-        if name == "_count":
-            q.count = min(search._int(name, value), config.page_max)
-            continue
-        if name == "_offset":
-            q.offset = min(search._int(name, value), search.MAX_OFFSET)
-            continue
-        if name not in dict(SEARCH_PARAMS):
-            continue
-        if modifier and not (name == "description" and modifier in ("exact", "contains")):
-            raise FhirError(400, f"Unsupported modifier '{key}'")
-        values = [v for v in value.split(",") if v]
-        if not values:
-            continue
-        q.used.append((key, value))
-        marks = ", ".join("?" * len(values))
-        if name == "_sort":
-            bad = [v for v in values if v not in SORTS]
-            if bad:
-                raise FhirError(400, f"Invalid value for _sort: '{bad[0]}' (expected one of {', '.join(SORTS)})")
-            if not deviates("task-sort-ignored"):
-                orders += [SORTS[v] for v in values]
-        elif name == "_id":
-            q.add(f"t.id IN ({marks})", values)
-        elif name == "status":
-            bad = [v for v in values if v not in task_rules.CANVAS_TASK_STATUS]
-            if bad:
-                raise FhirError(400, f"Invalid value for status: '{bad[0]}' (expected requested, completed or cancelled)")
-            if not deviates("task-status-search-ignored"):
-                q.add(f"t.status IN ({marks})", values)
-        elif name == "label":
-            if not deviates("task-label-search-ignored"):
-                q.add(f"t.id IN (SELECT l.task_id FROM task_label l WHERE l.label IN ({marks}))", values)
-        elif name in ("owner", "requester", "patient"):
-            kind = "Patient" if name == "patient" else "Practitioner"
-            q.add(f"t.{name} IN ({marks})", _reference_values(name, kind, values))
-        elif name == "description":
-            if modifier == "exact":
-                test, args = "t.description = ?", values
-            elif modifier == "contains":
-                test, args = "t.description_lower LIKE ? ESCAPE '\\'", [f"%{search._like(v.lower())}%" for v in values]
-            else:
-                test, args = "t.description_lower LIKE ? ESCAPE '\\'", [f"{search._like(v.lower())}%" for v in values]
-            q.add("(" + " OR ".join([test] * len(values)) + ")", args)
-        else:  # due, modified: each repetition ANDs, comma-separated values OR
-            column = "t.due" if name == "due" else "t.modified"
-            clauses = [_date_clause(name, column, v) for v in values]
-            q.add("(" + " OR ".join(c for c, _ in clauses) + ")", [a for _, args in clauses for a in args])
-    if orders:
-        q.order = ", ".join([*orders, "t.seq ASC"])
-    return q
+def _marks(values: list[str]) -> str:
+    return ", ".join("?" * len(values))
 
 
-def page(conn: sqlite3.Connection, q: TaskQuery) -> tuple[int, list[store.Row]]:
+def _sort(q: search.Query, modifier: str, values: list[str]) -> None:
+    if not deviates("task-sort-ignored"):
+        q.order += [SORTS[v] for v in values]
+
+
+def _id(q: search.Query, modifier: str, values: list[str]) -> None:
+    q.add(f"t.id IN ({_marks(values)})", values)
+
+
+def _status(q: search.Query, modifier: str, values: list[str]) -> None:
+    if not deviates("task-status-search-ignored"):
+        q.add(f"t.status IN ({_marks(values)})", values)
+
+
+def _label(q: search.Query, modifier: str, values: list[str]) -> None:
+    if not deviates("task-label-search-ignored"):
+        q.add(f"t.id IN (SELECT l.task_id FROM task_label l WHERE l.label IN ({_marks(values)}))", values)
+
+
+def _description(q: search.Query, modifier: str, values: list[str]) -> None:
+    test, args = search.string_test("t.description", "t.description_lower", modifier, values)
+    q.add(f"({test})", args)
+
+
+def _reference(name: str, kind: str) -> search.Compiler:
+    def compile_reference(q: search.Query, modifier: str, values: list[str]) -> None:
+        q.add(f"t.{name} IN ({_marks(values)})", _reference_values(name, kind, values))
+    return compile_reference
+
+
+def _date(name: str, column: str) -> search.Compiler:
+    def compile_date(q: search.Query, modifier: str, values: list[str]) -> None:
+        """Each repetition ANDs, comma-separated values OR."""
+        clauses = [_date_clause(name, column, v) for v in values]
+        q.add("(" + " OR ".join(c for c, _ in clauses) + ")", [a for _, args in clauses for a in args])
+    return compile_date
+
+
+SEARCH_PARAMS = (
+    search.SearchParam("_id", "id", "token", compile=_id),
+    search.SearchParam("description", "string", "string", compile=_description),
+    search.SearchParam("label", "token", "token", compile=_label),
+    search.SearchParam("owner", "reference", "reference", compile=_reference("owner", "Practitioner")),
+    search.SearchParam("patient", "reference", "reference", compile=_reference("patient", "Patient")),
+    search.SearchParam("requester", "reference", "reference", compile=_reference("requester", "Practitioner")),
+    search.SearchParam("status", "token", "token", task_rules.CANVAS_TASK_STATUS, _status),
+    search.SearchParam("due", "date", "date", compile=_date("due", "t.due")),
+    search.SearchParam("modified", "date", "date", compile=_date("modified", "t.modified")),
+    search.SearchParam("_sort", "special", "special", tuple(SORTS), _sort),
+)
+declare(bp, ResourceCapability("Task", ("read", "create", "update", "search-type"), search.capability(SEARCH_PARAMS),
+                               documentation=CANVAS_TASK_DOC))
+
+
+def page(conn: sqlite3.Connection, rtype: str, q: search.Query) -> tuple[int, list[db.Row]]:
+    """One page of Tasks from task_index (alias t), in the requested order, then creation order."""
     cond = q.condition()
     total = conn.execute(f"SELECT COUNT(*) FROM task_index t WHERE {cond}", q.args).fetchone()[0]
     if q.count <= 0:
         return total, []
-    ids = [r[0] for r in conn.execute(f"SELECT t.id FROM task_index t WHERE {cond} ORDER BY {q.order} LIMIT ? OFFSET ?",
+    order = ", ".join([*q.order, "t.seq ASC"])
+    ids = [r[0] for r in conn.execute(f"SELECT t.id FROM task_index t WHERE {cond} ORDER BY {order} LIMIT ? OFFSET ?",
                                       [*q.args, q.count, q.offset])]
-    rows = [store.get(conn, "Task", tid) for tid in ids]
+    rows = [db.get(conn, "Task", tid) for tid in ids]
     return total, [r for r in rows if r is not None]
 
 
-def run(q: TaskQuery) -> dict[str, Any]:
-    with _store().read() as conn:
-        total, rows = page(conn, q)
-        resources = [render(row) for row in rows]
-    base = _base()
-    bundle: dict[str, Any] = {"resourceType": "Bundle", "type": "searchset", "total": total}
-    links = search._links(f"{base}/Task", q, total)
-    if links:
-        bundle["link"] = links
-    if resources:
-        bundle["entry"] = [{"fullUrl": f"{base}/Task/{r['id']}", "resource": r, "search": {"mode": "match"}}
-                           for r in resources]
-    return bundle
+def _search(post: bool) -> Response:
+    query = search.parse(search.request_params(post), SEARCH_PARAMS)
+    return fhir_response(search.run("Task", query, view, page))
+
+
+search.add_routes(bp, "Task", _search)

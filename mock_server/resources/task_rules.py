@@ -5,27 +5,25 @@ transaction by ``task.save``; everything here needs no database.
 """
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
-from .. import fhirdate
+from .. import dates
 from ..deviations import deviates
 from ..variants import varies
-from ..outcomes import FhirError
-from ..validation import Spec, Validator
+from ..http import FhirError
+from ..validation import REFERENCE_RE, Spec, Validator
 
 GROUP_EXT = "http://schemas.canvasmedical.com/fhir/extensions/task-group"
 PERMALINK_EXT = "http://schemas.canvasmedical.com/fhir/extensions/task-permalink"
 # R4 required bindings (task-status, task-intent) and the subsets Canvas supports.
 FHIR_TASK_STATUS = frozenset({"draft", "requested", "received", "accepted", "rejected", "ready", "cancelled",
                               "in-progress", "on-hold", "failed", "completed", "entered-in-error"})
-CANVAS_TASK_STATUS = frozenset({"requested", "completed", "cancelled"})
+CANVAS_TASK_STATUS = ("requested", "completed", "cancelled")  # open, closed, closed
 FHIR_TASK_INTENT = frozenset({"unknown", "proposal", "plan", "order", "original-order", "reflex-order",
                               "filler-order", "instance-order", "option"})
 CANVAS_TASK_INTENT = frozenset({"unknown"})
-REFERENCE_RE = re.compile(r"^([A-Z][A-Za-z]+)/([A-Za-z0-9\-\.]{1,64})$")
 
 TASK_ELEMENTS: dict[str, Spec] = {
     "identifier": ["Identifier"],
@@ -51,7 +49,7 @@ def utcnow_text() -> str:
 
 def normalize_instant(value: str) -> str:
     """A dateTime with a time becomes UTC ISO text (no timezone = UTC); a partial date stays as sent."""
-    parsed = fhirdate.parse(value)
+    parsed = dates.parse(value)
     return parsed.start.isoformat() if parsed.has_time else value
 
 
@@ -59,7 +57,7 @@ def index_instant(value: str | None) -> str | None:
     """Sortable UTC text for the search index (a partial date indexes as the start of its range)."""
     if not value:
         return None
-    return fhirdate.sortable(fhirdate.parse(value).start)
+    return dates.sortable(dates.parse(value).start)
 
 
 @dataclass
@@ -82,17 +80,9 @@ class TaskDraft:
 
 def _before(later: Any, earlier: Any) -> bool:
     """True when both are dateTimes and ``later`` is before ``earlier`` (FHIR Task inv-1)."""
-    from datetime import datetime, timezone
-
-    def parse(value: Any) -> datetime | None:
-        try:
-            when = datetime.fromisoformat(str(value).replace("Z", "+00:00"))
-        except ValueError:
-            return None
-        return when if when.tzinfo else when.replace(tzinfo=timezone.utc)
-
-    a, b = parse(later) if later else None, parse(earlier) if earlier else None
-    return a is not None and b is not None and a < b
+    a = dates.span(later) if isinstance(later, str) else None
+    b = dates.span(earlier) if isinstance(earlier, str) else None
+    return a is not None and b is not None and a[0] < b[0]
 
 
 def structure(body: dict[str, Any]) -> dict[str, Any]:

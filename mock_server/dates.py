@@ -1,5 +1,7 @@
 """The one FHIR date/dateTime/instant parser of the mock (searches, filters, bodies, export windows).
 
+Search values carry a comparison prefix (``ge2024-01``): ``split_prefix`` takes it off.
+
 A value denotes the half-open range ``[start, end)`` of its precision, in UTC. Years run
 0001-9999 (SPEC §7); anything else, or an impossible calendar date, raises ``ValueError``
 with a readable reason, which callers turn into a 400. Ranges touching the ends of the
@@ -26,11 +28,6 @@ class FhirDate:
     end: datetime
     has_time: bool
     has_zone: bool
-
-    @property
-    def is_instant(self) -> bool:
-        """Precise to the second with a zone: what FHIR calls an instant (``_since``)."""
-        return self.has_time and self.has_zone and self.end - self.start <= timedelta(seconds=1)
 
 
 def _utc(moment: datetime) -> datetime:
@@ -90,6 +87,25 @@ def parse(text: str) -> FhirDate:
     except ValueError as exc:
         raise ValueError(f"'{text[:64]}' is not a valid date ({exc})") from None
     return FhirDate(_utc(start), _utc(end), hour is not None, zone is not None)
+
+
+def span(text: str) -> tuple[datetime, datetime] | None:
+    """[start, end) of a FHIR date/dateTime at its precision; None when it is not one."""
+    try:
+        parsed = parse(text)
+    except ValueError:
+        return None
+    return parsed.start, parsed.end
+
+
+SEARCH_PREFIXES = frozenset({"eq", "ne", "gt", "lt", "ge", "le", "sa", "eb", "ap"})  # FHIR search.html#prefix
+
+
+def split_prefix(text: str, known: frozenset[str] = SEARCH_PREFIXES) -> tuple[str, str]:
+    """(prefix, value) of a date or quantity search value; 'eq' when it carries none of ``known``."""
+    if len(text) > 2 and text[:2] in known:
+        return text[:2], text[2:]
+    return "eq", text
 
 
 def is_valid(text: object) -> bool:

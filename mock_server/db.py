@@ -1,4 +1,9 @@
-"""SQLite storage: schema, per-thread connections, resource rows and their search-index rows."""
+"""The database: every table (``schema.sql``), every connection, and the resource rows.
+
+Like flaskr's ``db.py``: ``init_app`` opens the store, ``get_store`` reaches it from anywhere.
+Modules own their tables (``schema.sql`` says which) and reach them through a connection
+from here; the ``resource`` rows and their search index are read and written below.
+"""
 from __future__ import annotations
 
 import json
@@ -7,39 +12,12 @@ import threading
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timezone
+from pathlib import Path
 from typing import Any, Iterator, Sequence
 
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS resource (
-    seq INTEGER PRIMARY KEY AUTOINCREMENT,   -- creation order, the stable search sort
-    rtype TEXT NOT NULL,
-    id TEXT NOT NULL,
-    version INTEGER NOT NULL,
-    last_updated TEXT NOT NULL,
-    body TEXT NOT NULL,
-    UNIQUE (rtype, id)
-);
-CREATE TABLE IF NOT EXISTS search_string (   -- string params; value_lower for case-insensitive search
-    rtype TEXT NOT NULL, id TEXT NOT NULL, param TEXT NOT NULL,
-    value TEXT NOT NULL, value_lower TEXT NOT NULL
-);
-CREATE INDEX IF NOT EXISTS search_string_value ON search_string (rtype, param, value_lower);
-CREATE INDEX IF NOT EXISTS search_string_owner ON search_string (rtype, id);
-CREATE TABLE IF NOT EXISTS search_token (    -- token and reference params (type, member, ...)
-    rtype TEXT NOT NULL, id TEXT NOT NULL, param TEXT NOT NULL, value TEXT NOT NULL
-);
-CREATE INDEX IF NOT EXISTS search_token_value_id ON search_token (rtype, param, value, id);  -- the probe of each candidate is a seek
-DROP INDEX IF EXISTS search_token_value;
-CREATE INDEX IF NOT EXISTS search_token_owner ON search_token (rtype, id);
-CREATE TABLE IF NOT EXISTS responsibility (  -- the database enforces one team per responsibility
-    name TEXT PRIMARY KEY,
-    group_id TEXT NOT NULL
-);
-CREATE INDEX IF NOT EXISTS responsibility_group ON responsibility (group_id);
-CREATE TABLE IF NOT EXISTS access_token (
-    token TEXT PRIMARY KEY, scopes TEXT NOT NULL, expires_at REAL NOT NULL
-);
-"""
+from flask import Flask, current_app
+
+SCHEMA = (Path(__file__).parent / "schema.sql").read_text(encoding="utf-8")
 
 
 def utcnow() -> datetime:
@@ -77,7 +55,8 @@ class Store:
         self._lock = threading.RLock()
         self._local = threading.local()
         self._all: list[sqlite3.Connection] = []
-        with self._lock:
+        self._closed = False
+        with self._lock:  # executescript commits on its own: run it outside any transaction
             self._conn().executescript(SCHEMA)
 
     def _connect(self) -> sqlite3.Connection:
@@ -139,6 +118,11 @@ class Store:
             if self.memory:
                 self._lock.release()
 
+    @property
+    def closed(self) -> bool:
+        """True once ``close`` ran (a background thread then stops quietly)."""
+        return self._closed
+
     def close(self) -> None:
         with self._lock:
             for conn in self._all:
@@ -147,11 +131,31 @@ class Store:
                 except sqlite3.Error:
                     pass
             self._all.clear()
+            self._closed = True
         self._local = threading.local()
+
+
+STORE_KEY = "fhir.store"
+
+
+def init_app(app: Flask, path: str) -> Store:
+    """Open (and, if new, create) the database of ``app``."""
+    store = app.extensions[STORE_KEY] = Store(path)
+    return store
+
+
+def get_store(app: Flask | None = None) -> Store:
+    """The store of ``app`` (default: the current app)."""
+    return (app or current_app).extensions[STORE_KEY]
 
 
 def _row(r: tuple[Any, ...]) -> Row:
     return Row(r[0], r[1], r[2], datetime.fromisoformat(r[3]), json.loads(r[4]))
+
+
+def counts(conn: sqlite3.Connection) -> dict[str, int]:
+    """How many resources of each type are stored."""
+    return dict(conn.execute("SELECT rtype, COUNT(*) FROM resource GROUP BY rtype").fetchall())
 
 
 def get(conn: sqlite3.Connection, rtype: str, rid: str) -> Row | None:
@@ -221,3 +225,45 @@ def page(
             )
         ]
     return total, rows
+
+
+# ---- reads for the exporter: rows by id within a lastUpdated window, without parsing bodies ----
+
+# meta.lastUpdated as exported ("2024-01-02T03:04:05.000000Z") from the stored UTC isoformat text, in SQL
+EXPORT_INSTANT_SQL = ("substr(last_updated, 1, 19) || '.' || CASE WHEN substr(last_updated, 20, 1) = '.'"
+                      " THEN substr(last_updated, 21, 6) ELSE '000000' END || 'Z'")
+
+
+def window(since: str | None, until: str | None) -> tuple[str, list[str]]:
+    """`` AND …`` clauses keeping rows with since <= last_updated <= until (bounds as UTC isoformat text).
+
+    Stored instants and the bounds are all ``datetime.isoformat()`` of UTC values, whose text
+    order is their time order (``+`` sorts before ``.``, so 07+00:00 < 07.5+00:00)."""
+    clauses, args = [], []
+    if since is not None:
+        clauses.append("last_updated >= ?")
+        args.append(since)
+    if until is not None:
+        clauses.append("last_updated <= ?")
+        args.append(until)
+    return "".join(f" AND {c}" for c in clauses), args
+
+
+def bodies(conn: sqlite3.Connection, rtype: str, ids: Sequence[str], since: str | None = None,
+           until: str | None = None) -> Iterator[tuple[str, str, str]]:
+    """(id, last_updated text, body text) of the ``ids`` in the window, in creation order."""
+    where, args = window(since, until)
+    marks = ",".join("?" * len(ids))
+    yield from conn.execute(f"SELECT id, last_updated, body FROM resource WHERE rtype = ? AND id IN ({marks}){where}"
+                            " ORDER BY seq", [rtype, *ids, *args])
+
+
+def export_texts(conn: sqlite3.Connection, rtype: str, ids: Sequence[str], since: str | None = None,
+                 until: str | None = None) -> Iterator[str]:
+    """The rows as exported JSON text (SQLite sets resourceType, id and meta.lastUpdated: nothing parsed)."""
+    where, args = window(since, until)
+    marks = ",".join("?" * len(ids))
+    for (text,) in conn.execute(
+            f"SELECT json_set(body, '$.resourceType', rtype, '$.id', id, '$.meta.lastUpdated', {EXPORT_INSTANT_SQL})"
+            f" FROM resource WHERE rtype = ? AND id IN ({marks}){where} ORDER BY seq", [rtype, *ids, *args]):
+        yield text

@@ -1,13 +1,21 @@
-"""OperationOutcome responses, and error handlers so that no error escapes as HTML or a bare 500."""
+"""The mock's HTTP helpers: errors as OperationOutcome, resource headers, Prefer, 404s.
+
+Every view answers through these, so an error body, an ETag or a ``Prefer: return=``
+is decided in one place: ``FhirError`` anywhere in a view becomes an OperationOutcome
+(``register_error_handlers``: no error escapes as HTML or a bare 500).
+"""
 from __future__ import annotations
 
 import json
 import logging
-from typing import Any
+import sqlite3
+from typing import Any, Callable
 
 from flask import Flask, Response, request
 from werkzeug.exceptions import HTTPException
+from werkzeug.http import http_date
 
+from . import db
 from .deviations import deviates
 from .variants import varies
 
@@ -102,3 +110,58 @@ def not_found(rtype: str, rid: str) -> FhirError:
     if deviates("not-found-as-400"):
         return FhirError(400, text, "invalid")
     return FhirError(404, text)
+
+
+def get_or_404(conn: sqlite3.Connection, rtype: str, rid: str) -> db.Row:
+    """The stored row, or the unknown-id error."""
+    row = db.get(conn, rtype, rid)
+    if row is None:
+        raise not_found(rtype, rid)
+    return row
+
+
+def resource_headers(row: db.Row) -> dict[str, str]:
+    """ETag (version) and Last-Modified of a read, create or update answer."""
+    headers = {} if varies("no-etag") else {"ETag": f'W/"{row.version}"'}
+    if not deviates("last-modified-missing"):
+        headers["Last-Modified"] = http_date(row.last_updated)
+    return headers
+
+
+# ---- Prefer (FHIR R4 http.html#ins-ret, async, handling) ---------------------------------
+
+
+def prefer_tokens() -> list[str]:
+    """The request's Prefer header as lower-case tokens without spaces ('return=minimal', 'respond-async')."""
+    return [p.replace(" ", "").lower() for p in request.headers.get("Prefer", "").replace(";", ",").split(",")
+            if p.strip()]
+
+
+def prefers(token: str) -> bool:
+    """True when the client's Prefer header holds ``token`` (e.g. 'respond-async', 'handling=lenient')."""
+    return token.lower() in prefer_tokens()
+
+
+def return_preference() -> str | None:
+    """'minimal', 'representation' or 'OperationOutcome' when the request asks for one, else None."""
+    for part in prefer_tokens():
+        name, _, value = part.partition("=")
+        if name == "return":
+            value = value.strip('"')
+            for known in ("minimal", "representation", "OperationOutcome"):
+                if value == known.lower():
+                    return known
+    return None
+
+
+def written(status: int, headers: dict[str, str], representation: Callable[[], dict[str, Any]],
+            what: str) -> Response:
+    """The answer to a successful create/update, shaped by the client's return preference.
+
+    Without ``Prefer: return=`` the body stays empty, as Canvas answers (SPEC §1, §7)."""
+    wanted = return_preference()
+    if wanted == "representation":
+        return fhir_response(representation(), status, headers)
+    if wanted == "OperationOutcome":
+        return fhir_response(operation_outcome("informational", what, "information"), status, headers)
+    return fhir_response(None, status, headers)

@@ -1,9 +1,12 @@
-"""Export jobs: the table they live in, the background worker that runs them, the NDJSON writer.
+"""Export jobs: the job rows, the runner the worker calls, and the NDJSON writer.
 
-A kick-off only inserts a ``queued`` row; the worker thread picks jobs up in order and
-writes one file per resource type, streaming members in batches (bounded memory). Jobs
-and files live beside the database, so both survive a restart (a job that was running
-is simply run again).
+A kick-off (``routes.py``) only queues a row in ``export_job``; the worker (``..jobs``)
+calls ``run_pending``, which writes one file per resource type, streaming members in
+batches (bounded memory). What is written is read through the functions of the
+modules that own it: members from ``resources.group``/``cohort``, Patients from
+``resources.directory``, compartments from ``population``, Tasks from
+``resources.task`` (rendered as a read shows them), rows from ``db``. Jobs and files
+live beside the database, so both survive a restart (a running job simply runs again).
 """
 from __future__ import annotations
 
@@ -11,62 +14,66 @@ import json
 import logging
 import shutil
 import tempfile
-import threading
 import time
-from dataclasses import dataclass
+import uuid
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import IO, Any, Iterator
 
 from flask import Flask
 
-from .. import store
+from .. import cohort, db, jobs, population
 from ..deviations import deviates
+from ..resources import directory, group, task
 from ..variants import varies
+from .params import ExportParams
 
 log = logging.getLogger(__name__)
-
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS export_job (
-    id TEXT PRIMARY KEY,
-    status TEXT NOT NULL,              -- queued | running | complete | failed
-    created REAL NOT NULL,
-    request_url TEXT NOT NULL,
-    base_url TEXT NOT NULL,
-    group_id TEXT NOT NULL,
-    params TEXT NOT NULL,
-    progress TEXT NOT NULL DEFAULT '',
-    manifest TEXT,
-    error TEXT,
-    finished REAL,
-    last_poll REAL,
-    polls INTEGER NOT NULL DEFAULT 0
-);
-"""
+TABLE = "export_job"
 BATCH = 500
-# meta.lastUpdated as exported ("2024-01-02T03:04:05.000000Z") from the stored UTC isoformat text, in SQL
-EXPORT_INSTANT_SQL = ("substr(last_updated, 1, 19) || '.' || CASE WHEN substr(last_updated, 20, 1) = '.'"
-                      " THEN substr(last_updated, 21, 6) ELSE '000000' END || 'Z'")
-COMPARTMENT_TYPES = ("Condition", "Encounter", "Observation")
 
 
-@dataclass(frozen=True)
-class ExportParams:
-    types: tuple[str, ...] | None = None        # None: every type
-    since: str | None = None                    # ISO instants, compared as datetimes
-    until: str | None = None
-    elements: tuple[str, ...] | None = None
-    patients: tuple[str, ...] | None = None     # POST patient: a subset of the members
-    ignored: tuple[str, ...] = ()               # unsupported parameters ignored under handling=lenient
-    scope: str = "group"                        # "group" (Group/<id>/$export) or "patients" (Patient/$export)
+# ---- the job rows ----------------------------------------------------------------------------------
 
-    def to_json(self) -> str:
-        return json.dumps(self.__dict__)
 
-    @classmethod
-    def from_json(cls, text: str) -> "ExportParams":
-        raw = json.loads(text)
-        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in raw.items()})
+def queue(app: Flask, request_url: str, base_url: str, group_id: str, params: ExportParams) -> str:
+    """A new queued job; the worker is woken. Returns the job id."""
+    job_id = uuid.uuid4().hex
+    with db.get_store(app).write() as conn:
+        conn.execute(f"INSERT INTO {TABLE} (id, status, created, request_url, base_url, group_id, params)"
+                     " VALUES (?, 'queued', ?, ?, ?, ?, ?)",
+                     (job_id, time.time(), request_url, base_url, group_id, params.to_json()))
+    jobs.wake(app)
+    return job_id
+
+
+def record_poll(app: Flask, job_id: str, now: float) -> None:
+    with db.get_store(app).write() as conn:
+        conn.execute(f"UPDATE {TABLE} SET last_poll = ?, polls = polls + 1 WHERE id = ?", (now, job_id))
+
+
+def cancel(app: Flask, job_id: str) -> None:
+    """Delete the job (a running job notices at its next batch) and its files."""
+    with db.get_store(app).write() as conn:
+        jobs.remove(conn, TABLE, job_id)
+    shutil.rmtree(job_dir(app, job_id), ignore_errors=True)
+
+
+def init_app(app: Flask) -> None:
+    """Jobs left running by a stopped mock are queued again; the worker runs them."""
+    with db.get_store(app).write() as conn:
+        jobs.requeue_running(conn, TABLE)
+    jobs.register(app, "export", run_pending)
+
+
+def run_pending(app: Flask) -> bool:
+    """The worker's runner: run the oldest queued export, if any."""
+    with db.get_store(app).write() as conn:
+        job = jobs.claim_next(conn, TABLE)
+    if job is None:
+        return False
+    run_job(app, job)
+    return True
 
 
 def export_dir(app: Flask) -> Path:
@@ -92,17 +99,15 @@ def job_dir(app: Flask, job_id: str) -> Path:
     return export_dir(app) / job_id
 
 
-def _parse(value: str | None) -> datetime | None:
-    if value is None:
-        return None
-    dt = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    return dt if dt.tzinfo else dt.replace(tzinfo=timezone.utc)
-
-
 def progress_text(done: int, total: int) -> str:
     """X-Progress, leading with a percentage (clients display it as such): '45% (900 of 2000 members)'."""
     percent = 100 * done // total if total else 100
     return f"{percent}% ({done} of {total} members exported)"
+
+
+def _instant(value: str | None) -> datetime | None:
+    """A window bound as stored by the kick-off (UTC ``isoformat`` text)."""
+    return None if value is None else datetime.fromisoformat(value)
 
 
 class Cancelled(Exception):
@@ -147,9 +152,11 @@ class Exporter:
 
     def __init__(self, app: Flask, job: dict[str, Any]):
         self.app, self.job = app, job
-        self.db: store.Store = app.extensions["fhir.store"]
+        self.database: db.Store = db.get_store(app)
         self.params = ExportParams.from_json(job["params"])
-        self.since, self.until = _parse(self.params.since), _parse(self.params.until)
+        self.since, self.until = _instant(self.params.since), _instant(self.params.until)
+        # the window as stored text, for the owners' queries (export-since-ignored drops the lower bound)
+        self.window = (None if deviates("export-since-ignored") else self.params.since, self.params.until)
         self.referenced: set[str] = set()    # variant export-referenced-practitioners: written once each
 
     def wanted(self, rtype: str) -> bool:
@@ -158,31 +165,17 @@ class Exporter:
         return rtype in self.params.types
 
     def in_window(self, last_updated: str) -> bool:
-        when = _parse(last_updated)
+        when = datetime.fromisoformat(last_updated)
         if self.since is not None and when < self.since and not deviates("export-since-ignored"):
             return False
         return self.until is None or when <= self.until
-
-    def window_sql(self) -> tuple[str, list[str]]:
-        """``in_window`` as SQL over the stored UTC ISO text (``last_updated``), so skipped rows are never read.
-
-        Stored instants and the window bounds are all ``datetime.isoformat()`` of UTC values, whose
-        text order is their time order (``+`` sorts before ``.``, so 07+00:00 < 07.5+00:00)."""
-        clauses, args = [], []
-        if self.params.since is not None and not deviates("export-since-ignored"):
-            clauses.append("last_updated >= ?")
-            args.append(_parse(self.params.since).isoformat())
-        if self.params.until is not None:
-            clauses.append("last_updated <= ?")
-            args.append(_parse(self.params.until).isoformat())
-        return "".join(f" AND {c}" for c in clauses), args
 
     def verbatim(self) -> bool:
         """True when stored text can be written as is: no _elements, no deviation rewriting lines."""
         return not self.params.elements and not deviates("export-wrong-line-type")
 
     def shape(self, body: dict[str, Any], rtype: str, rid: str, last_updated: str) -> dict[str, Any]:
-        meta = {**body.get("meta", {}), "lastUpdated": _parse(last_updated).strftime("%Y-%m-%dT%H:%M:%S.%fZ")}
+        meta = {**body.get("meta", {}), "lastUpdated": datetime.fromisoformat(last_updated).strftime("%Y-%m-%dT%H:%M:%S.%fZ")}
         out = {"resourceType": rtype, "id": rid, **{k: v for k, v in body.items() if k not in ("resourceType", "id", "meta")}}
         out["meta"] = meta
         if self.params.elements:
@@ -201,39 +194,34 @@ class Exporter:
         if self.params.scope == "patients":   # Patient-level export: every Patient, in creation order
             last = 0
             while True:
-                with self.db.read() as conn:
-                    rows = conn.execute("SELECT seq, id FROM resource WHERE rtype = 'Patient' AND seq > ?"
-                                        " ORDER BY seq LIMIT ?", (last, BATCH)).fetchall()
+                with self.database.read() as conn:
+                    rows = directory.patients_after(conn, last, BATCH)
                 if not rows:
                     return
                 last = rows[-1][0]
                 yield [("Patient", rid) for _, rid in rows]
-        cohort = self._cohort_members()
-        if cohort is not None:   # Bulk Cohort group: membership computed now, at export
-            for start in range(0, len(cohort), BATCH):
-                yield [("Patient", rid) for rid in cohort[start:start + BATCH]]
+        computed = self._cohort_members()
+        if computed is not None:   # Bulk Cohort group: membership computed now, at export
+            for start in range(0, len(computed), BATCH):
+                yield [("Patient", rid) for rid in computed[start:start + BATCH]]
             return
         offset = 0
         while True:
-            with self.db.read() as conn:
-                rows = conn.execute(
-                    "SELECT value FROM search_token WHERE rtype = 'Group' AND id = ? AND param = 'member'"
-                    " ORDER BY rowid LIMIT ? OFFSET ?", (self.job["group_id"], BATCH, offset)).fetchall()
-            if not rows:
+            with self.database.read() as conn:
+                members = group.members_page(conn, self.job["group_id"], offset, BATCH)
+            if not members:
                 return
-            offset += len(rows)
-            yield [tuple(v.split("/", 1)) for (v,) in rows]  # type: ignore[misc]
+            offset += len(members)
+            yield members
 
     def check_cancelled(self) -> None:
-        worker = self.app.extensions.get("fhir.bulk.worker")
-        if worker is not None and worker.stop.is_set():
+        if jobs.stopping(self.app):
             raise Interrupted()
         if deviates("export-delete-not-stopping"):
             return
-        with self.db.read() as conn:
-            row = conn.execute("SELECT 1 FROM export_job WHERE id = ?", (self.job["id"],)).fetchone()
-        if row is None:
-            raise Cancelled()
+        with self.database.read() as conn:
+            if jobs.find(conn, TABLE, self.job["id"]) is None:
+                raise Cancelled()
 
     def run(self, directory: Path) -> dict[str, int]:
         config = self.app.config["MOCK"]
@@ -245,14 +233,13 @@ class Exporter:
             for batch in self.members():
                 self.check_cancelled()
                 if "slow-job" in config.faults:
-                    worker = self.app.extensions.get("fhir.bulk.worker")
-                    worker.stop.wait(config.slow_job_seconds) if worker else time.sleep(config.slow_job_seconds)
+                    jobs.pause(self.app, config.slow_job_seconds)
                     self.check_cancelled()
                 self._write_batch(writer, batch, first)
                 first = False
                 done += len(batch)
-                with self.db.write() as conn:
-                    conn.execute("UPDATE export_job SET progress = ? WHERE id = ?",
+                with self.database.write() as conn:
+                    conn.execute(f"UPDATE {TABLE} SET progress = ? WHERE id = ?",
                                  (progress_text(done, total), self.job["id"]))
             if self.params.ignored:
                 for name in self.params.ignored:
@@ -268,27 +255,21 @@ class Exporter:
     def _cohort_members(self) -> list[str] | None:
         if getattr(self, "_cohort", False) is not False:
             return self._cohort
-        from .. import cohort
-
-        self._cohort = None
-        with self.db.read() as conn:
-            row = store.get(conn, "Group", self.job["group_id"])
-            if row is not None and row.body.get("kind") == "cohort":
-                self._cohort = sorted(cohort.compute(self.app, conn, row.body))
+        with self.database.read() as conn:
+            self._cohort = cohort.current_members(self.app, conn, self.job["group_id"])
         return self._cohort
 
     def _member_count(self) -> int:
         if self.params.patients is not None:
             return len(self.params.patients)
-        with self.db.read() as conn:
-            if self.params.scope == "patients":
-                return conn.execute("SELECT COUNT(*) FROM resource WHERE rtype = 'Patient'").fetchone()[0]
-        cohort = self._cohort_members()
-        if cohort is not None:
-            return len(cohort)
-        with self.db.read() as conn:
-            return conn.execute("SELECT COUNT(*) FROM search_token WHERE rtype = 'Group' AND id = ? AND param = 'member'",
-                                (self.job["group_id"],)).fetchone()[0]
+        if self.params.scope == "patients":
+            with self.database.read() as conn:
+                return directory.patient_count(conn)
+        members = self._cohort_members()
+        if members is not None:
+            return len(members)
+        with self.database.read() as conn:
+            return group.member_count(conn, self.job["group_id"])
 
     def _write_batch(self, writer: Writer, batch: list[tuple[str, str]], first: bool) -> None:
         patient_ids, practitioner_ids = self._batch_ids(batch, first)
@@ -301,12 +282,10 @@ class Exporter:
             by_type.setdefault(rtype, []).append(rid)
         patient_ids = by_type.get("Patient", [])
         if first and patient_ids and deviates("export-non-member-patient"):
-            with self.db.read() as conn:
-                stranger = conn.execute(
-                    "SELECT id FROM resource WHERE rtype = 'Patient' AND id NOT IN (%s) LIMIT 1"
-                    % ",".join("?" * len(patient_ids)), patient_ids).fetchone()
+            with self.database.read() as conn:
+                stranger = directory.patient_not_in(conn, patient_ids)
             if stranger:
-                patient_ids = [*patient_ids, stranger[0]]
+                patient_ids = [*patient_ids, stranger]
         if first and len(patient_ids) > 1 and deviates("export-missing-member"):
             patient_ids = patient_ids[1:]
         return patient_ids, by_type.get("Practitioner", [])
@@ -314,31 +293,21 @@ class Exporter:
     def _write_rows(self, writer: Writer, patient_ids: list[str], practitioner_ids: list[str], first: bool) -> None:
         """The members' own resources, then their compartments and Tasks, streamed to the files."""
         wrong_type = "Observation" if deviates("export-wrong-line-type") else None
-        window, window_args = self.window_sql()
         verbatim = self.verbatim()
-        with self.db.read() as conn:
+        with self.database.read() as conn:
             for rtype, ids in (("Patient", patient_ids), ("Practitioner", practitioner_ids)):
                 if not ids or not self.wanted(rtype):
                     continue
-                marks = ",".join("?" * len(ids))
                 if verbatim:  # SQLite sets id and meta.lastUpdated in the stored text: nothing parsed in Python
-                    for (text,) in conn.execute(
-                            f"SELECT json_set(body, '$.resourceType', rtype, '$.id', id, '$.meta.lastUpdated', "
-                            f"{EXPORT_INSTANT_SQL}) FROM resource WHERE rtype = ? AND id IN ({marks}){window}"
-                            " ORDER BY seq", [rtype, *ids, *window_args]):
+                    for text in db.export_texts(conn, rtype, ids, *self.window):
                         writer.write_text(rtype, text)
                     continue
-                for rid, last_updated, body in conn.execute(
-                        f"SELECT id, last_updated, body FROM resource WHERE rtype = ? AND id IN ({marks}){window}"
-                        " ORDER BY seq", [rtype, *ids, *window_args]):
+                for rid, last_updated, body in db.bodies(conn, rtype, ids, *self.window):
                     writer.write(rtype, self.shape(json.loads(body), rtype, rid, last_updated), wrong_type)
             if not patient_ids:
                 return
-            marks = ",".join("?" * len(patient_ids))
             foreign = first and deviates("export-foreign-compartment")
-            for rtype, rid, last_updated, body in conn.execute(
-                    f"SELECT rtype, id, last_updated, body FROM compartment_resource WHERE patient_id IN ({marks})"
-                    f"{window} ORDER BY rtype, seq", [*patient_ids, *window_args]):
+            for rtype, rid, last_updated, body in population.compartment_rows(conn, patient_ids, *self.window):
                 if not self.wanted(rtype):
                     continue
                 if verbatim and not foreign:  # stored as exported (population.py): streamed without parsing
@@ -354,21 +323,13 @@ class Exporter:
 
     def _write_tasks(self, conn: Any, writer: Writer, patient_ids: list[str]) -> None:
         """Tasks whose ``for`` is a member, found through the Task index and rendered as a read shows them."""
-        from ..resources import task as task_resource
-
-        marks = ",".join("?" * len(patient_ids))
-        rows = conn.execute(
-            "SELECT r.id, r.version, r.last_updated, r.body FROM task_index t"
-            " JOIN resource r ON r.rtype = 'Task' AND r.id = t.id"
-            f" WHERE t.patient IN ({marks}) ORDER BY r.seq", [f"Patient/{p}" for p in patient_ids]).fetchall()
-        with self.app.test_request_context(base_url=self.job["base_url"]):
-            for rid, version, last_updated, body in rows:
-                if self.in_window(last_updated):
-                    row = store.Row("Task", rid, version, datetime.fromisoformat(last_updated), json.loads(body))
-                    rendered = task_resource.render(row)
-                    writer.write("Task", self.shape(rendered, "Task", rid, last_updated))
-                    if varies("export-referenced-practitioners"):
-                        self._write_referenced(conn, writer, rendered)
+        for row in task.for_patients(conn, patient_ids):
+            last_updated = row.last_updated.isoformat()
+            if self.in_window(last_updated):
+                rendered = task.view(conn, row, self.job["base_url"])
+                writer.write("Task", self.shape(rendered, "Task", row.id, last_updated))
+                if varies("export-referenced-practitioners"):
+                    self._write_referenced(conn, writer, rendered)
 
     def _write_referenced(self, conn: Any, writer: Writer, resource: dict[str, Any]) -> None:
         """The Practitioners a written resource references, whatever their lastUpdated (IG: allowed)."""
@@ -380,15 +341,14 @@ class Exporter:
             if kind != "Practitioner" or not pid or pid in self.referenced:
                 continue
             self.referenced.add(pid)
-            row = conn.execute("SELECT last_updated, body FROM resource WHERE rtype = 'Practitioner' AND id = ?",
-                               (pid,)).fetchone()
+            row = db.get(conn, "Practitioner", pid)
             if row:
-                writer.write("Practitioner", self.shape(json.loads(row[1]), "Practitioner", pid, row[0]))
+                writer.write("Practitioner", self.shape(row.body, "Practitioner", pid, row.last_updated.isoformat()))
 
 
 def run_job(app: Flask, job: dict[str, Any]) -> None:
     """Run one job to completion (or failure, or cancellation) and record the manifest."""
-    db: store.Store = app.extensions["fhir.store"]
+    database: db.Store = db.get_store(app)
     config = app.config["MOCK"]
     directory = job_dir(app, job["id"])
     shutil.rmtree(directory, ignore_errors=True)
@@ -398,8 +358,7 @@ def run_job(app: Flask, job: dict[str, Any]) -> None:
             raise RuntimeError("simulated failure (fault failed-job)")
         counts = Exporter(app, job).run(directory)
         pause = max(0.0, job["created"] + config.export_min_seconds - time.time())
-        worker = app.extensions.get("fhir.bulk.worker")
-        worker.stop.wait(pause) if worker else time.sleep(pause)
+        jobs.pause(app, pause)
     except Cancelled:
         shutil.rmtree(directory, ignore_errors=True)
         return
@@ -407,8 +366,8 @@ def run_job(app: Flask, job: dict[str, Any]) -> None:
         return
     except Exception as exc:  # the job fails; the status URL reports it
         log.warning("export %s failed: %s", job["id"], exc)
-        with db.write() as conn:
-            conn.execute("UPDATE export_job SET status = 'failed', error = ?, finished = ? WHERE id = ?",
+        with database.write() as conn:
+            conn.execute(f"UPDATE {TABLE} SET status = 'failed', error = ?, finished = ? WHERE id = ?",
                          (str(exc), time.time(), job["id"]))
         return
     base = job["base_url"]
@@ -433,79 +392,8 @@ def run_job(app: Flask, job: dict[str, Any]) -> None:
     if varies("export-manifest-extras"):
         manifest["deleted"] = []
         manifest["extension"] = {"https://fhir-conformance-kit.example/manifest-note": "variant"}
-    with db.write() as conn:
-        updated = conn.execute("UPDATE export_job SET status = 'complete', manifest = ?, finished = ? WHERE id = ?",
+    with database.write() as conn:
+        updated = conn.execute(f"UPDATE {TABLE} SET status = 'complete', manifest = ?, finished = ? WHERE id = ?",
                                (json.dumps(manifest), time.time(), job["id"])).rowcount
     if not updated:
         shutil.rmtree(directory, ignore_errors=True)
-
-
-class Worker:
-    """One background thread per app: runs queued jobs in creation order; woken on kick-off."""
-
-    def __init__(self, app: Flask):
-        self.app = app
-        self.wake = threading.Event()
-        self.stop = threading.Event()
-        self.thread = threading.Thread(target=self._loop, name="fhir-mock-export", daemon=True)
-
-    def start(self) -> None:
-        db: store.Store = self.app.extensions["fhir.store"]
-        with db.write() as conn:
-            conn.execute("UPDATE export_job SET status = 'queued' WHERE status = 'running'")  # resumed after a restart
-        self.thread.start()
-
-    def shutdown(self, timeout: float = 5.0) -> None:
-        """Stop taking jobs; a running job stops at its next batch and resumes at the next start."""
-        self.stop.set()
-        self.wake.set()
-        if self.thread.is_alive() and threading.current_thread() is not self.thread:
-            self.thread.join(timeout)
-
-    def _next(self) -> dict[str, Any] | None:
-        db: store.Store = self.app.extensions["fhir.store"]
-        with db.write() as conn:
-            cur = conn.execute("SELECT * FROM export_job WHERE status = 'queued' ORDER BY created LIMIT 1")
-            row = cur.fetchone()
-            if row is None:
-                return None
-            job = dict(zip([c[0] for c in cur.description], row))
-            conn.execute("UPDATE export_job SET status = 'running' WHERE id = ?", (job["id"],))
-        return job
-
-    def _loop(self) -> None:
-        db: store.Store = self.app.extensions["fhir.store"]
-        while not self.stop.is_set():
-            if not db._all:  # the store was closed (app discarded without shutdown): stop quietly
-                return
-            try:
-                with self.app.app_context():
-                    if any(run(self.app) for run in self.app.extensions.get("fhir.bulk.runners", [])):
-                        continue  # other job kinds sharing this worker (cohort creates)
-                    job = self._next()
-                    if job is not None:
-                        run_job(self.app, job)
-                        continue
-            except Exception as exc:  # the store closed under us at shutdown, or a bug: keep the thread alive
-                if self.stop.is_set() or "no such table" in str(exc):  # stopped, or the store was closed
-                    return
-                log.exception("export worker error")
-                time.sleep(0.2)
-            self.wake.wait(0.5)
-            self.wake.clear()
-
-
-def shutdown(app: Flask) -> None:
-    worker = app.extensions.get("fhir.bulk.worker")
-    if worker is not None:
-        worker.shutdown()
-
-
-def start_worker(app: Flask) -> Worker:
-    db: store.Store = app.extensions["fhir.store"]
-    with db._lock:
-        db._conn().executescript(SCHEMA)
-    worker = Worker(app)
-    app.extensions["fhir.bulk.worker"] = worker
-    worker.start()
-    return worker

@@ -30,7 +30,7 @@ import httpx
 
 from .report import EXIT_BROKEN, EXIT_FAILED, EXIT_OK, EXIT_USAGE, compare, load_summary, render_comparison
 from .preflight import check_target, write_stopped_summary
-from .requirements import catalogue
+from .rules.catalogue import catalogue
 from .settings import PROFILES, Settings, SettingsError, load
 
 MOCK_START_TIMEOUT = 60.0

@@ -21,7 +21,7 @@ import jinja2
 
 from .report import EXIT_BROKEN, EXIT_FAILED, EXIT_OK, EXIT_USAGE
 from .reproduce import Reproduction, Step, script
-from .requirements import catalogue
+from .rules.catalogue import catalogue
 from .session import CheckResult, ConformanceRun
 
 BODY_SHOWN = 3_000          # characters of a body shown before "… n more"

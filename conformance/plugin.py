@@ -17,7 +17,7 @@ import pytest
 from . import report, reproduce, verdicts
 from .capabilities import Need
 from .client import FhirClient
-from .requirements import catalogue
+from .rules.catalogue import catalogue
 from .session import CheckResult, ConformanceRun
 from .settings import Settings, SettingsError, load
 from .target import Ledger, TargetData

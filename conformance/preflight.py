@@ -18,7 +18,7 @@ import httpx
 
 from .client import AuthError, json_or_none
 from .outcome import EXIT_BROKEN, EXIT_USAGE, RunVerdict, not_fhir, token_refused
-from .requirements import catalogue
+from .rules.catalogue import catalogue
 from .session import ConformanceRun
 from .settings import Settings
 

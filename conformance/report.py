@@ -21,7 +21,7 @@ import pytest
 
 from .client import AuthError, TargetError
 from .outcome import EXIT_BROKEN, EXIT_FAILED, EXIT_OK, EXIT_USAGE, RunVerdict, judge  # noqa: F401 (re-exported)
-from .requirements import Requirement, catalogue
+from .rules.catalogue import Requirement, catalogue
 from .session import CheckResult, ConformanceRun, TargetUnreachable
 from .settings import PROFILES
 from .verdicts import Blocked, CheckRecord, RequirementFailed

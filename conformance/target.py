@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any, Iterator
 
 from .client import FhirClient, json_or_none
-from .profiles.group import RESPONSIBILITIES
+from .rules.group import RESPONSIBILITIES
 
 log = logging.getLogger(__name__)
 MAX_DISCOVERY_PAGES = 50

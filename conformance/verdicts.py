@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .client import Exchange
-from .requirements import get as requirement
+from .rules.catalogue import get as requirement
 
 _current: contextvars.ContextVar["CheckRecord | None"] = contextvars.ContextVar("check_record", default=None)
 _strict: contextvars.ContextVar[bool] = contextvars.ContextVar("strict", default=False)

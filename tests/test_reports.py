@@ -19,7 +19,7 @@ import pytest
 
 from conformance import cli, reproduce
 from conformance.report import NOT_SELECTED, compare
-from conformance.requirements import LOCAL_NAMES, PUBLIC_SOURCE, Requirement, catalogue, check_public
+from conformance.rules.catalogue import LOCAL_NAMES, PUBLIC_SOURCE, Requirement, catalogue, check_public
 from mock_server import MockConfig
 from mock_server.server import run_in_thread
 

@@ -19,7 +19,7 @@ from conformance.client import FhirClient, created_id, json_or_none
 from conformance.cohort.filters import Filter
 from conformance.cohort.oracle import Population, Verdict, judge
 from conformance.expectations import is_operation_outcome, outcome_text
-from conformance.profiles.cohort import expressions_of
+from conformance.rules.cohort import expressions_of
 from conformance.session import ConformanceRun
 from conformance.strategies.cohort import Facts
 from conformance.target import Ledger, TargetData

@@ -13,7 +13,7 @@ import pytest
 
 from conformance.client import FhirClient, created_id, json_or_none
 from conformance.expectations import expect_created
-from conformance.profiles.task import GROUP_EXT, PERMALINK_EXT
+from conformance.rules.task import GROUP_EXT, PERMALINK_EXT
 from conformance.target import Ledger, TargetData, bundle_resources, next_link
 from conformance.verdicts import expect
 

@@ -11,8 +11,8 @@ from conformance.capabilities import BULK_COHORT_PROFILE
 from conformance.client import json_or_none
 from conformance.expectations import describe_statuses, is_operation_outcome, last_exchange
 from conformance.markers import check, needs, profile, verifies
-from conformance.profiles.cohort import MEMBER_FILTER, PROFILE_STATUSES, REJECTED, cohort_payload, expressions_of
-from conformance.profiles.cohort import violations as cohort_violations
+from conformance.rules.cohort import MEMBER_FILTER, PROFILE_STATUSES, REJECTED, cohort_payload, expressions_of
+from conformance.rules.cohort import violations as cohort_violations
 from conformance.strategies.cohort import invalid_cohort
 from conformance.target import iterate_search
 from conformance.verdicts import expect

@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 from conformance.cohort.evaluate import matching_patients
 from conformance.cohort.filters import parse
 from conformance.markers import check, needs, profile
-from conformance.profiles.cohort import cohort_payload
+from conformance.rules.cohort import cohort_payload
 from conformance.strategies.cohort import Facts, cohort_definition
 
 from ._cohort import CohortApi, verify_membership

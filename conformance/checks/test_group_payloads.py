@@ -13,8 +13,8 @@ from hypothesis import strategies as st
 from conformance.client import json_or_none
 from conformance.expectations import expect_created, expect_error, expect_read, last_exchange
 from conformance.markers import check, needs, profile, verifies
-from conformance.profiles.group import MEMBER_KIND
-from conformance.profiles.model import Violation
+from conformance.rules.group import MEMBER_KIND
+from conformance.rules.model import Violation
 from conformance.strategies.group import (PATIENT_GROUP, TEAM, invalid_group, needs as violation_needs,
                                           valid_group, violation_base, violations)
 from conformance.target import bundle_resources, responsibilities_of

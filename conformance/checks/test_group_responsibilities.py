@@ -14,7 +14,7 @@ import pytest
 from conformance.client import json_or_none
 from conformance.expectations import expect_created, expect_error, expect_read, last_exchange, outcome_text
 from conformance.markers import check, needs, profile
-from conformance.profiles.group import responsibility
+from conformance.rules.group import responsibility
 from conformance.target import bundle_resources, responsibilities_of
 from conformance.verdicts import expect
 

@@ -24,8 +24,8 @@ from hypothesis.stateful import (Bundle, RuleBasedStateMachine, initialize, mult
 
 from conformance.client import json_or_none
 from conformance.markers import check, needs, profile
-from conformance.profiles.group import responsibility
-from conformance.profiles.task import OMISSION, group_extension
+from conformance.rules.group import responsibility
+from conformance.rules.task import OMISSION, group_extension
 from conformance.strategies.task import valid_task
 from conformance.target import responsibilities_of
 from conformance.verdicts import expect

@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 from conformance.client import json_or_none
 from conformance.expectations import expect_created, expect_error, expect_read, last_exchange
 from conformance.markers import check, needs, profile, verifies
-from conformance.profiles.task import GROUP_EXT, PERMALINK_EXT
+from conformance.rules.task import GROUP_EXT, PERMALINK_EXT
 from conformance.strategies.task import invalid_task, needs as violation_needs, valid_task, violations
 from conformance.target import bundle_resources
 from conformance.verdicts import expect

@@ -22,7 +22,7 @@ from hypothesis import strategies as st
 from conformance.client import json_or_none
 from conformance.expectations import expect_created, expect_error, expect_read, last_exchange
 from conformance.markers import check, needs, profile, verifies
-from conformance.profiles.task import DATE_PREFIXES, SORTS, STATUSES, group_extension, label
+from conformance.rules.task import DATE_PREFIXES, SORTS, STATUSES, group_extension, label
 from conformance.strategies.task import label_pool
 from conformance.target import bundle_resources, next_link
 from conformance.verdicts import expect

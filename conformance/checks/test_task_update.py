@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 from conformance.client import created_id
 from conformance.expectations import expect_created, expect_error, expect_read, last_exchange
 from conformance.markers import check, needs, profile, verifies
-from conformance.profiles.task import OMISSION
+from conformance.rules.task import OMISSION
 from conformance.strategies.task import note, valid_task
 from conformance.verdicts import expect
 

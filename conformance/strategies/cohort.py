@@ -6,7 +6,7 @@ prefixes and precisions, quantities near actual values), optionally narrowed by
 ``member`` (some Patients, or a Group the suite created). Non-trivial: the strategy
 retries a few times to select some but not all of the base population.
 
-Invalid cohorts: a valid one broken by one rule of ``profiles/cohort.py``, labelled.
+Invalid cohorts: a valid one broken by one rule of ``rules/cohort.py``, labelled.
 """
 
 from __future__ import annotations
@@ -23,8 +23,8 @@ from hypothesis import strategies as st
 from ..cohort.evaluate import _codings
 from ..cohort.filters import Filter, parse
 from ..cohort.oracle import Population, expected_members
-from ..profiles.cohort import cohort_payload, rule
-from ..profiles.model import Violation
+from ..rules.cohort import cohort_payload, rule
+from ..rules.model import Violation
 from .common import InvalidPayload
 
 TOKEN_PATHS = {("Condition", "code"): "code", ("Condition", "clinical-status"): "clinicalStatus",

@@ -8,7 +8,7 @@ from typing import Any, Callable
 
 from hypothesis import strategies as st
 
-from ..profiles.model import Field, Kind, ResourceProfile, Violation
+from ..rules.model import Field, Kind, ResourceProfile, Violation
 
 # Letters and digits from any script, with inner spaces and a few marks: names
 # that exercise encoding and collation without leading/trailing whitespace.
@@ -88,7 +88,7 @@ def object_paths(payload: dict[str, Any]) -> list[str]:
 
 
 class DrawAdapter:
-    """Lets constraint breaches (declared in profiles/) draw without importing Hypothesis."""
+    """Lets constraint breaches (declared in rules/) draw without importing Hypothesis."""
 
     def __init__(self, draw: st.DrawFn):
         self._draw = draw

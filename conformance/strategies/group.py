@@ -1,4 +1,4 @@
-"""Valid and labelled-invalid Group payloads, generated from ``profiles.group``.
+"""Valid and labelled-invalid Group payloads, generated from ``rules.group``.
 
 Strategies draw member ids and free responsibilities from what the suite found
 on the target (``TargetData``), so valid payloads are valid *there*, and every
@@ -11,9 +11,9 @@ from typing import Any, Protocol
 
 from hypothesis import strategies as st
 
-from ..profiles.group import (GROUP, MEMBER_KIND, PATIENT_GROUP, RESPONSIBILITIES, TEAM, TYPE_OF,
+from ..rules.group import (GROUP, MEMBER_KIND, PATIENT_GROUP, RESPONSIBILITIES, TEAM, TYPE_OF,
                               responsibility)
-from ..profiles.model import Field, Kind, Violation
+from ..rules.model import Field, Kind, Violation
 from .common import InvalidPayload, breach, run_name
 
 

@@ -1,4 +1,4 @@
-"""Valid and labelled-invalid Task payloads, generated from ``profiles.task``.
+"""Valid and labelled-invalid Task payloads, generated from ``rules.task``.
 
 References are drawn from what the suite found on the target (``TargetData``) and
 from the teams this run created, so valid payloads are valid *there*; every
@@ -12,8 +12,8 @@ from typing import Any, Sequence
 
 from hypothesis import strategies as st
 
-from ..profiles.model import Field, Kind, Violation
-from ..profiles.task import STATUSES, TASK, TASK_VARIANT, group_extension, label
+from ..rules.model import Field, Kind, Violation
+from ..rules.task import STATUSES, TASK, TASK_VARIANT, group_extension, label
 from .common import InvalidPayload, breach, run_name
 from .group import TargetData
 

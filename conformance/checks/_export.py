@@ -13,6 +13,7 @@ from typing import Any
 import httpx
 import pytest
 
+from conformance.rules.group import PATIENT_GROUP_TYPE
 from conformance.bulk import BulkClient, FileResult, PollResult
 from conformance.client import FhirClient, json_or_none
 from conformance.expectations import is_operation_outcome
@@ -88,7 +89,7 @@ def export_group(conformance_run: ConformanceRun, fhir: FhirClient, target_data:
         if gid:
             group = ExportGroup(gid, read_members(fhir, gid))
     if group is None:
-        for found in iterate_search(fhir, "Group", {"type": "person", "_count": 50}, max_pages=4):
+        for found in iterate_search(fhir, "Group", {"type": PATIENT_GROUP_TYPE, "_count": 50}, max_pages=4):
             members = _member_patients(found)
             if found.get("id") and members:
                 group = ExportGroup(found["id"], members)

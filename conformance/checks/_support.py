@@ -11,6 +11,7 @@ from typing import Any, Iterable
 import httpx
 import pytest
 
+from conformance.rules.group import PATIENT_GROUP, group_body
 from conformance.client import FhirClient, created_id, json_or_none
 from conformance.target import Ledger, TargetData
 
@@ -65,8 +66,6 @@ def create_patient_group(fhir: FhirClient, ledger: Ledger, prefix: str, label: s
                          patient_ids: Iterable[str]) -> str | None:
     """A Patient Group of this run (named with the run prefix), recorded in the ledger;
     None when the target refuses it, so callers can fall back or skip."""
-    body = {"resourceType": "Group", "type": "person", "actual": True,
-            "name": f"{prefix} {label} {secrets.token_hex(3)}",
-            "member": [{"entity": {"reference": f"Patient/{p}"}} for p in patient_ids]}
+    body = group_body(PATIENT_GROUP, f"{prefix} {label} {secrets.token_hex(3)}", patient_ids)
     response, gid = GroupApi(fhir, ledger).create(body)
     return gid if response.status_code == 201 else None

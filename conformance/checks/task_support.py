@@ -11,6 +11,7 @@ from typing import Any, Iterable
 import httpx
 import pytest
 
+from conformance.rules.group import TEAM, group_body
 from conformance.client import FhirClient, created_id, json_or_none
 from conformance.expectations import expect_created
 from conformance.rules.task import GROUP_EXT, PERMALINK_EXT
@@ -76,8 +77,7 @@ def task_teams(fhir: FhirClient, ledger: Ledger, target_data: TargetData) -> lis
     api = GroupApi(fhir, ledger)
     made = []
     for n in range(2):
-        body = {"resourceType": "Group", "type": "practitioner", "actual": True,
-                "name": f"{target_data.run_prefix} task team {n} {secrets.token_hex(3)}"}
+        body = group_body(TEAM, f"{target_data.run_prefix} task team {n} {secrets.token_hex(3)}")
         response, gid = api.create(body)
         made.append(expect_created(fhir, response, "Group", "CANVAS-GROUP-CREATE", "create a team for tasks"))
     return made
@@ -132,6 +132,11 @@ def labels(task: dict[str, Any]) -> set[str]:
 def notes(task: dict[str, Any]) -> list[tuple[Any, Any]]:
     """(text, author) of each note, in order."""
     return [(n.get("text"), ref(n.get("authorReference"))) for n in task.get("note", []) or [] if isinstance(n, dict)]
+
+
+# Where each element of the omission table shows in ``content()`` (authoredOn is compared on its own).
+CONTENT_KEY = {"extension": "team", "owner": "owner", "restriction": "due", "input": "labels",
+               "description": "description"}
 
 
 def content(task: dict[str, Any]) -> dict[str, Any]:

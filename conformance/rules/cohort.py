@@ -11,16 +11,16 @@ from __future__ import annotations
 from typing import Any
 from urllib.parse import quote
 
-from .model import Constraint, Violation
+from .group import PATIENT_GROUP_TYPE
+from .model import REFUSED, Constraint, Violation
 
 PROFILE_URL = "http://hl7.org/fhir/uv/bulkdata/StructureDefinition/bulk-cohort-group"
 MEMBER_FILTER = "http://hl7.org/fhir/uv/bulkdata/StructureDefinition/member-filter"
 MEMBERS_REFRESHED = "http://hl7.org/fhir/uv/bulkdata/StructureDefinition/members-refreshed"
 FHIR_QUERY = "application/x-fhir-query"
 VARIANT = "cohort"
-GROUP_TYPES = ("person", "practitioner", "device")      # the profile's type binding; the kit uses person
 REJECTED = 400          # SPEC §5: unsupported filter parts are refused with 400
-PROFILE_STATUSES = (400, 422)
+PROFILE_STATUSES = REFUSED
 
 
 def member_filter(expression: str) -> dict[str, Any]:
@@ -34,7 +34,7 @@ def cohort_payload(name: str, expressions: list[str], member_refs: list[str] | N
         "meta": {"profile": [PROFILE_URL]},
         "modifierExtension": [member_filter(e) for e in expressions],
         "name": name,
-        "type": "person",
+        "type": PATIENT_GROUP_TYPE,
         "actual": bool(member_refs),
     }
     if member_refs:

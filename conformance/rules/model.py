@@ -23,6 +23,9 @@ FHIR_RULES = {
 }
 INVALID_FHIR = 400      # SPEC §1 Decision: structurally invalid → 400
 PROFILE_RULE = 422      # SPEC §1 Decision: valid FHIR breaking a profile rule → 422
+# The status policy for a refused payload: either status is accepted (with an
+# OperationOutcome); the reference status above is what FHIR-REJECT-STATUS checks.
+REFUSED = (INVALID_FHIR, PROFILE_RULE)
 
 
 class Required(Enum):
@@ -71,7 +74,6 @@ class Violation:
     description: str
     variant: str                # which payload variant it is applied to
     path: str | None = None
-    on_update_only: bool = False
 
     @property
     def label(self) -> str:
@@ -92,6 +94,30 @@ class Constraint:
     description: str
     breach: Mutator
     needs: tuple[str, ...] = ()    # target data the breach needs (e.g. 'patients')
+
+
+# What omitting an element from an update does to its stored value.
+KEPT, CLEARED, NOT_KEPT = "kept", "cleared", "not-kept"   # not-kept: rejected or cleared, never kept
+
+
+@dataclass(frozen=True)
+class Omission:
+    """An update that leaves ``element`` out: what happens to the stored value, and the rule."""
+
+    element: str
+    outcome: str                # KEPT | CLEARED | NOT_KEPT
+    requirement: str
+
+
+@dataclass(frozen=True)
+class Uniqueness:
+    """A value at most one resource of a kind may hold; a claim on a held value is refused."""
+
+    element: str                # the dotted path of the unique value
+    among: str                  # which resources compete for it (e.g. 'Group?type=practitioner')
+    status: int                 # the reference status of a refused claim
+    issue_code: str             # the OperationOutcome issue code of that refusal
+    requirement: str
 
 
 @dataclass(frozen=True)
@@ -148,7 +174,7 @@ class ResourceProfile:
                     yield Violation(c.name, c.requirement, c.status, c.description, variant)
             if update:
                 yield Violation("id-mismatch", FHIR_RULES["id-mismatch"], INVALID_FHIR,
-                                "body id differs from the URL id", variant, "id", on_update_only=True)
+                                "body id differs from the URL id", variant, "id")
 
     def constraint(self, name: str, variant: str) -> Constraint:
         return next(c for c in self.constraints if c.name == name and c.variant == variant)

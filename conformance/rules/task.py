@@ -9,7 +9,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from .model import Constraint, Field, Kind, PROFILE_RULE, Required, ResourceProfile, SearchParam
+from .model import (CLEARED, KEPT, NOT_KEPT, Constraint, Field, Kind, Omission, PROFILE_RULE, Required,
+                    ResourceProfile, SearchParam)
 
 TASK_VARIANT = "task"
 GROUP_EXT = "http://schemas.canvasmedical.com/fhir/extensions/task-group"
@@ -23,16 +24,15 @@ FHIR_TASK_INTENT = ("unknown", "proposal", "plan", "order", "original-order", "r
 SORTS = ("_id", "-_id", "due-date", "-due-date")
 DATE_PREFIXES = ("eq", "ne", "gt", "lt", "ge", "le")
 
-# Update field-omission rules (seed 003 update description; SPEC §3): field -> (outcome, requirement).
-# "kept": the stored value survives; "cleared": it is gone; "not-kept": rejected or cleared, never kept.
-OMISSION = {
-    "extension": ("kept", "CANVAS-TASK-OMIT-GROUP-KEPT"),
-    "authoredOn": ("kept", "CANVAS-TASK-OMIT-AUTHORED-KEPT"),
-    "owner": ("cleared", "CANVAS-TASK-OMIT-OWNER-CLEARED"),
-    "restriction": ("cleared", "CANVAS-TASK-OMIT-RESTRICTION-CLEARED"),
-    "input": ("cleared", "CANVAS-TASK-OMIT-INPUT-CLEARED"),
-    "description": ("not-kept", "CANVAS-TASK-OMIT-DESCRIPTION"),
-}
+# Update field-omission rules (seed 003 update description; SPEC §3), by element.
+OMISSION = {o.element: o for o in (
+    Omission("extension", KEPT, "CANVAS-TASK-OMIT-GROUP-KEPT"),
+    Omission("authoredOn", KEPT, "CANVAS-TASK-OMIT-AUTHORED-KEPT"),
+    Omission("owner", CLEARED, "CANVAS-TASK-OMIT-OWNER-CLEARED"),
+    Omission("restriction", CLEARED, "CANVAS-TASK-OMIT-RESTRICTION-CLEARED"),
+    Omission("input", CLEARED, "CANVAS-TASK-OMIT-INPUT-CLEARED"),
+    Omission("description", NOT_KEPT, "CANVAS-TASK-OMIT-DESCRIPTION"),
+)}
 
 
 def group_extension(team_id: str) -> dict[str, Any]:

@@ -25,7 +25,7 @@ def run_name(prefix: str) -> st.SearchStrategy[str]:
 
 WRONG_TYPE_VALUES: dict[Kind, st.SearchStrategy[Any]] = {
     Kind.STRING: st.sampled_from([123, True, {"text": "x"}, ["x"]]),
-    Kind.CODE: st.sampled_from([7, False, {"code": "x"}, ["person"]]),
+    Kind.CODE: st.sampled_from([7, False, {"code": "x"}, ["code"]]),
     Kind.BOOLEAN: st.sampled_from(["true", "false", 1, 0, "yes"]),
     Kind.INTEGER: st.sampled_from(["3", 2.5, True]),
     Kind.OBJECT: st.sampled_from(["x", ["x"], 5, True]),

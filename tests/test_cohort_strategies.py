@@ -82,7 +82,7 @@ def test_invalid_cohorts_break_their_rule(facts, violation):
 
 def test_must_reject_inputs_are_never_what_the_target_declares():
     """SPEC §1: a server may support what it declares, so a "must reject" input never is."""
-    from conformance.rules.cohort import UNDECLARED_FALLBACK, UNSUPPORTED_PARAMETERS, undeclared
+    from conformance.strategies.cohort import UNDECLARED_FALLBACK, UNSUPPORTED_PARAMETERS, undeclared
 
     for rtype, candidates in UNSUPPORTED_PARAMETERS.items():
         names = frozenset(c.split("=", 1)[0] for c in candidates)

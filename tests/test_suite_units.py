@@ -306,3 +306,15 @@ def test_a_blocked_check_is_reported_as_blocked_not_as_a_second_failure():
     first = classify(item, setup, shared_info, CheckRecord("n", "a", ()), "bulk-export", False, roots)
     second = classify(item, setup, shared_info, CheckRecord("n", "b", ()), "bulk-export", False, roots)
     assert first.outcome == "error" and second.outcome == "skipped" and second.message.startswith("blocked by a")
+
+
+def test_every_declared_constraint_has_a_breach_in_strategies():
+    """rules/ declares each cross-field rule; strategies/ must know how to break every one of them."""
+    from conformance.rules.cohort import RULES
+    from conformance.rules.group import GROUP
+    from conformance.rules.task import TASK
+    from conformance.strategies import cohort, group, task
+
+    for profile, module in ((GROUP, group), (TASK, task)):
+        assert {c.name for c in profile.constraints} == set(module.BREACHES), profile.resource_type
+    assert {r.name for r in RULES} == set(cohort.BREACHES)

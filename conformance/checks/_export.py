@@ -13,6 +13,7 @@ from typing import Any
 import httpx
 import pytest
 
+from conformance.rules.bulk_export import NDJSON
 from conformance.rules.group import PATIENT_GROUP_TYPE
 from conformance.bulk import BulkClient, FileResult, PollResult
 from conformance.client import FhirClient, json_or_none
@@ -173,4 +174,4 @@ def finish(bulk: BulkClient, export: CompletedExport) -> None:
 def baseline_export(bulk: BulkClient, export_group: ExportGroup) -> CompletedExport:
     """One plain GET export of the group, kept until the session ends (its files serve several checks)."""
     return run_export(bulk, export_group.id, "GET kick-off of the group's export",
-                      {"_outputFormat": "application/fhir+ndjson"})
+                      {"_outputFormat": NDJSON})

@@ -14,7 +14,8 @@ import pytest
 from conformance.client import json_or_none
 from conformance.expectations import expect_created, expect_error, expect_read, last_exchange, outcome_text
 from conformance.markers import check, needs, profile
-from conformance.rules.group import RESPONSIBILITY_UNIQUE as UNIQUE, TEAM, group_body, responsibilities_of, responsibility
+from conformance.rules.group import (RESPONSIBILITY_UNIQUE as UNIQUE, TEAM, group_body, responsibilities_of,
+                                     responsibility)
 from conformance.target import bundle_resources
 from conformance.verdicts import expect
 

@@ -15,6 +15,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from conformance.rules.model import PAGE_SIZE_DEFAULT, PAGE_SIZE_MAX
 from conformance.rules.group import PATIENT_GROUP, PATIENT_GROUP_TYPE, TEAM, TEAM_TYPE, group_body
 from conformance.client import FhirClient, json_or_none
 from conformance.expectations import expect_created, expect_error, last_exchange
@@ -167,13 +168,15 @@ def test_default_and_maximum_page_size(corpus, fhir):
     ids = sorted(corpus.groups)
     response = fhir.search("Group", {"_id": ",".join(ids)})
     page = bundle_resources(json_or_none(response))
-    expect("FHIR-SEARCH-COUNT", len(page) == min(10, len(ids)),
-           f"without _count a search for {len(ids)} groups returned {len(page)} on the first page (default 10)",
+    expect("FHIR-SEARCH-COUNT", len(page) == min(PAGE_SIZE_DEFAULT, len(ids)),
+           f"without _count a search for {len(ids)} groups returned {len(page)} on the first page "
+           f"(default {PAGE_SIZE_DEFAULT})",
            last_exchange(fhir))
     response = fhir.search("Group", {"_count": 1000})
     page = bundle_resources(json_or_none(response))
-    expect("FHIR-SEARCH-COUNT", response.status_code == 200 and len(page) <= 100,
-           f"_count=1000 answered {response.status_code} with {len(page)} entries (at most 100)", last_exchange(fhir))
+    expect("FHIR-SEARCH-COUNT", response.status_code == 200 and len(page) <= PAGE_SIZE_MAX,
+           f"_count=1000 answered {response.status_code} with {len(page)} entries (at most {PAGE_SIZE_MAX})",
+           last_exchange(fhir))
 
 
 @profile("fhir-core")

@@ -65,25 +65,6 @@ def group_body(variant: str, name: str, members: Iterable[str] = (),
     return body
 
 
-def _characteristic_on_patient_group(payload: dict, data: Any, draw: Any) -> dict:
-    pool = data.free_responsibilities or RESPONSIBILITIES
-    payload["characteristic"] = [responsibility(draw.sampled_from(sorted(pool)))]
-    return payload
-
-
-def _member_of_wrong_kind(payload: dict, data: Any, draw: Any) -> dict:
-    wrong = {TEAM_TYPE: ("Patient", data.patient_ids), PATIENT_GROUP_TYPE: ("Practitioner", data.practitioner_ids)}
-    kind, ids = wrong[payload["type"]]
-    payload["member"] = [{"entity": {"reference": f"{kind}/{draw.sampled_from(sorted(ids))}"}}]
-    return payload
-
-
-def _member_missing(payload: dict, data: Any, draw: Any) -> dict:
-    kind = "Practitioner" if payload["type"] == TEAM_TYPE else "Patient"
-    payload["member"] = [{"entity": {"reference": f"{kind}/{data.missing_id()}"}}]
-    return payload
-
-
 GROUP = ResourceProfile(
     resource_type="Group",
     variants=(TEAM, PATIENT_GROUP),
@@ -111,15 +92,15 @@ GROUP = ResourceProfile(
     ),
     constraints=(
         Constraint("characteristic-on-patient-group", "CANVAS-GROUP-RESP-TEAM-ONLY", PROFILE_RULE, PATIENT_GROUP,
-                   "a responsibility on a Patient Group", _characteristic_on_patient_group),
+                   "a responsibility on a Patient Group"),
         Constraint("member-wrong-kind", "CANVAS-GROUP-MEMBER-KIND", PROFILE_RULE, TEAM,
-                   "a Patient as a Team member", _member_of_wrong_kind, needs=("patients",)),
+                   "a Patient as a Team member", needs=("patients",)),
         Constraint("member-wrong-kind", "CANVAS-GROUP-MEMBER-KIND", PROFILE_RULE, PATIENT_GROUP,
-                   "a Practitioner as a Patient Group member", _member_of_wrong_kind, needs=("practitioners",)),
+                   "a Practitioner as a Patient Group member", needs=("practitioners",)),
         Constraint("member-missing", "CANVAS-GROUP-MEMBER-EXISTS", PROFILE_RULE, TEAM,
-                   "a member reference to a Practitioner that does not exist", _member_missing),
+                   "a member reference to a Practitioner that does not exist"),
         Constraint("member-missing", "CANVAS-GROUP-MEMBER-EXISTS", PROFILE_RULE, PATIENT_GROUP,
-                   "a member reference to a Patient that does not exist", _member_missing),
+                   "a member reference to a Patient that does not exist"),
     ),
     search_params=(
         SearchParam("_id", "token", "CANVAS-GROUP-SEARCH-ID"),

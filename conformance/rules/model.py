@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from enum import Enum
-from typing import Any, Callable, Iterator
+from typing import Any, Iterator
 
 # Requirements for breaches of base FHIR JSON rules, whatever the profile.
 FHIR_RULES = {
@@ -80,19 +80,16 @@ class Violation:
         return f"{self.name}[{self.variant}]"
 
 
-Mutator = Callable[[dict, Any, Any], dict]   # (payload, target data, draw) -> payload
-
-
 @dataclass(frozen=True)
 class Constraint:
-    """A cross-field rule; ``breach`` turns a valid payload into one breaking it."""
+    """A cross-field rule; ``strategies/`` keeps, by ``name``, the breach that turns a valid payload into one
+    breaking it."""
 
     name: str
     requirement: str
     status: int
     variant: str
     description: str
-    breach: Mutator
     needs: tuple[str, ...] = ()    # target data the breach needs (e.g. 'patients')
 
 
@@ -118,6 +115,11 @@ class Uniqueness:
     status: int                 # the reference status of a refused claim
     issue_code: str             # the OperationOutcome issue code of that refusal
     requirement: str
+
+
+# Search semantics shared by every resource (FHIR R4 search.html; SPEC §1 paging).
+PAGE_SIZE_DEFAULT, PAGE_SIZE_MAX = 10, 100          # _count when absent, and its ceiling
+FHIR_DATE_PREFIXES = ("eq", "ne", "gt", "lt", "ge", "le", "sa", "eb")
 
 
 @dataclass(frozen=True)

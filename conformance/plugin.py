@@ -19,37 +19,12 @@ from .capabilities import Need
 from .client import FhirClient
 from .rules.catalogue import catalogue
 from .session import CheckResult, ConformanceRun
-from .settings import Settings, SettingsError, load
+from .options import Settings, SettingsError, add_pytest_options, from_pytest, load
 from .target import Ledger, TargetData
 
 RUN_KEY = pytest.StashKey[ConformanceRun]()
 RESULT_KEY = pytest.StashKey[CheckResult]()
 RECORD_KEY = pytest.StashKey[verdicts.CheckRecord]()
-
-OPTIONS = {  # option -> (settings name, help)
-    "--fhir-target": ("target", "base URL of the FHIR server under test"),
-    "--fhir-token": ("token", "bearer token (prefer the FHIR_CONFORMANCE_TOKEN variable)"),
-    "--fhir-client-id": ("client_id", "OAuth client id for client credentials"),
-    "--fhir-client-secret": ("client_secret", "OAuth client secret (prefer FHIR_CONFORMANCE_CLIENT_SECRET)"),
-    "--fhir-token-url": ("token_url", "OAuth token endpoint (default: from the CapabilityStatement)"),
-    "--fhir-limited-token": ("limited_token", "a valid token without write scopes, for the 403 checks"),
-    "--fhir-report-dir": ("report_dir", "where summary.json is written (default reports/)"),
-    "--fhir-examples": ("examples", "Hypothesis examples per property check"),
-    "--fhir-timeout": ("timeout", "seconds per HTTP request"),
-    "--fhir-private-key": ("private_key", "SMART Backend Services: JWK/JWKS or PEM private key file"),
-    "--fhir-key-id": ("key_id", "SMART Backend Services: the key id (kid) registered with the server"),
-    "--fhir-scope": ("scope", "scopes to request at the token endpoint"),
-    "--fhir-ca-bundle": ("ca_bundle", "PEM file of CA certificates to trust"),
-    "--fhir-client-cert": ("client_cert", "client certificate (PEM) for mutual TLS"),
-    "--fhir-client-key": ("client_key", "client certificate's private key (PEM) for mutual TLS"),
-    "--fhir-max-body-mb": ("max_body_mb", "largest response body read, in MB (default 20)"),
-    "--fhir-max-redirects": ("max_redirects", "redirects followed per request (default 5)"),
-    "--fhir-max-rps": ("max_rps", "global request-rate limit, requests per second"),
-    "--fhir-max-concurrency": ("max_concurrency", "requests in flight at once (default 4)"),
-    "--fhir-max-retry-wait": ("max_retry_wait", "longest 429 Retry-After wait, seconds (default 30)"),
-    "--fhir-baseline": ("baseline", "a previous summary.json: the exit code reflects only regressions"),
-}
-
 
 class InjectedSettings:
     """Registered by ``fhir-conformance run`` so secrets never travel on argv."""
@@ -59,22 +34,7 @@ class InjectedSettings:
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
-    group = parser.getgroup("fhir-conformance", "FHIR conformance suite")
-    for option, (_, text) in OPTIONS.items():
-        group.addoption(option, default=None, help=text)
-    group.addoption("--fhir-profile", action="append", default=None, help="profile to run (repeatable)")
-    group.addoption("--fhir-requirement", action="append", default=None,
-                    help="run only the checks tied to this requirement id (repeatable)")
-    group.addoption("--fhir-check", action="append", default=None,
-                    help="run only this check (stable id as `fhir-conformance list` prints it; repeatable)")
-    group.addoption("--fhir-strict", action="store_true", default=None,
-                    help="SHOULD/MAY breaches and exact status codes fail the run")
-    group.addoption("--fhir-no-shrink", action="store_false", dest="fhir_shrink", default=None,
-                    help="report the first failing example as found (faster on slow targets)")
-    group.addoption("--fhir-notes-replace", action="store_true", default=None,
-                    help="the target replaces Task notes on update instead of appending")
-    group.addoption("--fhir-insecure", action="store_true", default=None,
-                    help="do not verify the target's TLS certificate (marked loudly in every report)")
+    add_pytest_options(parser.getgroup("fhir-conformance", "FHIR conformance suite"))
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -89,14 +49,7 @@ def _settings_from(config: pytest.Config) -> tuple[Settings, int | None]:
     for plugin in config.pluginmanager.get_plugins():
         if isinstance(plugin, InjectedSettings):
             return plugin.settings, plugin.seed
-    cli: dict[str, Any] = {name: config.getoption(opt) for opt, (name, _) in OPTIONS.items()}
-    cli["profiles"] = config.getoption("--fhir-profile")
-    cli["requirements"] = config.getoption("--fhir-requirement")
-    cli["checks"] = config.getoption("--fhir-check")
-    cli["strict"] = config.getoption("--fhir-strict")
-    cli["notes_replace"] = config.getoption("--fhir-notes-replace")
-    cli["shrink"] = config.getoption("fhir_shrink")
-    cli["insecure"] = config.getoption("--fhir-insecure")
+    cli = from_pytest(config.getoption)
     try:
         settings = load(cli, os.environ)
         if settings.baseline:

@@ -23,7 +23,7 @@ from .client import AuthError, TargetError
 from .outcome import EXIT_BROKEN, EXIT_FAILED, EXIT_OK, EXIT_USAGE, RunVerdict, judge  # noqa: F401 (re-exported)
 from .rules.catalogue import Requirement, catalogue
 from .session import CheckResult, ConformanceRun, TargetUnreachable
-from .settings import PROFILES
+from .options import PROFILES
 from .verdicts import Blocked, CheckRecord, RequirementFailed
 
 OUTCOMES = ("passed", "failed", "warning", "skipped", "error")

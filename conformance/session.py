@@ -16,7 +16,7 @@ import httpx
 
 from .capabilities import Capabilities
 from .client import FhirClient, Politeness, Recorder, Redactor, TokenSource, json_or_none, tls_context
-from .settings import Settings, max_body_bytes
+from .options import Settings, max_body_bytes
 from .target import Ledger, TargetData, discover, new_run_prefix
 
 

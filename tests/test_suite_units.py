@@ -14,7 +14,7 @@ from fhir.resources.R4B.group import Group
 from hypothesis import HealthCheck, given, settings as hsettings
 from hypothesis import strategies as st
 
-from conformance import settings as cfg
+from conformance import options as cfg
 from conformance.capabilities import BULK_COHORT_PROFILE, Capabilities, Need
 from conformance.client import Exchange, Redactor
 from conformance.report import EXIT_BROKEN, EXIT_FAILED, EXIT_OK, exit_code, requirement_verdicts

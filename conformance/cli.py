@@ -26,7 +26,8 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Iterator, Sequence
 
-from .report import EXIT_BROKEN, EXIT_FAILED, EXIT_OK, EXIT_USAGE, compare, load_summary, render_comparison
+from .reporting.console import render_comparison
+from .results import EXIT_BROKEN, EXIT_FAILED, EXIT_OK, EXIT_USAGE, compare, load_summary
 from .preflight import check_target, write_stopped_summary
 from .rules.catalogue import catalogue
 from .options import Settings, SettingsError, add_arguments, from_arguments, load
@@ -123,17 +124,16 @@ def run_pytest(settings: Settings, seed: int, keyword: str | None, verbose: bool
     from .progress import Progress
 
     progress = Progress(tty=sys.stdout.isatty())
-    code = pytest.main(args, plugins=[InjectedSettings(settings, seed), progress])
-    summary_path = report_dir / "summary.json"
+    injected = InjectedSettings(settings, seed)
+    code = pytest.main(args, plugins=[injected, progress])
     if code in (pytest.ExitCode.USAGE_ERROR,):
         return EXIT_USAGE
     if code == pytest.ExitCode.NO_TESTS_COLLECTED:
         print("fhir-conformance: no check selected", file=sys.stderr)
         return EXIT_USAGE
-    if not summary_path.exists() or code in (pytest.ExitCode.INTERNAL_ERROR, pytest.ExitCode.INTERRUPTED):
+    if injected.exit_code is None or code in (pytest.ExitCode.INTERNAL_ERROR, pytest.ExitCode.INTERRUPTED):
         return EXIT_BROKEN
-    summary = json.loads(summary_path.read_text(encoding="utf-8"))
-    return int(summary["exit_code"])
+    return injected.exit_code        # what results.py decided for this run
 
 
 @contextlib.contextmanager

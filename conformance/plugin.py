@@ -1,6 +1,7 @@
 """The pytest plugin: options, fixtures, and the hooks that turn test outcomes into
-conformance verdicts. Thin on purpose: the work is in session.py, verdicts.py
-and report.py.
+conformance verdicts. Thin on purpose: the settings come from options.py, every
+verdict from results.py, the files from reporting/; this module only translates
+pytest's items and reports into their plain values.
 
 It stays inert in any pytest session that collects no conformance check, so
 installing the kit does not change other projects' test runs.
@@ -14,23 +15,27 @@ from typing import Any, Iterator
 
 import pytest
 
-from . import report, reproduce, verdicts
+from . import reproduce, results
 from .capabilities import Need
 from .client import FhirClient
-from .rules.catalogue import catalogue
-from .session import CheckResult, ConformanceRun
 from .options import Settings, SettingsError, add_pytest_options, from_pytest, load
+from .reporting import console, html, junit, summary as summary_files
+from .results import CheckRecord, CheckResult, Finished
+from .rules.catalogue import catalogue
+from .session import ConformanceRun
 from .target import Ledger, TargetData
 
 RUN_KEY = pytest.StashKey[ConformanceRun]()
 RESULT_KEY = pytest.StashKey[CheckResult]()
-RECORD_KEY = pytest.StashKey[verdicts.CheckRecord]()
+RECORD_KEY = pytest.StashKey[CheckRecord]()
+TRACEBACK_KEPT = 4_000
 
 class InjectedSettings:
     """Registered by ``fhir-conformance run`` so secrets never travel on argv."""
 
     def __init__(self, settings: Settings, seed: int | None):
         self.settings, self.seed = settings, seed
+        self.exit_code: int | None = None      # the run's, set when the session finishes (results.py decides it)
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -53,7 +58,7 @@ def _settings_from(config: pytest.Config) -> tuple[Settings, int | None]:
     try:
         settings = load(cli, os.environ)
         if settings.baseline:
-            report.load_summary(settings.baseline)
+            results.load_summary(settings.baseline)
     except (SettingsError, ValueError) as exc:
         raise pytest.UsageError(str(exc)) from None
     seed = config.getoption("hypothesis_seed", None)
@@ -192,14 +197,14 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
     run = item.config.stash.get(RUN_KEY, None)
     if run is None or not _is_check(item):
         return
-    record = verdicts.CheckRecord(item.nodeid, item_check_id(item), item_requirements(item))
+    record = CheckRecord(item.nodeid, item_check_id(item), item_requirements(item))
     item.stash[RECORD_KEY] = record
     # JUnit reads the properties of the item (the teardown report copies them), not of the call report
     item.user_properties += [("check_id", record.check_id), ("requirements", " ".join(record.requirements)),
                              ("strength", item_strength(item)), ("profile", item_profile(item))]
     run.recorder.clear()
     _mark_examples(item, run)
-    verdicts.begin(record, run.settings.strict)
+    results.begin(record, run.settings.strict)
     reason = _skip_reason(run, item)
     if reason:
         pytest.skip(reason)
@@ -238,7 +243,7 @@ def pytest_fixture_setup(fixturedef: pytest.FixtureDef, request: pytest.FixtureR
 
 
 def pytest_runtest_teardown(item: pytest.Item) -> None:
-    verdicts.end()
+    results.end()
 
 
 @pytest.hookimpl(hookwrapper=True)
@@ -248,12 +253,12 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo) -> Itera
     run = item.config.stash.get(RUN_KEY, None)
     if run is None or not _is_check(item):
         return
-    record = item.stash.get(RECORD_KEY, None) or verdicts.CheckRecord(
-        item.nodeid, item_check_id(item), item_requirements(item))
+    record = item.stash.get(RECORD_KEY, None) or CheckRecord(item.nodeid, item_check_id(item),
+                                                              item_requirements(item))
     result = item.stash.get(RESULT_KEY, None)
     if result is None and (rep.when == "call" or rep.skipped or rep.failed):
-        result = report.classify(item, rep, call, record, item_profile(item), run.settings.strict,
-                                 run.root_causes)
+        result = results.classify(_finished(rep, call), record.check_id, item.nodeid, item_profile(item), record,
+                                  run.settings.strict, run.root_causes)
         item.stash[RESULT_KEY] = result
         run.results.append(result)
         if result.outcome in ("failed", "warning", "error"):
@@ -261,16 +266,49 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo) -> Itera
                               for e in run.fixture_exchanges.get(name, ())), key=lambda e: e.seq)
             failing = result.exchange or run.recorder.last
             result.sequence = reproduce.sequence(prelude, run.recorder.own, failing)
-            result.traceback = run.redact(report.tail(rep.longreprtext)) if rep.failed else ""
-        report.attach(rep, result, record, run)
+            result.traceback = run.redact(tail(rep.longreprtext)) if rep.failed else ""
+        attach(rep, result, run)
         _note_problems(item, run, rep, result)
         if result.outcome == "warning":
             item.user_properties.append(("warnings", result.message))
     elif result is not None and rep.when == "teardown" and rep.failed and result.outcome == "passed":
-        result.outcome, result.message = "error", report.one_line(call.excinfo)
+        result.outcome, result.message = "error", results.one_line(call.excinfo)
     if rep.location:                  # failure headers in the terminal name the stable check id
         rep.location = (rep.location[0], rep.location[1], item_check_id(item))
     _shorten(rep, call)
+
+
+def _finished(rep: pytest.TestReport, call: pytest.CallInfo) -> Finished:
+    """pytest's report of one phase, as the plain values results.classify judges."""
+    skip = ""
+    if rep.skipped:
+        longrepr = rep.longrepr
+        skip = (str(longrepr[2]).removeprefix("Skipped: ") if isinstance(longrepr, tuple) and len(longrepr) == 3
+                else str(longrepr or ""))
+    return Finished(rep.when, rep.outcome, skip, call.excinfo.value if call.excinfo else None,
+                    results.one_line(call.excinfo), rep.duration)
+
+
+def tail(text: str, limit: int = TRACEBACK_KEPT) -> str:
+    """The end of a long traceback (where the cause is), saying how much was left out."""
+    if len(text) <= limit:
+        return text
+    return f"… ({len(text) - limit} earlier characters left out)\n" + text[-limit:]
+
+
+def attach(rep: pytest.TestReport, result: CheckResult, run: ConformanceRun) -> None:
+    """Exchanges, curl and the reproduce line on every failing, warning or broken check."""
+    if result.outcome not in ("failed", "warning", "error"):
+        return
+    failing = result.exchange or run.recorder.last
+    rerun = (f"fhir-conformance run --target {run.settings.target} --seed {run.seed} "
+             f"--check '{result.check_id}'")
+    text = [f"verdict: {result.outcome}", f"re-run the check: {rerun}"]
+    if failing is not None:
+        text.append(f"the request that shows it: {failing.method} {failing.url} -> {failing.status}")
+        text.append(f"re-send the {len(result.sequence)} request(s) that led to it: fhir-conformance replay "
+                    f"{run.settings.report_dir} --check '{result.check_id}' (a curl script is in report.html)")
+    rep.sections.append(("conformance", run.redact("\n".join(text))))
 
 
 def _note_problems(item: pytest.Item, run: ConformanceRun, rep: pytest.TestReport, result: CheckResult) -> None:
@@ -292,9 +330,9 @@ def _shorten(rep: pytest.TestReport, call: pytest.CallInfo) -> None:
     if not rep.failed or call.excinfo is None:
         return
     exc = call.excinfo.value
-    problem = report.target_problem(exc)
-    if problem is not None and not report._requirement_failures(exc):
-        rep.longrepr = report.one_line(problem)
+    problem = results.target_problem(exc)
+    if problem is not None and not results.requirement_failures(exc):
+        rep.longrepr = results.one_line(problem)
 
 
 @pytest.hookimpl(tryfirst=True)
@@ -303,14 +341,15 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     if run is None:
         return
     run.cleanup()
-    summary = report.write_summary(run, session.config)
-    from . import html_report
-
-    html_report.write(run, summary, run.html_path)
+    summary = summary_files.write_summary(run)
+    html.write(run, summary, run.html_path)
     target = summary["target"] or ""
     reproduce.save(Path(run.settings.report_dir) / reproduce.REPRODUCTION_FILE,
-                   filter(None, (html_report.reproduction_of(r, target) for r in run.results
+                   filter(None, (html.reproduction_of(r, target) for r in run.results
                                  if r.outcome in ("failed", "warning", "error"))), run.redact)
+    for plugin in session.config.pluginmanager.get_plugins():
+        if isinstance(plugin, InjectedSettings):
+            plugin.exit_code = summary["exit_code"]
     if exitstatus in (0, 1):
         session.exitstatus = summary["exit_code"]
 
@@ -320,13 +359,13 @@ def pytest_unconfigure(config: pytest.Config) -> None:
     run = config.stash.get(RUN_KEY, None)
     xmlpath = getattr(config.option, "xmlpath", None)
     if run is not None and xmlpath:
-        report.rename_junit_cases(Path(xmlpath), run.results)
+        junit.rename_junit_cases(Path(xmlpath), run.results)
 
 
 def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:
     run = config.stash.get(RUN_KEY, None)
     if run is not None:
-        report.print_summary(run, terminalreporter.write_line)
+        console.print_summary(run, terminalreporter.write_line)
 
 
 # -- fixtures -----------------------------------------------------------------

@@ -17,7 +17,7 @@ from pathlib import Path
 import httpx
 
 from .client import AuthError, json_or_none
-from .outcome import EXIT_BROKEN, EXIT_USAGE, RunVerdict, not_fhir, token_refused
+from .results import EXIT_BROKEN, EXIT_USAGE, RunVerdict, not_fhir, token_refused
 from .rules.catalogue import catalogue
 from .session import ConformanceRun
 from .options import Settings

@@ -18,8 +18,8 @@ from conformance.strategies.cohort import invalid_cohort
 from conformance.target import iterate_search
 from conformance.verdicts import expect
 
-from ._cohort import CohortApi
-from ._export import finish, run_export
+from .support.cohort import CohortApi
+from .support.export import finish, run_export
 
 pytestmark = profile("bulk-cohort")
 

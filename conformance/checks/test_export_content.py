@@ -14,7 +14,7 @@ from conformance.markers import check, needs, profile
 from conformance.rules.bulk_export import PARAMETERS, REFERENCED_ONLY
 from conformance.verdicts import expect
 
-from ._export import CompletedExport, ExportGroup, complete_export, finish, read_members, run_export
+from .support.export import CompletedExport, ExportGroup, complete_export, finish, read_members, run_export
 
 pytestmark = [profile("bulk-export"), needs("Group", operation="export")]
 

@@ -15,7 +15,7 @@ from conformance.markers import check, needs, profile
 from conformance.rules.bulk_export import FILE_MEDIA_TYPES, MANIFEST_MEDIA_TYPE, NDJSON, OUTPUT_FORMATS, PARAMETERS
 from conformance.verdicts import expect
 
-from ._export import CompletedExport, ExportGroup, require_complete, require_kickoff
+from .support.export import CompletedExport, ExportGroup, require_complete, require_kickoff
 
 pytestmark = [profile("bulk-export"), needs("Group", operation="export")]
 

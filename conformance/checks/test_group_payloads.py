@@ -20,7 +20,7 @@ from conformance.strategies.group import (PATIENT_GROUP, TEAM, invalid_group, ne
 from conformance.target import bundle_resources
 from conformance.verdicts import expect
 
-from .conftest import require
+from .support.api import require
 
 pytestmark = profile("canvas")
 VARIANTS = [TEAM, PATIENT_GROUP]

@@ -19,7 +19,7 @@ from conformance.rules.group import (RESPONSIBILITY_UNIQUE as UNIQUE, TEAM, grou
 from conformance.target import bundle_resources
 from conformance.verdicts import expect
 
-from .conftest import GroupApi, require
+from .support.api import GroupApi, require
 
 pytestmark = [profile("canvas"), needs("Group", interaction="create"), needs("Group", interaction="update")]
 

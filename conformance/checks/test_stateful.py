@@ -31,8 +31,8 @@ from conformance.rules.task import OMISSION, group_extension
 from conformance.strategies.task import valid_task
 from conformance.verdicts import expect
 
-from .conftest import GroupApi, require
-from .task_support import CONTENT_KEY, TaskApi, content, instant, notes, team_value
+from .support.api import GroupApi, TaskApi, require
+from .support.tasks import CONTENT_KEY, content, instant, notes, team_value
 
 pytestmark = [profile("canvas"), needs("Task", interaction="update"), needs("Group", interaction="update")]
 MODEL = "CANVAS-TASK-MODEL"

@@ -21,8 +21,8 @@ from conformance.strategies.task import invalid_task, needs as violation_needs, 
 from conformance.target import bundle_resources
 from conformance.verdicts import expect
 
-from .conftest import require
-from .task_support import content, expect_same, instant, labels, notes, permalink, team_value
+from .support.api import require
+from .support.tasks import content, expect_same, instant, labels, notes, permalink, team_value
 
 pytestmark = profile("canvas")
 # Each invalid-payload case is deterministic in the rule it breaks; a third of the examples is plenty.

@@ -27,8 +27,8 @@ from conformance.strategies.task import label_pool
 from conformance.target import bundle_resources, next_link
 from conformance.verdicts import expect
 
-from .conftest import require
-from .task_support import due, instant, labels, ref
+from .support.api import require
+from .support.tasks import due, instant, labels, ref
 
 pytestmark = [profile("canvas"), needs("Task", interaction="search-type")]
 SIZE = 12

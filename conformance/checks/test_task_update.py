@@ -21,7 +21,7 @@ from conformance.rules.task import OMISSION
 from conformance.strategies.task import note, valid_task
 from conformance.verdicts import expect
 
-from .task_support import content, expect_same, instant, notes, team_of
+from .support.tasks import content, expect_same, instant, notes, team_of
 
 pytestmark = [profile("canvas"), needs("Task", interaction="update")]
 

@@ -22,7 +22,7 @@ from conformance.session import ConformanceRun
 from conformance.target import Ledger, TargetData, iterate_search
 from conformance.verdicts import Blocked, expect
 
-from ._support import create_patient_group
+from .api import create_patient_group
 
 GROUP_SIZE = 5
 

@@ -26,8 +26,8 @@ from conformance.strategies.cohort import Facts
 from conformance.target import Ledger, TargetData
 from conformance.verdicts import expect
 
-from ._support import create_patient_group
-from ._export import finish, run_export
+from .api import create_patient_group
+from .export import finish, run_export
 
 ASYNC = "BULK-COHORT-ASYNC-CREATE"
 POPULATION_TYPES = "Patient,Condition,Encounter,Observation"

@@ -196,10 +196,10 @@ class _Collector:
         self.checks: list[dict[str, object]] = []
 
     def pytest_collection_finish(self, session) -> None:  # type: ignore[no-untyped-def]
-        from .plugin import _is_check, item_check_id, item_profile, item_requirements
+        from .plugin import is_check, item_check_id, item_profile, item_requirements
 
         for item in session.items:
-            if _is_check(item):
+            if is_check(item):
                 self.checks.append({"id": item_check_id(item), "nodeid": item.nodeid,
                                     "profile": item_profile(item), "requirements": list(item_requirements(item))})
 

@@ -65,7 +65,7 @@ def _settings_from(config: pytest.Config) -> tuple[Settings, int | None]:
     return settings, int(seed) if seed is not None else settings.seed
 
 
-def _is_check(item: pytest.Item) -> bool:
+def is_check(item: pytest.Item) -> bool:
     return item.get_closest_marker("conformance") is not None
 
 
@@ -123,7 +123,7 @@ def ensure_run(config: pytest.Config) -> ConformanceRun:
 
 def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config,
                                   items: list[pytest.Item]) -> None:
-    checks = [i for i in items if _is_check(i)]
+    checks = [i for i in items if is_check(i)]
     if not checks:
         return
     for item in checks:               # -k matches stable check ids too (collection filters -k after this hook)
@@ -134,7 +134,7 @@ def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config
         if unknown:
             raise pytest.UsageError(f"unknown requirement id(s): {', '.join(unknown)}")
         wanted = set(settings.requirements)
-        keep = [i for i in items if not _is_check(i) or wanted & set(item_requirements(i))]
+        keep = [i for i in items if not is_check(i) or wanted & set(item_requirements(i))]
         _deselect(config, items, keep)
     if settings.checks:
         known = {item_check_id(i) for i in checks} | {item_base_check_id(i) for i in checks}
@@ -142,7 +142,7 @@ def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config
         if unknown:
             raise pytest.UsageError(f"unknown check id(s): {', '.join(unknown)} (see `fhir-conformance list`)")
         wanted = set(settings.checks)
-        _deselect(config, items, [i for i in items if not _is_check(i) or selects(wanted, i)])
+        _deselect(config, items, [i for i in items if not is_check(i) or selects(wanted, i)])
 
 
 def pytest_deselected(items: list[pytest.Item]) -> None:
@@ -195,7 +195,7 @@ def _skip_reason(run: ConformanceRun, item: pytest.Item) -> str | None:
 @pytest.hookimpl(tryfirst=True)
 def pytest_runtest_setup(item: pytest.Item) -> None:
     run = item.config.stash.get(RUN_KEY, None)
-    if run is None or not _is_check(item):
+    if run is None or not is_check(item):
         return
     record = CheckRecord(item.nodeid, item_check_id(item), item_requirements(item))
     item.stash[RECORD_KEY] = record
@@ -251,7 +251,7 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo) -> Itera
     outcome = yield
     rep = outcome.get_result()
     run = item.config.stash.get(RUN_KEY, None)
-    if run is None or not _is_check(item):
+    if run is None or not is_check(item):
         return
     record = item.stash.get(RECORD_KEY, None) or CheckRecord(item.nodeid, item_check_id(item),
                                                               item_requirements(item))

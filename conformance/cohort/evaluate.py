@@ -22,7 +22,7 @@ import datetime as dt
 from decimal import Decimal
 from typing import Any, Iterable
 
-from .filters import DATE, QUANTITY, TOKEN, Criterion, DateValue, Filter, QuantityValue, Token, _DATE
+from .filters import DATE, QUANTITY, TOKEN, Criterion, DateValue, Filter, QuantityValue, Token, DATE_PATTERN
 
 UTC = dt.timezone.utc
 MIN = dt.datetime(1, 1, 1, tzinfo=UTC)
@@ -33,7 +33,7 @@ Range = tuple[dt.datetime, dt.datetime]     # half-open [low, high)
 
 def date_range(text: str) -> Range | None:
     """The range a FHIR date/dateTime/instant covers, given its precision."""
-    m = _DATE.match(text or "")
+    m = DATE_PATTERN.match(text or "")
     if not m:
         return None
     year, month, day, hour, minute, second, zone = m.groups()

@@ -29,7 +29,7 @@ RESULT_PARAMETERS = {"_sort", "_count", "_include", "_revinclude", "_elements", 
                      "_contained", "_containedType", "_offset", "_format", "_pretty"}
 QUANTITY_PREFIXES = ("eq", "ne", "gt", "lt", "ge", "le")
 ALL_PREFIXES = ("eq", "ne", "gt", "lt", "ge", "le", "sa", "eb", "ap")    # FHIR R4 search.html#prefix
-_DATE = re.compile(r"^(\d{4})(?:-(\d{2})(?:-(\d{2})(?:T(\d{2}):(\d{2})(?::(\d{2})(?:\.\d+)?)?"
+DATE_PATTERN = re.compile(r"^(\d{4})(?:-(\d{2})(?:-(\d{2})(?:T(\d{2}):(\d{2})(?::(\d{2})(?:\.\d+)?)?"
                    r"(Z|[+-]\d{2}:\d{2})?)?)?)?$")
 
 
@@ -126,7 +126,7 @@ def _parse_value(kind: str, name: str, text: str) -> Token | DateValue | Quantit
 
 def _is_date(text: str) -> bool:
     """The FHIR date syntax, and a day that exists (no month 13, no 30 February)."""
-    m = _DATE.match(text)
+    m = DATE_PATTERN.match(text)
     if not m:
         return False
     year, month, day, hour, minute, second, _ = m.groups()

@@ -93,7 +93,7 @@ def test_must_reject_inputs_are_never_what_the_target_declares():
 
 
 def test_optional_cohort_features_are_named_for_the_skip_reason():
-    from conformance.checks._cohort import optional_features
+    from conformance.checks.support.cohort import optional_features
     from conformance.rules.cohort import cohort_payload
 
     declared = {"Condition": frozenset({"code"})}

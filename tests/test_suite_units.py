@@ -249,7 +249,7 @@ def _grp_1(group: dict) -> bool:
 
 def _inv_1(task: dict) -> bool:
     """Task inv-1: lastModified.exists().not() or authoredOn.exists().not() or lastModified >= authoredOn."""
-    from conformance.checks.task_support import instant
+    from conformance.checks.support.tasks import instant
 
     if "lastModified" not in task or "authoredOn" not in task:
         return True

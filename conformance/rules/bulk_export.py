@@ -13,7 +13,7 @@ from dataclasses import dataclass
 NDJSON = "application/fhir+ndjson"
 OUTPUT_FORMATS = (NDJSON, "application/ndjson", "ndjson")
 # Content-Type of a downloaded file: the IG's media type (the plain ndjson one is tolerated).
-FILE_MEDIA_TYPES = (NDJSON, "application/ndjson")
+FILE_MEDIA_TYPES = OUTPUT_FORMATS[:2]
 # The complete status answer (the manifest) is plain JSON.
 MANIFEST_MEDIA_TYPE = "application/json"
 

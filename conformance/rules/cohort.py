@@ -11,14 +11,14 @@ from __future__ import annotations
 from typing import Any
 
 from .group import PATIENT_GROUP_TYPE
-from .model import REFUSED, Constraint, Violation
+from .model import INVALID_FHIR, PROFILE_RULE, REFUSED, Constraint, Violation
 
 PROFILE_URL = "http://hl7.org/fhir/uv/bulkdata/StructureDefinition/bulk-cohort-group"
 MEMBER_FILTER = "http://hl7.org/fhir/uv/bulkdata/StructureDefinition/member-filter"
 MEMBERS_REFRESHED = "http://hl7.org/fhir/uv/bulkdata/StructureDefinition/members-refreshed"
 FHIR_QUERY = "application/x-fhir-query"
 VARIANT = "cohort"
-REJECTED = 400          # SPEC §5: unsupported filter parts are refused with 400
+REJECTED = INVALID_FHIR   # SPEC §5: unsupported filter parts are refused with 400
 PROFILE_STATUSES = REFUSED
 
 
@@ -51,11 +51,11 @@ def _rule(name: str, requirement: str, description: str, status: int = REJECTED)
 
 
 RULES: tuple[Constraint, ...] = (
-    _rule("missing-name", "BULK-COHORT-PROFILE", "Group.name left out (1..1 in the profile)", 422),
+    _rule("missing-name", "BULK-COHORT-PROFILE", "Group.name left out (1..1 in the profile)", PROFILE_RULE),
     _rule("characteristic-present", "BULK-COHORT-PROFILE", "a Group.characteristic (0..0 in the profile)",
-          422),
+          PROFILE_RULE),
     _rule("no-member-filter", "BULK-COHORT-PROFILE", "no member-filter modifierExtension (1..*)",
-          422),
+          PROFILE_RULE),
     _rule("wrong-language", "BULK-COHORT-REJECT-UNSUPPORTED",
           "a member-filter whose language is not application/x-fhir-query"),
     _rule("two-resource-types", "BULK-COHORT-REJECT-UNSUPPORTED",

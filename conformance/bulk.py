@@ -23,13 +23,11 @@ from typing import Any, Callable, Iterable, Iterator, Mapping
 import httpx
 
 from .client import Exchange, FhirClient, _redact_header, json_or_none
-
-NDJSON = "application/fhir+ndjson"
+from .rules.bulk_export import NDJSON, PATIENT_REFERENCE_FIELDS
 FIRST_POLL = 0.0
 MIN_POLL = 0.1          # Retry-After: 0 means 'now'; a short pause keeps polling from spinning
 BACKOFF_START, BACKOFF_MAX = 0.5, 10.0
 PROBLEMS_KEPT = 3
-PATIENT_REFERENCE_FIELDS = ("subject", "patient", "for", "beneficiary")
 
 
 class ExportTimeout(RuntimeError):

@@ -54,10 +54,6 @@ class Capabilities:
                         resources[res["type"]] = res
         return cls(statement, resources)
 
-    @property
-    def available(self) -> bool:
-        return bool(self.resources)
-
     def interactions(self, resource: str) -> set[str]:
         res = self.resources.get(resource, {})
         return {i.get("code") for i in res.get("interaction", []) if isinstance(i, dict)}

@@ -26,12 +26,11 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Iterator, Sequence
 
-import httpx
-
-from .report import EXIT_BROKEN, EXIT_FAILED, EXIT_OK, EXIT_USAGE, compare, load_summary, render_comparison
+from .reporting.console import render_comparison
+from .results import EXIT_BROKEN, EXIT_FAILED, EXIT_OK, EXIT_USAGE, compare, load_summary
 from .preflight import check_target, write_stopped_summary
-from .requirements import catalogue
-from .settings import PROFILES, Settings, SettingsError, load
+from .rules.catalogue import catalogue
+from .options import Settings, SettingsError, add_arguments, from_arguments, load
 
 MOCK_START_TIMEOUT = 60.0
 
@@ -40,54 +39,12 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="fhir-conformance", description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
     run = sub.add_parser("run", help="run the suite and write reports")
-    run.add_argument("--target", help="base URL of the server under test (default: start the bundled mock)")
-    run.add_argument("--token", help="bearer token (prefer FHIR_CONFORMANCE_TOKEN: argv is visible to others)")
-    run.add_argument("--client-id", help="OAuth client id (client credentials)")
-    run.add_argument("--client-secret", help="OAuth client secret (prefer FHIR_CONFORMANCE_CLIENT_SECRET)")
-    run.add_argument("--token-url", help="OAuth token endpoint (default: from the CapabilityStatement)")
-    run.add_argument("--limited-token", help="a valid token without write scopes, for the 403 checks")
-    run.add_argument("--profile", action="append", choices=PROFILES, dest="profiles",
-                     help="run this profile even if the target does not declare it (repeatable)")
-    run.add_argument("--requirement", action="append", dest="requirements", metavar="ID",
-                     help="run only the checks tied to this requirement (repeatable)")
-    run.add_argument("--check", action="append", dest="checks", metavar="ID",
-                     help="run only this check, by the stable id `list` prints (repeatable; "
-                          "'ID' selects every parameter case, 'ID[case]' one)")
-    run.add_argument("--strict", action="store_true", default=None,
-                     help="SHOULD/MAY breaches and inexact status codes fail the run")
-    run.add_argument("--notes-replace", action="store_true", default=None,
-                     help="the target replaces Task notes on update (instead of appending)")
-    run.add_argument("--no-shrink", action="store_false", dest="shrink", default=None,
-                     help="report failing examples as found, without minimising them (faster)")
+    add_arguments(run)          # every setting, from the option table
     run.add_argument("-x", "--exitfirst", action="store_true", help="stop at the first failing check")
-    run.add_argument("--report-dir", help="where reports are written (default reports/)")
-    run.add_argument("--seed", type=int, help="Hypothesis seed (printed in every report)")
-    run.add_argument("--examples", type=int, help="Hypothesis examples per property check")
-    run.add_argument("--timeout", type=float, help="seconds per HTTP request")
-    run.add_argument("--export-timeout", type=float, help="seconds a bulk export may take (default 120)")
     run.add_argument("--config", type=Path, help="settings file (default ./conformance.toml)")
     run.add_argument("-k", dest="keyword", help="only checks matching this pytest -k expression "
                                                  "(check ids and function names)")
     run.add_argument("-v", "--verbose", action="store_true", help="one line per check")
-    smart = run.add_argument_group("SMART Backend Services (client credentials with a signed JWT)")
-    smart.add_argument("--private-key", metavar="FILE", help="JWK/JWKS or PEM private key (RS384 or ES384)")
-    smart.add_argument("--key-id", help="kid registered with the server (default: the JWK's kid)")
-    smart.add_argument("--scope", help="scopes to request, e.g. 'system/*.read system/Group.write'")
-    tls = run.add_argument_group("TLS")
-    tls.add_argument("--ca-bundle", metavar="PEM", help="CA certificates to trust for the target")
-    tls.add_argument("--client-cert", metavar="PEM", help="client certificate for mutual TLS")
-    tls.add_argument("--client-key", metavar="PEM", help="private key of the client certificate")
-    tls.add_argument("--insecure", action="store_true", default=None,
-                     help="do not verify the target's certificate (every report says so loudly)")
-    polite = run.add_argument_group("robustness and politeness")
-    polite.add_argument("--max-rps", type=float, help="global request-rate limit (requests per second)")
-    polite.add_argument("--max-concurrency", type=int, help="requests in flight at once (default 4)")
-    polite.add_argument("--max-retry-wait", type=float,
-                        help="longest wait a 429 Retry-After may ask for before the check reports it (default 30 s)")
-    polite.add_argument("--max-body-mb", type=float, help="largest response body read (default 20 MB)")
-    polite.add_argument("--max-redirects", type=int, help="redirects followed per request (default 5)")
-    run.add_argument("--baseline", metavar="SUMMARY",
-                     help="a previous summary.json: the exit code reflects only regressions against it")
     lst = sub.add_parser("list", help="print every requirement and the checks tied to it")
     lst.add_argument("--format", choices=("text", "json"), default="text")
     replay = sub.add_parser("replay", help="re-send the requests that led a check to fail; exit 1 if it still fails")
@@ -117,13 +74,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         from .replay import replay_command
 
         return replay_command(args.report_dir, args.check, args.target, args.timeout, args.insecure)
-    cli = {k: getattr(args, k) for k in ("target", "token", "client_id", "client_secret", "token_url",
-                                         "limited_token", "profiles", "requirements", "checks", "strict",
-                                         "notes_replace", "shrink", "report_dir", "seed", "examples", "timeout",
-                                         "private_key", "key_id", "scope", "ca_bundle", "client_cert",
-                                         "client_key", "insecure", "max_rps", "max_concurrency",
-                                         "max_retry_wait", "max_body_mb", "max_redirects", "baseline",
-                                         "export_timeout")}
+    cli = from_arguments(args)
     named_config = args.config or os.environ.get("FHIR_CONFORMANCE_CONFIG")
     if named_config and not Path(named_config).is_file():
         print(f"fhir-conformance: configuration error: config file not found: {named_config}", file=sys.stderr)
@@ -173,17 +124,16 @@ def run_pytest(settings: Settings, seed: int, keyword: str | None, verbose: bool
     from .progress import Progress
 
     progress = Progress(tty=sys.stdout.isatty())
-    code = pytest.main(args, plugins=[InjectedSettings(settings, seed), progress])
-    summary_path = report_dir / "summary.json"
+    injected = InjectedSettings(settings, seed)
+    code = pytest.main(args, plugins=[injected, progress])
     if code in (pytest.ExitCode.USAGE_ERROR,):
         return EXIT_USAGE
     if code == pytest.ExitCode.NO_TESTS_COLLECTED:
         print("fhir-conformance: no check selected", file=sys.stderr)
         return EXIT_USAGE
-    if not summary_path.exists() or code in (pytest.ExitCode.INTERNAL_ERROR, pytest.ExitCode.INTERRUPTED):
+    if injected.exit_code is None or code in (pytest.ExitCode.INTERNAL_ERROR, pytest.ExitCode.INTERRUPTED):
         return EXIT_BROKEN
-    summary = json.loads(summary_path.read_text(encoding="utf-8"))
-    return int(summary["exit_code"])
+    return injected.exit_code        # what results.py decided for this run
 
 
 @contextlib.contextmanager
@@ -246,10 +196,10 @@ class _Collector:
         self.checks: list[dict[str, object]] = []
 
     def pytest_collection_finish(self, session) -> None:  # type: ignore[no-untyped-def]
-        from .plugin import _is_check, item_check_id, item_profile, item_requirements
+        from .plugin import is_check, item_check_id, item_profile, item_requirements
 
         for item in session.items:
-            if _is_check(item):
+            if is_check(item):
                 self.checks.append({"id": item_check_id(item), "nodeid": item.nodeid,
                                     "profile": item_profile(item), "requirements": list(item_requirements(item))})
 

@@ -7,6 +7,7 @@ from typing import Any, Iterable
 import httpx
 
 from .client import Exchange, FhirClient, created_id, json_or_none
+from .rules.model import REFUSED, Violation
 from .verdicts import expect
 
 
@@ -95,3 +96,12 @@ def expect_read(fhir: FhirClient, resource_type: str, rid: str, requirement: str
     expect(requirement, isinstance(body, dict) and body.get("resourceType") == resource_type
            and body.get("id") == rid, f"{what}: read did not return {resource_type}/{rid}", ex)
     return body
+
+
+def expect_rejected(fhir: FhirClient, response: httpx.Response, violation: Violation, interaction: str) -> None:
+    """The status policy for an invalid payload: refused (``REFUSED``) with an OperationOutcome;
+    the exact reference status of the rule it breaks is checked as FHIR-REJECT-STATUS."""
+    what = f"{interaction} with {violation.description}"
+    expect_error(fhir, response, violation.requirement, REFUSED, what)
+    expect("FHIR-REJECT-STATUS", response.status_code == violation.status,
+           f"{what}: reference status is {violation.status}, got {response.status_code}", last_exchange(fhir))

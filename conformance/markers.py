@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import pytest
 
-from .requirements import get as requirement
+from .rules.catalogue import get as requirement
 
 
 def check(check_id: str, *requirement_ids: str) -> pytest.MarkDecorator:

@@ -1,6 +1,7 @@
 """The pytest plugin: options, fixtures, and the hooks that turn test outcomes into
-conformance verdicts. Thin on purpose: the work is in session.py, verdicts.py
-and report.py.
+conformance verdicts. Thin on purpose: the settings come from options.py, every
+verdict from results.py, the files from reporting/; this module only translates
+pytest's items and reports into their plain values.
 
 It stays inert in any pytest session that collects no conformance check, so
 installing the kit does not change other projects' test runs.
@@ -14,67 +15,31 @@ from typing import Any, Iterator
 
 import pytest
 
-from . import report, reproduce, verdicts
+from . import reproduce, results
 from .capabilities import Need
 from .client import FhirClient
-from .requirements import catalogue
-from .session import CheckResult, ConformanceRun
-from .settings import Settings, SettingsError, load
+from .options import Settings, SettingsError, add_pytest_options, from_pytest, load
+from .reporting import console, html, junit, summary as summary_files
+from .results import CheckRecord, CheckResult, Finished
+from .rules.catalogue import catalogue
+from .session import ConformanceRun
 from .target import Ledger, TargetData
 
 RUN_KEY = pytest.StashKey[ConformanceRun]()
 RESULT_KEY = pytest.StashKey[CheckResult]()
-RECORD_KEY = pytest.StashKey[verdicts.CheckRecord]()
-
-OPTIONS = {  # option -> (settings name, help)
-    "--fhir-target": ("target", "base URL of the FHIR server under test"),
-    "--fhir-token": ("token", "bearer token (prefer the FHIR_CONFORMANCE_TOKEN variable)"),
-    "--fhir-client-id": ("client_id", "OAuth client id for client credentials"),
-    "--fhir-client-secret": ("client_secret", "OAuth client secret (prefer FHIR_CONFORMANCE_CLIENT_SECRET)"),
-    "--fhir-token-url": ("token_url", "OAuth token endpoint (default: from the CapabilityStatement)"),
-    "--fhir-limited-token": ("limited_token", "a valid token without write scopes, for the 403 checks"),
-    "--fhir-report-dir": ("report_dir", "where summary.json is written (default reports/)"),
-    "--fhir-examples": ("examples", "Hypothesis examples per property check"),
-    "--fhir-timeout": ("timeout", "seconds per HTTP request"),
-    "--fhir-private-key": ("private_key", "SMART Backend Services: JWK/JWKS or PEM private key file"),
-    "--fhir-key-id": ("key_id", "SMART Backend Services: the key id (kid) registered with the server"),
-    "--fhir-scope": ("scope", "scopes to request at the token endpoint"),
-    "--fhir-ca-bundle": ("ca_bundle", "PEM file of CA certificates to trust"),
-    "--fhir-client-cert": ("client_cert", "client certificate (PEM) for mutual TLS"),
-    "--fhir-client-key": ("client_key", "client certificate's private key (PEM) for mutual TLS"),
-    "--fhir-max-body-mb": ("max_body_mb", "largest response body read, in MB (default 20)"),
-    "--fhir-max-redirects": ("max_redirects", "redirects followed per request (default 5)"),
-    "--fhir-max-rps": ("max_rps", "global request-rate limit, requests per second"),
-    "--fhir-max-concurrency": ("max_concurrency", "requests in flight at once (default 4)"),
-    "--fhir-max-retry-wait": ("max_retry_wait", "longest 429 Retry-After wait, seconds (default 30)"),
-    "--fhir-baseline": ("baseline", "a previous summary.json: the exit code reflects only regressions"),
-}
-
+RECORD_KEY = pytest.StashKey[CheckRecord]()
+TRACEBACK_KEPT = 4_000
 
 class InjectedSettings:
     """Registered by ``fhir-conformance run`` so secrets never travel on argv."""
 
     def __init__(self, settings: Settings, seed: int | None):
         self.settings, self.seed = settings, seed
+        self.exit_code: int | None = None      # the run's, set when the session finishes (results.py decides it)
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
-    group = parser.getgroup("fhir-conformance", "FHIR conformance suite")
-    for option, (_, text) in OPTIONS.items():
-        group.addoption(option, default=None, help=text)
-    group.addoption("--fhir-profile", action="append", default=None, help="profile to run (repeatable)")
-    group.addoption("--fhir-requirement", action="append", default=None,
-                    help="run only the checks tied to this requirement id (repeatable)")
-    group.addoption("--fhir-check", action="append", default=None,
-                    help="run only this check (stable id as `fhir-conformance list` prints it; repeatable)")
-    group.addoption("--fhir-strict", action="store_true", default=None,
-                    help="SHOULD/MAY breaches and exact status codes fail the run")
-    group.addoption("--fhir-no-shrink", action="store_false", dest="fhir_shrink", default=None,
-                    help="report the first failing example as found (faster on slow targets)")
-    group.addoption("--fhir-notes-replace", action="store_true", default=None,
-                    help="the target replaces Task notes on update instead of appending")
-    group.addoption("--fhir-insecure", action="store_true", default=None,
-                    help="do not verify the target's TLS certificate (marked loudly in every report)")
+    add_pytest_options(parser.getgroup("fhir-conformance", "FHIR conformance suite"))
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -89,25 +54,18 @@ def _settings_from(config: pytest.Config) -> tuple[Settings, int | None]:
     for plugin in config.pluginmanager.get_plugins():
         if isinstance(plugin, InjectedSettings):
             return plugin.settings, plugin.seed
-    cli: dict[str, Any] = {name: config.getoption(opt) for opt, (name, _) in OPTIONS.items()}
-    cli["profiles"] = config.getoption("--fhir-profile")
-    cli["requirements"] = config.getoption("--fhir-requirement")
-    cli["checks"] = config.getoption("--fhir-check")
-    cli["strict"] = config.getoption("--fhir-strict")
-    cli["notes_replace"] = config.getoption("--fhir-notes-replace")
-    cli["shrink"] = config.getoption("fhir_shrink")
-    cli["insecure"] = config.getoption("--fhir-insecure")
+    cli = from_pytest(config.getoption)
     try:
         settings = load(cli, os.environ)
         if settings.baseline:
-            report.load_summary(settings.baseline)
+            results.load_summary(settings.baseline)
     except (SettingsError, ValueError) as exc:
         raise pytest.UsageError(str(exc)) from None
     seed = config.getoption("hypothesis_seed", None)
     return settings, int(seed) if seed is not None else settings.seed
 
 
-def _is_check(item: pytest.Item) -> bool:
+def is_check(item: pytest.Item) -> bool:
     return item.get_closest_marker("conformance") is not None
 
 
@@ -165,7 +123,7 @@ def ensure_run(config: pytest.Config) -> ConformanceRun:
 
 def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config,
                                   items: list[pytest.Item]) -> None:
-    checks = [i for i in items if _is_check(i)]
+    checks = [i for i in items if is_check(i)]
     if not checks:
         return
     for item in checks:               # -k matches stable check ids too (collection filters -k after this hook)
@@ -176,7 +134,7 @@ def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config
         if unknown:
             raise pytest.UsageError(f"unknown requirement id(s): {', '.join(unknown)}")
         wanted = set(settings.requirements)
-        keep = [i for i in items if not _is_check(i) or wanted & set(item_requirements(i))]
+        keep = [i for i in items if not is_check(i) or wanted & set(item_requirements(i))]
         _deselect(config, items, keep)
     if settings.checks:
         known = {item_check_id(i) for i in checks} | {item_base_check_id(i) for i in checks}
@@ -184,7 +142,7 @@ def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config
         if unknown:
             raise pytest.UsageError(f"unknown check id(s): {', '.join(unknown)} (see `fhir-conformance list`)")
         wanted = set(settings.checks)
-        _deselect(config, items, [i for i in items if not _is_check(i) or selects(wanted, i)])
+        _deselect(config, items, [i for i in items if not is_check(i) or selects(wanted, i)])
 
 
 def pytest_deselected(items: list[pytest.Item]) -> None:
@@ -237,16 +195,16 @@ def _skip_reason(run: ConformanceRun, item: pytest.Item) -> str | None:
 @pytest.hookimpl(tryfirst=True)
 def pytest_runtest_setup(item: pytest.Item) -> None:
     run = item.config.stash.get(RUN_KEY, None)
-    if run is None or not _is_check(item):
+    if run is None or not is_check(item):
         return
-    record = verdicts.CheckRecord(item.nodeid, item_check_id(item), item_requirements(item))
+    record = CheckRecord(item.nodeid, item_check_id(item), item_requirements(item))
     item.stash[RECORD_KEY] = record
     # JUnit reads the properties of the item (the teardown report copies them), not of the call report
     item.user_properties += [("check_id", record.check_id), ("requirements", " ".join(record.requirements)),
                              ("strength", item_strength(item)), ("profile", item_profile(item))]
     run.recorder.clear()
     _mark_examples(item, run)
-    verdicts.begin(record, run.settings.strict)
+    results.begin(record, run.settings.strict)
     reason = _skip_reason(run, item)
     if reason:
         pytest.skip(reason)
@@ -285,7 +243,7 @@ def pytest_fixture_setup(fixturedef: pytest.FixtureDef, request: pytest.FixtureR
 
 
 def pytest_runtest_teardown(item: pytest.Item) -> None:
-    verdicts.end()
+    results.end()
 
 
 @pytest.hookimpl(hookwrapper=True)
@@ -293,14 +251,14 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo) -> Itera
     outcome = yield
     rep = outcome.get_result()
     run = item.config.stash.get(RUN_KEY, None)
-    if run is None or not _is_check(item):
+    if run is None or not is_check(item):
         return
-    record = item.stash.get(RECORD_KEY, None) or verdicts.CheckRecord(
-        item.nodeid, item_check_id(item), item_requirements(item))
+    record = item.stash.get(RECORD_KEY, None) or CheckRecord(item.nodeid, item_check_id(item),
+                                                              item_requirements(item))
     result = item.stash.get(RESULT_KEY, None)
     if result is None and (rep.when == "call" or rep.skipped or rep.failed):
-        result = report.classify(item, rep, call, record, item_profile(item), run.settings.strict,
-                                 run.root_causes)
+        result = results.classify(_finished(rep, call), record.check_id, item.nodeid, item_profile(item), record,
+                                  run.settings.strict, run.root_causes)
         item.stash[RESULT_KEY] = result
         run.results.append(result)
         if result.outcome in ("failed", "warning", "error"):
@@ -308,16 +266,49 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo) -> Itera
                               for e in run.fixture_exchanges.get(name, ())), key=lambda e: e.seq)
             failing = result.exchange or run.recorder.last
             result.sequence = reproduce.sequence(prelude, run.recorder.own, failing)
-            result.traceback = run.redact(report.tail(rep.longreprtext)) if rep.failed else ""
-        report.attach(rep, result, record, run)
+            result.traceback = run.redact(tail(rep.longreprtext)) if rep.failed else ""
+        attach(rep, result, run)
         _note_problems(item, run, rep, result)
         if result.outcome == "warning":
             item.user_properties.append(("warnings", result.message))
     elif result is not None and rep.when == "teardown" and rep.failed and result.outcome == "passed":
-        result.outcome, result.message = "error", report.one_line(call.excinfo)
+        result.outcome, result.message = "error", results.one_line(call.excinfo)
     if rep.location:                  # failure headers in the terminal name the stable check id
         rep.location = (rep.location[0], rep.location[1], item_check_id(item))
     _shorten(rep, call)
+
+
+def _finished(rep: pytest.TestReport, call: pytest.CallInfo) -> Finished:
+    """pytest's report of one phase, as the plain values results.classify judges."""
+    skip = ""
+    if rep.skipped:
+        longrepr = rep.longrepr
+        skip = (str(longrepr[2]).removeprefix("Skipped: ") if isinstance(longrepr, tuple) and len(longrepr) == 3
+                else str(longrepr or ""))
+    return Finished(rep.when, rep.outcome, skip, call.excinfo.value if call.excinfo else None,
+                    results.one_line(call.excinfo), rep.duration)
+
+
+def tail(text: str, limit: int = TRACEBACK_KEPT) -> str:
+    """The end of a long traceback (where the cause is), saying how much was left out."""
+    if len(text) <= limit:
+        return text
+    return f"… ({len(text) - limit} earlier characters left out)\n" + text[-limit:]
+
+
+def attach(rep: pytest.TestReport, result: CheckResult, run: ConformanceRun) -> None:
+    """Exchanges, curl and the reproduce line on every failing, warning or broken check."""
+    if result.outcome not in ("failed", "warning", "error"):
+        return
+    failing = result.exchange or run.recorder.last
+    rerun = (f"fhir-conformance run --target {run.settings.target} --seed {run.seed} "
+             f"--check '{result.check_id}'")
+    text = [f"verdict: {result.outcome}", f"re-run the check: {rerun}"]
+    if failing is not None:
+        text.append(f"the request that shows it: {failing.method} {failing.url} -> {failing.status}")
+        text.append(f"re-send the {len(result.sequence)} request(s) that led to it: fhir-conformance replay "
+                    f"{run.settings.report_dir} --check '{result.check_id}' (a curl script is in report.html)")
+    rep.sections.append(("conformance", run.redact("\n".join(text))))
 
 
 def _note_problems(item: pytest.Item, run: ConformanceRun, rep: pytest.TestReport, result: CheckResult) -> None:
@@ -339,9 +330,9 @@ def _shorten(rep: pytest.TestReport, call: pytest.CallInfo) -> None:
     if not rep.failed or call.excinfo is None:
         return
     exc = call.excinfo.value
-    problem = report.target_problem(exc)
-    if problem is not None and not report._requirement_failures(exc):
-        rep.longrepr = report.one_line(problem)
+    problem = results.target_problem(exc)
+    if problem is not None and not results.requirement_failures(exc):
+        rep.longrepr = results.one_line(problem)
 
 
 @pytest.hookimpl(tryfirst=True)
@@ -350,14 +341,15 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     if run is None:
         return
     run.cleanup()
-    summary = report.write_summary(run, session.config)
-    from . import html_report
-
-    html_report.write(run, summary, run.html_path)
+    summary = summary_files.write_summary(run)
+    html.write(run, summary, run.html_path)
     target = summary["target"] or ""
     reproduce.save(Path(run.settings.report_dir) / reproduce.REPRODUCTION_FILE,
-                   filter(None, (html_report.reproduction_of(r, target) for r in run.results
+                   filter(None, (html.reproduction_of(r, target) for r in run.results
                                  if r.outcome in ("failed", "warning", "error"))), run.redact)
+    for plugin in session.config.pluginmanager.get_plugins():
+        if isinstance(plugin, InjectedSettings):
+            plugin.exit_code = summary["exit_code"]
     if exitstatus in (0, 1):
         session.exitstatus = summary["exit_code"]
 
@@ -367,13 +359,13 @@ def pytest_unconfigure(config: pytest.Config) -> None:
     run = config.stash.get(RUN_KEY, None)
     xmlpath = getattr(config.option, "xmlpath", None)
     if run is not None and xmlpath:
-        report.rename_junit_cases(Path(xmlpath), run.results)
+        junit.rename_junit_cases(Path(xmlpath), run.results)
 
 
 def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:
     run = config.stash.get(RUN_KEY, None)
     if run is not None:
-        report.print_summary(run, terminalreporter.write_line)
+        console.print_summary(run, terminalreporter.write_line)
 
 
 # -- fixtures -----------------------------------------------------------------

@@ -17,10 +17,10 @@ from pathlib import Path
 import httpx
 
 from .client import AuthError, json_or_none
-from .outcome import EXIT_BROKEN, EXIT_USAGE, RunVerdict, not_fhir, token_refused
-from .requirements import catalogue
+from .results import EXIT_BROKEN, EXIT_USAGE, RunVerdict, not_fhir, token_refused
+from .rules.catalogue import catalogue
 from .session import ConformanceRun
-from .settings import Settings
+from .options import Settings
 
 PROBE_ORDER = ("Group", "Patient", "Practitioner", "Task")
 

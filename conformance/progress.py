@@ -53,10 +53,10 @@ class Progress:
 
     # -- collection ------------------------------------------------------------------
     def pytest_collection_finish(self, session: pytest.Session) -> None:
-        from .plugin import _is_check, item_base_check_id, item_check_id, item_profile
+        from .plugin import is_check, item_base_check_id, item_check_id, item_profile
 
         for item in session.items:
-            if not _is_check(item):
+            if not is_check(item):
                 continue
             profile, group = item_profile(item), item_base_check_id(item)
             self.items[item.nodeid] = (profile, item_check_id(item), group)

@@ -17,7 +17,7 @@ from typing import Any
 import httpx
 
 from . import reproduce
-from .report import EXIT_BROKEN, EXIT_FAILED, EXIT_OK, EXIT_USAGE
+from .results import EXIT_BROKEN, EXIT_FAILED, EXIT_OK, EXIT_USAGE
 
 TOKEN_ENV = "FHIR_CONFORMANCE_TOKEN"
 

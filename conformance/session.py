@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from functools import cached_property
 from pathlib import Path
 
@@ -16,31 +16,15 @@ import httpx
 
 from .capabilities import Capabilities
 from .client import FhirClient, Politeness, Recorder, Redactor, TokenSource, json_or_none, tls_context
-from .settings import Settings, max_body_bytes
+from .options import Settings, max_body_bytes
 from .target import Ledger, TargetData, discover, new_run_prefix
+
+if TYPE_CHECKING:
+    from .results import CheckResult
 
 
 class TargetUnreachable(RuntimeError):
     """The target did not answer at all: the run cannot say anything about it."""
-
-
-@dataclass
-class CheckResult:
-    """The outcome of one test item, in conformance terms."""
-
-    nodeid: str
-    check_id: str
-    profile: str
-    requirements: tuple[str, ...]
-    outcome: str                     # passed | failed | warning | skipped | error
-    message: str = ""
-    failed_requirements: tuple[str, ...] = ()
-    warned_requirements: dict[str, str] = field(default_factory=dict)
-    verified: tuple[str, ...] = ()
-    duration: float = 0.0
-    exchange: Any = None             # the exchange that shows the breach, if known
-    sequence: list[Any] = field(default_factory=list)   # exchanges that led to it (failing/warning/error)
-    traceback: str = ""              # pytest's long representation (suite-internal detail)
 
 
 @dataclass

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any, Iterator
 
 from .client import FhirClient, json_or_none
-from .profiles.group import RESPONSIBILITIES
+from .rules.group import RESPONSIBILITIES, RESPONSIBILITY_UNIQUE, responsibilities_of
 
 log = logging.getLogger(__name__)
 MAX_DISCOVERY_PAGES = 50
@@ -55,15 +55,6 @@ def iterate_search(client: FhirClient, resource_type: str, params: dict[str, Any
         response = client.get(link)
 
 
-def responsibilities_of(group: dict[str, Any]) -> set[str]:
-    texts = set()
-    for c in group.get("characteristic", []) or []:
-        text = ((c or {}).get("valueCodeableConcept") or {}).get("text")
-        if text:
-            texts.add(text)
-    return texts
-
-
 @dataclass(repr=False)
 class TargetData:
     """Ids and free responsibilities found on the target, and the run prefix."""
@@ -72,7 +63,6 @@ class TargetData:
     practitioner_ids: list[str] = field(default_factory=list)
     patient_ids: list[str] = field(default_factory=list)
     free_responsibilities: list[str] = field(default_factory=list)
-    held_elsewhere: dict[str, str] = field(default_factory=dict)   # responsibility -> group id
 
     def _repr_pretty_(self, printer: Any, cycle: bool) -> None:
         """Hypothesis pretty-prints dataclasses field by field; keep falsifying examples short."""
@@ -94,12 +84,12 @@ def discover(client: FhirClient, run_prefix: str, own_groups: set[str]) -> Targe
         if response.status_code == 200:
             dest.extend(r["id"] for r in bundle_resources(json_or_none(response)) if r.get("id"))
     held: dict[str, str] = {}
-    for team in iterate_search(client, "Group", {"type": "practitioner", "_count": 100}):
+    rivals = dict(p.split("=") for p in RESPONSIBILITY_UNIQUE.among.partition("?")[2].split("&"))
+    for team in iterate_search(client, "Group", {**rivals, "_count": 100}):
         if team.get("id") in own_groups:
             continue
         for text in responsibilities_of(team):
             held[text] = team.get("id", "?")
-    data.held_elsewhere = held
     data.free_responsibilities = [r for r in RESPONSIBILITIES if r not in held]
     return data
 

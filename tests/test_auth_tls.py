@@ -10,7 +10,7 @@ import httpx
 import pytest
 
 from conformance.client import AuthError, FhirClient, Politeness, Redactor, TargetError, TokenSource, tls_context
-from conformance.settings import Settings
+from conformance.options import Settings
 from conformance.session import ConformanceRun
 from mock_server import MockConfig
 from mock_server.server import run_in_thread, run_tls_in_thread

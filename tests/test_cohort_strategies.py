@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 from conftest import PATIENTS
 from conformance.cohort.filters import FilterError, parse
 from conformance.cohort.oracle import Population, expected_members
-from conformance.profiles.cohort import FHIR_QUERY, MEMBER_FILTER, expressions_of, violations
+from conformance.rules.cohort import FHIR_QUERY, MEMBER_FILTER, expressions_of, violations
 from conformance.strategies.cohort import Facts, cohort_definition, invalid_cohort
 from mock_server.population import compartment_for
 
@@ -82,7 +82,7 @@ def test_invalid_cohorts_break_their_rule(facts, violation):
 
 def test_must_reject_inputs_are_never_what_the_target_declares():
     """SPEC §1: a server may support what it declares, so a "must reject" input never is."""
-    from conformance.profiles.cohort import UNDECLARED_FALLBACK, UNSUPPORTED_PARAMETERS, undeclared
+    from conformance.strategies.cohort import UNDECLARED_FALLBACK, UNSUPPORTED_PARAMETERS, undeclared
 
     for rtype, candidates in UNSUPPORTED_PARAMETERS.items():
         names = frozenset(c.split("=", 1)[0] for c in candidates)
@@ -93,8 +93,8 @@ def test_must_reject_inputs_are_never_what_the_target_declares():
 
 
 def test_optional_cohort_features_are_named_for_the_skip_reason():
-    from conformance.checks._cohort import optional_features
-    from conformance.profiles.cohort import cohort_payload
+    from conformance.checks.support.cohort import optional_features
+    from conformance.rules.cohort import cohort_payload
 
     declared = {"Condition": frozenset({"code"})}
     plain = cohort_payload("c", ["Condition?code=x"])

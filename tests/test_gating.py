@@ -14,7 +14,7 @@ import pytest
 import yaml
 
 from conformance import cli
-from conformance.report import EXIT_BROKEN, EXIT_FAILED, EXIT_OK, compare, gated_exit_code
+from conformance.results import EXIT_BROKEN, EXIT_FAILED, EXIT_OK, compare, gated_exit_code
 from mock_server import MockConfig
 from mock_server.server import run_in_thread
 

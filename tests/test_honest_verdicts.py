@@ -14,8 +14,7 @@ from typing import Iterator
 
 import pytest
 
-from conformance.outcome import judge
-from conformance.session import CheckResult
+from conformance.results import CheckResult, judge
 from mock_server import MockConfig
 from mock_server.server import run_in_thread
 

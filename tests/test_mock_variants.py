@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import pytest
 
-from conformance.requirements import catalogue
+from conformance.rules.catalogue import catalogue
 from mock_server import MockConfig
 from mock_server.__main__ import main
 from mock_server.server import run_in_thread

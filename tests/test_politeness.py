@@ -139,7 +139,7 @@ def test_no_fixed_sleeps_anywhere_in_the_suite():
 
 
 def test_settings_reach_the_run_s_shared_limiter(tmp_path):
-    from conformance import settings as cfg
+    from conformance import options as cfg
     from conformance.session import ConformanceRun
 
     env = {"FHIR_CONFORMANCE_MAX_RPS": "5", "FHIR_CONFORMANCE_MAX_CONCURRENCY": "2",

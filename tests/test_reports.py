@@ -18,8 +18,8 @@ from types import SimpleNamespace
 import pytest
 
 from conformance import cli, reproduce
-from conformance.report import NOT_SELECTED, compare
-from conformance.requirements import LOCAL_NAMES, PUBLIC_SOURCE, Requirement, catalogue, check_public
+from conformance.results import NOT_SELECTED, compare
+from conformance.rules.catalogue import LOCAL_NAMES, PUBLIC_SOURCE, Requirement, catalogue, check_public
 from mock_server import MockConfig
 from mock_server.server import run_in_thread
 

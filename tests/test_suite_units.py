@@ -14,11 +14,10 @@ from fhir.resources.R4B.group import Group
 from hypothesis import HealthCheck, given, settings as hsettings
 from hypothesis import strategies as st
 
-from conformance import settings as cfg
+from conformance import options as cfg
 from conformance.capabilities import BULK_COHORT_PROFILE, Capabilities, Need
 from conformance.client import Exchange, Redactor
-from conformance.report import EXIT_BROKEN, EXIT_FAILED, EXIT_OK, exit_code, requirement_verdicts
-from conformance.session import CheckResult
+from conformance.results import EXIT_BROKEN, EXIT_FAILED, EXIT_OK, CheckResult, exit_code, requirement_verdicts
 from conformance.strategies.common import locate
 from conformance.strategies.group import PATIENT_GROUP, TEAM, invalid_group, valid_group, violations
 from conformance.target import TargetData
@@ -250,7 +249,7 @@ def _grp_1(group: dict) -> bool:
 
 def _inv_1(task: dict) -> bool:
     """Task inv-1: lastModified.exists().not() or authoredOn.exists().not() or lastModified >= authoredOn."""
-    from conformance.checks.task_support import instant
+    from conformance.checks.support.tasks import instant
 
     if "lastModified" not in task or "authoredOn" not in task:
         return True
@@ -276,33 +275,32 @@ def test_valid_payloads_satisfy_the_fhir_r4_invariants(data):
 
 
 def test_a_blocked_check_is_reported_as_blocked_not_as_a_second_failure():
-    from types import SimpleNamespace
-
-    from conformance.report import classify
-    from conformance.verdicts import Blocked, CheckRecord, Finding
+    from conformance.results import Blocked, CheckRecord, Finding, Finished, classify
 
     record = CheckRecord("n", "export-kickoff-post", ("BULK-EXPORT-KICKOFF-POST",))
     record.warnings["BULK-EXPORT-KICKOFF-POST"] = Finding("BULK-EXPORT-KICKOFF-POST", "expected 202 Accepted, got 404")
-    try:
-        raise Blocked("blocked by BULK-EXPORT-KICKOFF-POST: POST kick-off was not accepted (HTTP 404)")
-    except Blocked:
-        import sys
-        excinfo = pytest.ExceptionInfo.from_exc_info(sys.exc_info())
-    rep = SimpleNamespace(skipped=False, passed=False, failed=True, when="call", duration=0.0, longrepr=None)
-    call = SimpleNamespace(excinfo=excinfo)
-    item = SimpleNamespace(nodeid="n")
-    result = classify(item, rep, call, record, "bulk-export", strict=False)
+    blocked = Blocked("blocked by BULK-EXPORT-KICKOFF-POST: POST kick-off was not accepted (HTTP 404)")
+    result = classify(Finished("call", "failed", error=blocked, error_line=f"Blocked: {blocked}"),
+                      "export-kickoff-post", "n", "bulk-export", record, strict=False)
     assert result.outcome == "warning" and not result.failed_requirements
     assert "blocked by BULK-EXPORT-KICKOFF-POST" in result.message
 
     # a failed shared prerequisite is counted once: later checks meeting it are blocked by the first
     roots: dict = {}
-    try:
-        raise RuntimeError("prerequisite failed")
-    except RuntimeError as exc:
-        shared = exc
-    setup = SimpleNamespace(skipped=False, passed=False, failed=True, when="setup", duration=0.0, longrepr=None)
-    shared_info = SimpleNamespace(excinfo=pytest.ExceptionInfo.from_exception(shared))
-    first = classify(item, setup, shared_info, CheckRecord("n", "a", ()), "bulk-export", False, roots)
-    second = classify(item, setup, shared_info, CheckRecord("n", "b", ()), "bulk-export", False, roots)
+    shared = Finished("setup", "failed", error=RuntimeError("prerequisite failed"),
+                      error_line="RuntimeError: prerequisite failed")
+    first = classify(shared, "a", "n", "bulk-export", CheckRecord("n", "a", ()), False, roots)
+    second = classify(shared, "b", "n", "bulk-export", CheckRecord("n", "b", ()), False, roots)
     assert first.outcome == "error" and second.outcome == "skipped" and second.message.startswith("blocked by a")
+
+
+def test_every_declared_constraint_has_a_breach_in_strategies():
+    """rules/ declares each cross-field rule; strategies/ must know how to break every one of them."""
+    from conformance.rules.cohort import RULES
+    from conformance.rules.group import GROUP
+    from conformance.rules.task import TASK
+    from conformance.strategies import cohort, group, task
+
+    for profile, module in ((GROUP, group), (TASK, task)):
+        assert {c.name for c in profile.constraints} == set(module.BREACHES), profile.resource_type
+    assert {r.name for r in RULES} == set(cohort.BREACHES)

@@ -1,5 +1,4 @@
-"""Fixtures the check modules share. Helpers live in _support.py (re-exported here for the
-check modules that import them from conftest)."""
+"""Fixtures the check modules share, registered once. Helpers live in ``support/``."""
 
 from __future__ import annotations
 
@@ -9,13 +8,13 @@ from conformance.client import FhirClient
 from conformance.plugin import ensure_run
 from conformance.target import Ledger
 
-from ._support import GroupApi, create_patient_group, require  # noqa: F401  (re-exported)
+from .support.api import GroupApi
 
 # Fixtures shared across check modules are registered here, once: a session fixture
 # imported into several modules would be a separate fixture (and run) in each.
-from ._cohort import cohorts, narrowing_groups, population  # noqa: F401
-from ._export import baseline_export, bulk, export_group  # noqa: F401
-from .task_support import task_teams, tasks  # noqa: F401
+from .support.cohort import cohorts, narrowing_groups, population  # noqa: F401
+from .support.export import baseline_export, bulk, export_group  # noqa: F401
+from .support.tasks import task_teams, tasks  # noqa: F401
 
 
 def pytest_configure(config: pytest.Config) -> None:

@@ -6,6 +6,7 @@ import secrets
 
 import pytest
 
+from conformance.rules.group import PATIENT_GROUP, group_body
 from conformance.client import created_id
 from conformance.expectations import expect_error
 from conformance.markers import check, needs, profile
@@ -15,8 +16,7 @@ pytestmark = [profile("canvas"), needs("Group", interaction="search-type")]
 REQUESTS = {
     "search": lambda c, d: c.search("Group", {"_count": 1}),
     "read": lambda c, d: c.read("Group", d.missing_id()),
-    "create": lambda c, d: c.create({"resourceType": "Group", "type": "person", "actual": True,
-                                     "name": f"{d.run_prefix} auth {secrets.token_hex(4)}"}),
+    "create": lambda c, d: c.create(group_body(PATIENT_GROUP, f"{d.run_prefix} auth {secrets.token_hex(4)}")),
 }
 
 

@@ -7,18 +7,19 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from conformance.rules.group import PATIENT_GROUP_TYPE
 from conformance.capabilities import BULK_COHORT_PROFILE
 from conformance.client import json_or_none
 from conformance.expectations import describe_statuses, is_operation_outcome, last_exchange
 from conformance.markers import check, needs, profile, verifies
-from conformance.profiles.cohort import MEMBER_FILTER, PROFILE_STATUSES, REJECTED, cohort_payload, expressions_of
-from conformance.profiles.cohort import violations as cohort_violations
+from conformance.rules.cohort import MEMBER_FILTER, PROFILE_STATUSES, REJECTED, cohort_payload, expressions_of
+from conformance.rules.cohort import violations as cohort_violations
 from conformance.strategies.cohort import invalid_cohort
 from conformance.target import iterate_search
 from conformance.verdicts import expect
 
-from ._cohort import CohortApi
-from ._export import finish, run_export
+from .support.cohort import CohortApi
+from .support.export import finish, run_export
 
 pytestmark = profile("bulk-cohort")
 
@@ -56,7 +57,7 @@ def test_async_create_then_read(cohorts: CohortApi, population):
     body = json_or_none(response)
     expect("BULK-COHORT-READ", response.status_code == 200 and isinstance(body, dict),
            f"read of the created cohort Group/{gid} answered {response.status_code}", ex)
-    expect("BULK-COHORT-READ", body.get("name") == payload["name"] and body.get("type") == "person",
+    expect("BULK-COHORT-READ", body.get("name") == payload["name"] and body.get("type") == PATIENT_GROUP_TYPE,
            f"the cohort read back has name {body.get('name')!r}, type {body.get('type')!r}", ex)
     expect("BULK-COHORT-READ", expressions_of(body) == expressions_of(payload),
            f"the cohort read back has member-filters {expressions_of(body)}, sent {expressions_of(payload)}", ex)

@@ -18,10 +18,10 @@ from hypothesis import strategies as st
 from conformance.cohort.evaluate import matching_patients
 from conformance.cohort.filters import parse
 from conformance.markers import check, needs, profile
-from conformance.profiles.cohort import cohort_payload
+from conformance.rules.cohort import cohort_payload
 from conformance.strategies.cohort import Facts, cohort_definition
 
-from ._cohort import CohortApi, verify_membership
+from .support.cohort import CohortApi, verify_membership
 
 pytestmark = [profile("bulk-cohort"), needs("Patient", operation="export"), needs("Group", operation="export"),
               needs("Group", interaction="create")]

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import secrets
 
+from conformance.rules.group import PATIENT_GROUP, group_body
 from conformance.client import json_or_none
 from conformance.expectations import expect_created, expect_error, expect_read, last_exchange
 from conformance.markers import check, needs, profile
@@ -14,7 +15,7 @@ pytestmark = profile("fhir-core")
 
 
 def _group(prefix: str) -> dict:
-    return {"resourceType": "Group", "type": "person", "actual": True, "name": f"{prefix} err {secrets.token_hex(4)}"}
+    return group_body(PATIENT_GROUP, f"{prefix} err {secrets.token_hex(4)}")
 
 
 @check("metadata-public", "FHIR-METADATA")

@@ -11,18 +11,12 @@ from conformance.bulk import BulkClient, parameters_body, parse_instant
 from conformance.client import json_or_none
 from conformance.expectations import expect_error, is_operation_outcome
 from conformance.markers import check, needs, profile
+from conformance.rules.bulk_export import PARAMETERS, REFERENCED_ONLY
 from conformance.verdicts import expect
 
-from ._export import CompletedExport, ExportGroup, complete_export, finish, read_members, run_export
-
-REFERENCED_ONLY = frozenset({"Practitioner", "PractitionerRole", "Organization", "Location", "Medication",
-                             "Device", "Endpoint", "HealthcareService"})
+from .support.export import CompletedExport, ExportGroup, complete_export, finish, read_members, run_export
 
 pytestmark = [profile("bulk-export"), needs("Group", operation="export")]
-
-
-def _line_problems(done: CompletedExport) -> list[str]:
-    return [f.summary() for f in done.files if f.problem_count]
 
 
 @check("export-members", "BULK-EXPORT-MEMBERS")
@@ -108,7 +102,8 @@ def test_elements_results_are_subsetted(bulk: BulkClient, export_group: ExportGr
 @check("export-patient-param", "BULK-EXPORT-PATIENT")
 def test_patient_parameter_limits_and_checks_membership(bulk: BulkClient, export_group: ExportGroup, target_data, fhir):
     member = sorted(export_group.patient_ids)[0]
-    body = parameters_body([("patient", "valueReference", f"Patient/{member}"), ("_type", "valueString", "Patient")])
+    body = parameters_body([("patient", PARAMETERS["patient"].type, f"Patient/{member}"),
+                            ("_type", PARAMETERS["_type"].type, "Patient")])
     response, location = bulk.kickoff(export_group.id, parameters=body)
     if response.status_code in (404, 405, 501):
         if location:
@@ -128,7 +123,7 @@ def test_patient_parameter_limits_and_checks_membership(bulk: BulkClient, export
     finally:
         finish(bulk, done)
     outsider = next((p for p in target_data.patient_ids if p not in export_group.patient_ids), target_data.missing_id())
-    body = parameters_body([("patient", "valueReference", f"Patient/{outsider}")])
+    body = parameters_body([("patient", PARAMETERS["patient"].type, f"Patient/{outsider}")])
     response, location = bulk.kickoff(export_group.id, parameters=body)
     if location:
         bulk.delete(location)

@@ -12,13 +12,13 @@ from conformance.bulk import BulkClient, parameters_body, retry_after_seconds
 from conformance.client import json_or_none
 from conformance.expectations import expect_error, is_operation_outcome
 from conformance.markers import check, needs, profile
+from conformance.rules.bulk_export import FILE_MEDIA_TYPES, MANIFEST_MEDIA_TYPE, NDJSON, OUTPUT_FORMATS, PARAMETERS
 from conformance.verdicts import expect
 
-from ._export import CompletedExport, ExportGroup, require_complete, require_kickoff
+from .support.export import CompletedExport, ExportGroup, require_complete, require_kickoff
 
 pytestmark = [profile("bulk-export"), needs("Group", operation="export")]
 
-OUTPUT_FORMATS = ("application/fhir+ndjson", "application/ndjson", "ndjson")
 NOT_SUPPORTED = (404, 405, 501)   # how servers without a POST route answer one
 UNSUPPORTED_FORMAT = "application/x-fhirck-no-such-format"
 
@@ -28,7 +28,7 @@ def test_get_kickoff_completes(baseline_export: CompletedExport):
     poll = baseline_export.poll
     content_type = poll.response.headers.get("content-type", "")
     expect("BULK-EXPORT-STATUS", "json" in content_type,
-           f"the complete status answer has Content-Type {content_type!r}, expected application/json", poll.exchange)
+           f"the complete status answer has Content-Type {content_type!r}, expected {MANIFEST_MEDIA_TYPE}", poll.exchange)
     expect("BULK-EXPORT-STATUS", all(p.status in (202, 429, 500, 502, 503, 504) for p in poll.polls[:-1]),
            f"in-progress status answers were {[p.status for p in poll.polls[:-1]]}, expected 202", poll.exchange)
 
@@ -96,8 +96,8 @@ def test_every_file_and_line(baseline_export: CompletedExport):
     for f in baseline_export.files:
         if f.status != 200:
             problems.append(f"{f.type} file {f.url}: HTTP {f.status}")
-        elif not f.content_type.startswith(("application/fhir+ndjson", "application/ndjson")):
-            problems.append(f"{f.type} file {f.url}: Content-Type {f.content_type!r}, expected application/fhir+ndjson")
+        elif not f.content_type.startswith(FILE_MEDIA_TYPES):
+            problems.append(f"{f.type} file {f.url}: Content-Type {f.content_type!r}, expected {NDJSON}")
         elif f.problem_count:
             problems.append(f.summary())
         elif isinstance(counts.get(f.url), int) and counts[f.url] != f.lines:
@@ -156,8 +156,8 @@ def test_unknown_output_format_refused(bulk: BulkClient, export_group: ExportGro
 
 @check("export-kickoff-post", "BULK-EXPORT-KICKOFF-POST")
 def test_post_kickoff(bulk: BulkClient, export_group: ExportGroup):
-    body = parameters_body([("_type", "valueString", "Patient"),
-                            ("_outputFormat", "valueString", "application/fhir+ndjson")])
+    body = parameters_body([("_type", PARAMETERS["_type"].type, "Patient"),
+                            ("_outputFormat", PARAMETERS["_outputFormat"].type, NDJSON)])
     response, location = bulk.kickoff(export_group.id, parameters=body)
     if response.status_code in NOT_SUPPORTED:      # POST kick-off is a MAY (IG export.html)
         pytest.skip(f"the target does not support POST kick-off (HTTP {response.status_code})")

@@ -9,6 +9,8 @@ from __future__ import annotations
 import copy
 import secrets
 
+from conformance.rules.group import PATIENT_GROUP, group_body
+from conformance.rules.model import REFUSED
 from conformance.client import json_or_none
 from conformance.expectations import expect_created, expect_error, expect_read, last_exchange
 from conformance.markers import check, needs, profile
@@ -18,8 +20,7 @@ pytestmark = profile("fhir-core")
 
 
 def plain_group(prefix: str) -> dict:
-    return {"resourceType": "Group", "type": "person", "actual": True,
-            "name": f"{prefix} fhir-core {secrets.token_hex(4)}"}
+    return group_body(PATIENT_GROUP, f"{prefix} fhir-core {secrets.token_hex(4)}")
 
 
 @check("fhir-create-read", "FHIR-CREATE-201")
@@ -54,7 +55,7 @@ def test_update_roundtrip_and_refusals(groups, target_data, fhir):
     expect_error(fhir, mismatch, "FHIR-UPDATE-ID", (400,), "update whose body id differs from the URL id")
     wrong = {**copy.deepcopy(body), "resourceType": "Patient"}
     refused = fhir.put(f"Group/{gid}", json_body=wrong)
-    expect_error(fhir, refused, "FHIR-RESOURCE-TYPE", (400, 422), "update of Group/<id> with a Patient body")
+    expect_error(fhir, refused, "FHIR-RESOURCE-TYPE", REFUSED, "update of Group/<id> with a Patient body")
     after = json_or_none(fhir.read("Group", gid))
     expect("FHIR-RESOURCE-TYPE", isinstance(after, dict) and after.get("resourceType") == "Group",
            "after the refused updates the Group no longer reads as a Group", last_exchange(fhir))

@@ -8,6 +8,7 @@ from email.utils import format_datetime, parsedate_to_datetime
 
 import pytest
 
+from conformance.rules.group import PATIENT_GROUP, group_body
 from conformance.expectations import expect_created, expect_error, expect_read, last_exchange
 from conformance.markers import check, needs, profile
 from conformance.verdicts import expect
@@ -16,7 +17,7 @@ pytestmark = [profile("canvas"), needs("Group", interaction="update")]
 
 
 def _patient_group(prefix: str) -> dict:
-    return {"resourceType": "Group", "type": "person", "actual": True, "name": f"{prefix} cond {secrets.token_hex(4)}"}
+    return group_body(PATIENT_GROUP, f"{prefix} cond {secrets.token_hex(4)}")
 
 
 @check("group-update-if-unmodified-since", "FHIR-PRECONDITION-412", "FHIR-LAST-MODIFIED")

@@ -11,16 +11,16 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from conformance.client import json_or_none
-from conformance.expectations import expect_created, expect_error, expect_read, last_exchange
+from conformance.expectations import expect_created, expect_read, expect_rejected, last_exchange
 from conformance.markers import check, needs, profile, verifies
-from conformance.profiles.group import MEMBER_KIND
-from conformance.profiles.model import Violation
+from conformance.rules.group import MEMBER_KIND, responsibilities_of
+from conformance.rules.model import PROFILE_RULE, REFUSED
 from conformance.strategies.group import (PATIENT_GROUP, TEAM, invalid_group, needs as violation_needs,
                                           valid_group, violation_base, violations)
-from conformance.target import bundle_resources, responsibilities_of
+from conformance.target import bundle_resources
 from conformance.verdicts import expect
 
-from .conftest import require
+from .support.api import require
 
 pytestmark = profile("canvas")
 VARIANTS = [TEAM, PATIENT_GROUP]
@@ -119,14 +119,6 @@ def test_read_only_elements_are_ignored(variant, data, groups, target_data, fhir
            f"PUT of the group as read was answered {put.status_code}, not 200", last_exchange(fhir))
 
 
-def expect_rejected(fhir, response, violation: Violation, interaction: str) -> None:
-    """Refused (400 or 422) with an OperationOutcome; the exact reference status is a SHOULD."""
-    what = f"{interaction} with {violation.description}"
-    expect_error(fhir, response, violation.requirement, (400, 422), what)
-    expect("FHIR-REJECT-STATUS", response.status_code == violation.status,
-           f"{what}: reference status is {violation.status}, got {response.status_code}", last_exchange(fhir))
-
-
 def _violation_params(update: bool) -> list[Any]:
     params = []
     for v in violations(update=update):
@@ -151,7 +143,7 @@ def test_invalid_group_is_rejected(violation, data, groups, target_data, fhir):
             groups.release(gid, invalid.payload)
 
 
-REJECTED_BY_RULE = [p for p in _violation_params(update=False) if p.values[0].status == 422
+REJECTED_BY_RULE = [p for p in _violation_params(update=False) if p.values[0].status == PROFILE_RULE
                     and p.values[0].path != "name"]
 
 
@@ -166,7 +158,7 @@ def test_rejected_create_stores_nothing(violation, data, groups, target_data, fh
     invalid.payload["name"] = marker
     response, gid = groups.create(invalid.payload)
     try:
-        expect(violation.requirement, response.status_code in (400, 422),
+        expect(violation.requirement, response.status_code in REFUSED,
                f"create with {violation.description} answered {response.status_code}", last_exchange(fhir))
         search = fhir.search("Group", {"name": marker})
         found = [g for g in bundle_resources(json_or_none(search)) if g.get("name") == marker]

@@ -14,21 +14,18 @@ import pytest
 from conformance.client import json_or_none
 from conformance.expectations import expect_created, expect_error, expect_read, last_exchange, outcome_text
 from conformance.markers import check, needs, profile
-from conformance.profiles.group import responsibility
-from conformance.target import bundle_resources, responsibilities_of
+from conformance.rules.group import (RESPONSIBILITY_UNIQUE as UNIQUE, TEAM, group_body, responsibilities_of,
+                                     responsibility)
+from conformance.target import bundle_resources
 from conformance.verdicts import expect
 
-from .conftest import GroupApi, require
+from .support.api import GroupApi, require
 
 pytestmark = [profile("canvas"), needs("Group", interaction="create"), needs("Group", interaction="update")]
 
 
 def team(prefix: str, *texts: str) -> dict[str, Any]:
-    body: dict[str, Any] = {"resourceType": "Group", "type": "practitioner", "actual": True,
-                            "name": f"{prefix} team {secrets.token_hex(4)}"}
-    if texts:
-        body["characteristic"] = [responsibility(t) for t in texts]
-    return body
+    return group_body(TEAM, f"{prefix} team {secrets.token_hex(4)}", responsibilities=texts)
 
 
 @pytest.fixture
@@ -44,8 +41,8 @@ def holder(groups: GroupApi, target_data, fhir):
 
 
 def expect_refused(fhir, response, text: str, what: str) -> None:
-    body = expect_error(fhir, response, "CANVAS-GROUP-RESP-UNIQUE", (422,), what, code="business-rule")
-    expect("CANVAS-GROUP-RESP-UNIQUE", text in outcome_text(body),
+    body = expect_error(fhir, response, UNIQUE.requirement, (UNIQUE.status,), what, code=UNIQUE.issue_code)
+    expect(UNIQUE.requirement, text in outcome_text(body),
            f"{what}: the OperationOutcome does not name the responsibility {text}", last_exchange(fhir))
 
 

@@ -15,6 +15,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from conformance.rules.model import PAGE_SIZE_DEFAULT, PAGE_SIZE_MAX
+from conformance.rules.group import PATIENT_GROUP, PATIENT_GROUP_TYPE, TEAM, TEAM_TYPE, group_body
 from conformance.client import FhirClient, json_or_none
 from conformance.expectations import expect_created, expect_error, last_exchange
 from conformance.markers import check, needs, profile
@@ -45,14 +47,9 @@ class Corpus:
 def corpus(groups, target_data, fhir) -> Corpus:
     prefix = f"{target_data.run_prefix} srch{secrets.token_hex(3)}"
     made: dict[str, dict[str, Any]] = {}
-    plan = [("practitioner", "Practitioner", target_data.practitioner_ids)] * TEAMS + \
-           [("person", "Patient", target_data.patient_ids)] * PATIENT_GROUPS
-    for i, (type_, kind, ids) in enumerate(plan):
-        body: dict[str, Any] = {"resourceType": "Group", "type": type_, "actual": True,
-                                "name": f"{prefix} {i:02d}"}
-        chosen = sorted(ids)[: 1 + i % 3] if ids else []
-        if chosen:
-            body["member"] = [{"entity": {"reference": f"{kind}/{x}"}} for x in chosen]
+    plan = [(TEAM, target_data.practitioner_ids)] * TEAMS + [(PATIENT_GROUP, target_data.patient_ids)] * PATIENT_GROUPS
+    for i, (variant, ids) in enumerate(plan):
+        body = group_body(variant, f"{prefix} {i:02d}", sorted(ids)[: 1 + i % 3] if ids else [])
         response, gid = groups.create(body)
         gid = expect_created(fhir, response, "Group", "FHIR-CREATE-201", f"create search corpus group {i}")
         made[gid] = body
@@ -99,7 +96,7 @@ def test_search_by_id(data, corpus, fhir):
 
 @check("group-search-type", "CANVAS-GROUP-SEARCH-TYPE")
 @needs("Group", search_param="type")
-@pytest.mark.parametrize("type_", ["practitioner", "person"])
+@pytest.mark.parametrize("type_", [TEAM_TYPE, PATIENT_GROUP_TYPE])
 def test_search_by_type(type_, corpus, fhir):
     found, _ = search_all(fhir, {"_id": ",".join(sorted(corpus.groups)), "type": type_, "_count": 100},
                           "CANVAS-GROUP-SEARCH-TYPE")
@@ -171,13 +168,15 @@ def test_default_and_maximum_page_size(corpus, fhir):
     ids = sorted(corpus.groups)
     response = fhir.search("Group", {"_id": ",".join(ids)})
     page = bundle_resources(json_or_none(response))
-    expect("FHIR-SEARCH-COUNT", len(page) == min(10, len(ids)),
-           f"without _count a search for {len(ids)} groups returned {len(page)} on the first page (default 10)",
+    expect("FHIR-SEARCH-COUNT", len(page) == min(PAGE_SIZE_DEFAULT, len(ids)),
+           f"without _count a search for {len(ids)} groups returned {len(page)} on the first page "
+           f"(default {PAGE_SIZE_DEFAULT})",
            last_exchange(fhir))
     response = fhir.search("Group", {"_count": 1000})
     page = bundle_resources(json_or_none(response))
-    expect("FHIR-SEARCH-COUNT", response.status_code == 200 and len(page) <= 100,
-           f"_count=1000 answered {response.status_code} with {len(page)} entries (at most 100)", last_exchange(fhir))
+    expect("FHIR-SEARCH-COUNT", response.status_code == 200 and len(page) <= PAGE_SIZE_MAX,
+           f"_count=1000 answered {response.status_code} with {len(page)} entries (at most {PAGE_SIZE_MAX})",
+           last_exchange(fhir))
 
 
 @profile("fhir-core")
@@ -201,7 +200,7 @@ def test_post_search_matches_get(data, corpus, fhir):
     chosen = data.draw(st.lists(st.sampled_from(sorted(corpus.groups)), min_size=1, max_size=8, unique=True))
     params = {"_id": ",".join(chosen), "_count": data.draw(st.integers(1, 5))}
     if data.draw(st.booleans()):
-        params["type"] = data.draw(st.sampled_from(["person", "practitioner"]))
+        params["type"] = data.draw(st.sampled_from([PATIENT_GROUP_TYPE, TEAM_TYPE]))
     got, _ = search_all(fhir, params, "FHIR-SEARCH-POST")
     posted, _ = search_all(fhir, params, "FHIR-SEARCH-POST", via_post=True)
     expect("FHIR-SEARCH-POST", ids_of(posted) == ids_of(got) and len(posted) == len(got),

@@ -24,14 +24,15 @@ from hypothesis.stateful import (Bundle, RuleBasedStateMachine, initialize, mult
 
 from conformance.client import json_or_none
 from conformance.markers import check, needs, profile
-from conformance.profiles.group import responsibility
-from conformance.profiles.task import OMISSION, group_extension
+from conformance.rules.group import (PATIENT_GROUP, RESPONSIBILITY_UNIQUE as UNIQUE, TEAM, group_body,
+                                     responsibilities_of)
+from conformance.rules.model import KEPT, NOT_KEPT, PROFILE_RULE, REFUSED
+from conformance.rules.task import OMISSION, group_extension
 from conformance.strategies.task import valid_task
-from conformance.target import responsibilities_of
 from conformance.verdicts import expect
 
-from .conftest import GroupApi, require
-from .task_support import TaskApi, content, instant, notes, team_value
+from .support.api import GroupApi, TaskApi, require
+from .support.tasks import CONTENT_KEY, content, instant, notes, team_value
 
 pytestmark = [profile("canvas"), needs("Task", interaction="update"), needs("Group", interaction="update")]
 MODEL = "CANVAS-TASK-MODEL"
@@ -97,9 +98,7 @@ def make_machine(fhir, tasks: TaskApi, groups: GroupApi, data, notes_replace: bo
 
         # -- teams ---------------------------------------------------------------------
         def _team_body(self, name: str, texts: set[str], gid: str | None = None) -> dict[str, Any]:
-            body: dict[str, Any] = {"resourceType": "Group", "type": "practitioner", "actual": True, "name": name}
-            if texts:
-                body["characteristic"] = [responsibility(t) for t in sorted(texts)]
+            body = group_body(TEAM, name, responsibilities=sorted(texts))
             if gid:
                 body["id"] = gid
             return body
@@ -114,8 +113,8 @@ def make_machine(fhir, tasks: TaskApi, groups: GroupApi, data, notes_replace: bo
             ex = self.record(f"create team claiming {sorted(texts)}")
             conflict = [t for t in texts if self.holder(t)]
             if conflict:
-                self.check(response.status_code == 422, f"a team claiming {conflict} held by another team "
-                           f"was answered {response.status_code}, not 422", ex)
+                self.check(response.status_code == UNIQUE.status, f"a team claiming {conflict} held by another "
+                           f"team was answered {response.status_code}, not {UNIQUE.status}", ex)
                 return multiple()          # nothing created: no team enters the bundle
             self.check(response.status_code == 201 and gid, f"create team answered {response.status_code}", ex)
             self.team[gid] = TeamModel(body["name"], set(texts))
@@ -134,8 +133,8 @@ def make_machine(fhir, tasks: TaskApi, groups: GroupApi, data, notes_replace: bo
             ex = self.record(f"update team {gid}: rename, responsibilities {sorted(texts)}")
             conflict = [t for t in texts if self.holder(t) not in (None, gid)]
             if conflict:
-                self.check(put.status_code == 422, f"a team claiming {conflict} held by another team was answered "
-                           f"{put.status_code}, not 422", ex)
+                self.check(put.status_code == UNIQUE.status, f"a team claiming {conflict} held by another team "
+                           f"was answered {put.status_code}, not {UNIQUE.status}", ex)
             else:
                 self.check(put.status_code == 200, f"team update answered {put.status_code}", ex)
                 model.name, model.responsibilities = body["name"], set(texts)
@@ -162,9 +161,7 @@ def make_machine(fhir, tasks: TaskApi, groups: GroupApi, data, notes_replace: bo
 
         @rule(target=patient_groups, members=st.lists(st.sampled_from(sorted(data.patient_ids)), max_size=2, unique=True))
         def create_patient_group(self, members: list[str]) -> Any:
-            body = {"resourceType": "Group", "type": "person", "actual": True, "name": self.name().replace("team", "pg")}
-            if members:
-                body["member"] = [{"entity": {"reference": f"Patient/{m}"}} for m in members]
+            body = group_body(PATIENT_GROUP, self.name().replace("team", "pg"), members)
             response, gid = groups.create(body)
             ex = self.record("create patient group")
             self.check(response.status_code == 201 and gid, f"create patient group answered {response.status_code}", ex)
@@ -200,18 +197,18 @@ def make_machine(fhir, tasks: TaskApi, groups: GroupApi, data, notes_replace: bo
                 payload["for"] = {"reference": model.body["for"]}
             put = tasks.update(tid, payload)
             ex = self.record(f"update task {tid} omitting {sorted(set(omit) | (set(OMISSION) - set(payload)))}")
-            sent = content(payload)
-            if "description" not in payload:
-                if put.status_code in (400, 422):
-                    self._verify_task(tid)
-                    return
+            omitted = {o.element: o.outcome for o in OMISSION.values() if o.element not in payload}
+            if NOT_KEPT in omitted.values() and put.status_code in REFUSED:
+                self._verify_task(tid)          # a refusal is one of the allowed answers: nothing changed
+                return
             self.check(put.status_code == 200, f"task update answered {put.status_code}", ex)
-            new = dict(sent)
-            if "extension" not in payload:
-                new["team"] = model.body["team"]
+            new = content(payload)              # what was sent; an omitted element reads back cleared ...
+            for element, outcome in omitted.items():
+                if outcome == KEPT and element in CONTENT_KEY:   # ... unless the table says it is kept
+                    new[CONTENT_KEY[element]] = model.body[CONTENT_KEY[element]]
             model.body = new
-            if "authoredOn" in payload:
-                model.authored = instant(payload["authoredOn"])
+            if omitted.get("authoredOn") != KEPT:
+                model.authored = instant(payload.get("authoredOn"))
             sent_notes = notes(payload)
             model.notes = sent_notes if notes_replace else model.notes + sent_notes
             self._verify_task(tid)
@@ -225,8 +222,8 @@ def make_machine(fhir, tasks: TaskApi, groups: GroupApi, data, notes_replace: bo
                     "extension": [group_extension(gid)]}
             put = tasks.update(tid, body)
             ex = self.record(f"assign task {tid} to patient group {gid}")
-            self.check(put.status_code == 422, f"assigning a task to Patient Group {gid} answered {put.status_code}, "
-                       "not 422", ex)
+            self.check(put.status_code == PROFILE_RULE, f"assigning a task to Patient Group {gid} answered "
+                       f"{put.status_code}, not {PROFILE_RULE}", ex)
             self._verify_task(tid)
 
         @rule(tid=task_ids)

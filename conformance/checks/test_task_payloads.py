@@ -11,16 +11,18 @@ import pytest
 from hypothesis import given, settings as hsettings
 from hypothesis import strategies as st
 
+from conformance.rules.group import TEAM, group_body
 from conformance.client import json_or_none
-from conformance.expectations import expect_created, expect_error, expect_read, last_exchange
+from conformance.expectations import expect_created, expect_read, expect_rejected, last_exchange
+from conformance.rules.model import PROFILE_RULE, REFUSED
 from conformance.markers import check, needs, profile, verifies
-from conformance.profiles.task import GROUP_EXT, PERMALINK_EXT
+from conformance.rules.task import GROUP_EXT, PERMALINK_EXT
 from conformance.strategies.task import invalid_task, needs as violation_needs, valid_task, violations
 from conformance.target import bundle_resources
 from conformance.verdicts import expect
 
-from .conftest import require
-from .task_support import content, expect_same, instant, labels, notes, permalink, team_value
+from .support.api import require
+from .support.tasks import content, expect_same, instant, labels, notes, permalink, team_value
 
 pytestmark = profile("canvas")
 # Each invalid-payload case is deterministic in the rule it breaks; a third of the examples is plenty.
@@ -103,8 +105,7 @@ def test_valid_task_is_created_and_read_back(shape, data, tasks, task_teams, tar
 @needs("Task", interaction="create")
 def test_team_display_is_the_current_team_name(tasks, task_teams, target_data, fhir, groups):
     require(target_data, ["practitioners"])
-    body = {"resourceType": "Group", "type": "practitioner", "actual": True,
-            "name": f"{target_data.run_prefix} renamed team {secrets.token_hex(3)}"}
+    body = group_body(TEAM, f"{target_data.run_prefix} renamed team {secrets.token_hex(3)}")
     response, gid = groups.create(body)
     gid = expect_created(fhir, response, "Group", "CANVAS-GROUP-CREATE", "create a team")
     task = {"resourceType": "Task", "status": "requested", "intent": "unknown",
@@ -165,14 +166,11 @@ def test_invalid_task_is_rejected(violation, data, tasks, task_teams, target_dat
     require(target_data, violation_needs(violation))
     invalid = data.draw(invalid_task(target_data, task_teams, violation), label="invalid")
     response, _ = tasks.create(invalid.payload)
-    expect_error(fhir, response, violation.requirement, (400, 422), f"create with {violation.description}")
-    expect("FHIR-REJECT-STATUS", response.status_code == violation.status,
-           f"create with {violation.description}: reference status is {violation.status}, got {response.status_code}",
-           last_exchange(fhir))
+    expect_rejected(fhir, response, violation, "create")
 
 
 REJECTED_BY_RULE = [p for p in _violation_params(update=False)
-                    if p.values[0].status == 422 and p.values[0].path != "description"]
+                    if p.values[0].status == PROFILE_RULE and p.values[0].path != "description"]
 
 
 @check("task-create-rejected-stores-nothing", "FHIR-REJECT-NOTHING-STORED")
@@ -186,7 +184,7 @@ def test_rejected_create_stores_nothing(violation, data, tasks, task_teams, targ
     marker = f"{target_data.run_prefix} rejected task {secrets.token_hex(6)}"
     invalid.payload["description"] = marker
     response, _ = tasks.create(invalid.payload)
-    expect(violation.requirement, response.status_code in (400, 422),
+    expect(violation.requirement, response.status_code in REFUSED,
            f"create with {violation.description} answered {response.status_code}", last_exchange(fhir))
     search = fhir.search("Task", {"description": marker})
     found = [t for t in bundle_resources(json_or_none(search)) if t.get("description") == marker]
@@ -210,10 +208,7 @@ def test_invalid_update_is_rejected_and_changes_nothing(violation, data, tasks, 
     update = {**{k: v for k, v in base.items() if keep_notes or k != "note"}, "id": tid}
     invalid = data.draw(invalid_task(target_data, task_teams, violation, base=update), label="invalid")
     put = fhir.put(f"Task/{tid}", json_body=invalid.payload)
-    expect_error(fhir, put, violation.requirement, (400, 422), f"update with {violation.description}")
-    expect("FHIR-REJECT-STATUS", put.status_code == violation.status,
-           f"update with {violation.description}: reference status is {violation.status}, got {put.status_code}",
-           last_exchange(fhir))
+    expect_rejected(fhir, put, violation, "update")
     after = expect_read(fhir, "Task", tid, "CANVAS-TASK-READ", "read after the invalid update")
     expect("FHIR-REJECT-NOTHING-STORED", content(after) == content(before) and notes(after) == notes(before),
            f"a rejected update ({violation.description}) changed the task: {content(before)} -> {content(after)}",

@@ -22,13 +22,13 @@ from hypothesis import strategies as st
 from conformance.client import json_or_none
 from conformance.expectations import expect_created, expect_error, expect_read, last_exchange
 from conformance.markers import check, needs, profile, verifies
-from conformance.profiles.task import DATE_PREFIXES, SORTS, STATUSES, group_extension, label
+from conformance.rules.task import DATE_PREFIXES, SORTS, STATUSES, group_extension, label
 from conformance.strategies.task import label_pool
 from conformance.target import bundle_resources, next_link
 from conformance.verdicts import expect
 
-from .conftest import require
-from .task_support import due, instant, labels, ref
+from .support.api import require
+from .support.tasks import due, instant, labels, ref
 
 pytestmark = [profile("canvas"), needs("Task", interaction="search-type")]
 SIZE = 12

@@ -16,17 +16,19 @@ from hypothesis import strategies as st
 from conformance.client import created_id
 from conformance.expectations import expect_created, expect_error, expect_read, last_exchange
 from conformance.markers import check, needs, profile, verifies
-from conformance.profiles.task import OMISSION
+from conformance.rules.model import KEPT, NOT_KEPT, REFUSED
+from conformance.rules.task import OMISSION
 from conformance.strategies.task import note, valid_task
 from conformance.verdicts import expect
 
-from .task_support import content, expect_same, instant, notes, team_of
+from .support.tasks import content, expect_same, instant, notes, team_of
 
 pytestmark = [profile("canvas"), needs("Task", interaction="update")]
 
 
 def _omission_params() -> list[Any]:
-    return [pytest.param(name, outcome, rid, id=name, marks=verifies(rid)) for name, (outcome, rid) in OMISSION.items()]
+    return [pytest.param(o.element, o.outcome, o.requirement, id=o.element, marks=verifies(o.requirement))
+            for o in OMISSION.values()]
 
 
 def _value(task: dict[str, Any], name: str) -> Any:
@@ -55,15 +57,15 @@ def test_omitted_field_is_kept_or_cleared(field, outcome, requirement, data, tas
     after = expect_read(fhir, "Task", tid, "CANVAS-TASK-READ", f"read after an update without {field}")
     ex = last_exchange(fhir)
     now = _value(after, field)
-    if outcome == "not-kept":
-        expect(requirement, put.status_code in (400, 422) or (put.status_code == 200 and now in (None, "")),
+    if outcome == NOT_KEPT:
+        expect(requirement, put.status_code in REFUSED or (put.status_code == 200 and now in (None, "")),
                f"an update without {field} answered {put.status_code} and {field} reads {now!r} "
                f"(was {stored!r}): it must be rejected or cleared, never kept", ex if put.status_code == 200 else put_ex)
         return
     expect("FHIR-UPDATE-200", put.status_code == 200, f"update without {field} answered {put.status_code}", put_ex)
     expect("CANVAS-TASK-READ", after.get("status") == "completed",
            f"the update without {field} did not apply (status {after.get('status')!r})", ex)
-    if outcome == "kept":
+    if outcome == KEPT:
         expect(requirement, now == stored, f"an update without {field} changed it from {stored!r} to {now!r}; "
                "the seed says it keeps its last value", ex)
     else:
@@ -111,11 +113,11 @@ def test_update_replaces_content(data, tasks, task_teams, target_data, fhir):
     put = tasks.update(tid, second)
     expect("FHIR-UPDATE-200", put.status_code == 200, f"update answered {put.status_code}", last_exchange(fhir))
     read = expect_read(fhir, "Task", tid, "CANVAS-TASK-READ", "read after update")
-    kept = [k for k, (outcome, _) in OMISSION.items() if outcome == "kept" and k not in second]
+    kept = [k for k, o in OMISSION.items() if o.outcome == KEPT and k not in second]
     skip = {"team" if "extension" in kept else "", "authoredOn" if "authoredOn" in kept else "", "for"}
     expect_same(second, read, "CANVAS-TASK-READ", "read after update", last_exchange(fhir), skip=skip)
     if "extension" in kept:
-        expect("CANVAS-TASK-OMIT-GROUP-KEPT", team_of(read) == team_of(first),
+        expect(OMISSION["extension"].requirement, team_of(read) == team_of(first),
                f"team {team_of(first)!r} became {team_of(read)!r} after an update without the extension",
                last_exchange(fhir))
 

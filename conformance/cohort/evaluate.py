@@ -22,7 +22,7 @@ import datetime as dt
 from decimal import Decimal
 from typing import Any, Iterable
 
-from .filters import DATE, QUANTITY, TOKEN, Criterion, DateValue, Filter, QuantityValue, Token, _DATE
+from .filters import DATE, QUANTITY, TOKEN, Criterion, DateValue, Filter, QuantityValue, Token, DATE_PATTERN
 
 UTC = dt.timezone.utc
 MIN = dt.datetime(1, 1, 1, tzinfo=UTC)
@@ -33,7 +33,7 @@ Range = tuple[dt.datetime, dt.datetime]     # half-open [low, high)
 
 def date_range(text: str) -> Range | None:
     """The range a FHIR date/dateTime/instant covers, given its precision."""
-    m = _DATE.match(text or "")
+    m = DATE_PATTERN.match(text or "")
     if not m:
         return None
     year, month, day, hour, minute, second, zone = m.groups()
@@ -79,10 +79,10 @@ def date_matches(value: DateValue, target: Range) -> bool:
     }[value.prefix]
 
 
-def _codings(element: Any) -> list[dict[str, Any]]:
+def codings(element: Any) -> list[dict[str, Any]]:
     """Codings of a CodeableConcept, a Coding, or a list of either."""
     if isinstance(element, list):
-        return [c for e in element for c in _codings(e)]
+        return [c for e in element for c in codings(e)]
     if not isinstance(element, dict):
         return []
     if "coding" in element:
@@ -124,7 +124,7 @@ def _token_elements(rtype: str, name: str, resource: dict[str, Any]) -> list[dic
              ("Condition", "category"): "category", ("Encounter", "class"): "class",
              ("Encounter", "type"): "type", ("Observation", "code"): "code"}
     if (rtype, name) in paths:
-        return _codings(resource.get(paths[(rtype, name)]))
+        return codings(resource.get(paths[(rtype, name)]))
     return None
 
 

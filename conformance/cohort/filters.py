@@ -14,6 +14,8 @@ from datetime import datetime
 from decimal import Decimal, InvalidOperation
 from urllib.parse import parse_qsl
 
+from ..rules.model import FHIR_DATE_PREFIXES as DATE_PREFIXES
+
 # The search parameters the kit's cohort profile covers (SPEC §5), by resource type.
 TOKEN, DATE, QUANTITY = "token", "date", "quantity"
 SUPPORTED: dict[str, dict[str, str]] = {
@@ -25,10 +27,9 @@ SUPPORTED: dict[str, dict[str, str]] = {
 # Search result parameters: never allowed as criteria (IG group.html).
 RESULT_PARAMETERS = {"_sort", "_count", "_include", "_revinclude", "_elements", "_summary", "_total",
                      "_contained", "_containedType", "_offset", "_format", "_pretty"}
-DATE_PREFIXES = ("eq", "ne", "gt", "lt", "ge", "le", "sa", "eb")
 QUANTITY_PREFIXES = ("eq", "ne", "gt", "lt", "ge", "le")
 ALL_PREFIXES = ("eq", "ne", "gt", "lt", "ge", "le", "sa", "eb", "ap")    # FHIR R4 search.html#prefix
-_DATE = re.compile(r"^(\d{4})(?:-(\d{2})(?:-(\d{2})(?:T(\d{2}):(\d{2})(?::(\d{2})(?:\.\d+)?)?"
+DATE_PATTERN = re.compile(r"^(\d{4})(?:-(\d{2})(?:-(\d{2})(?:T(\d{2}):(\d{2})(?::(\d{2})(?:\.\d+)?)?"
                    r"(Z|[+-]\d{2}:\d{2})?)?)?)?$")
 
 
@@ -125,7 +126,7 @@ def _parse_value(kind: str, name: str, text: str) -> Token | DateValue | Quantit
 
 def _is_date(text: str) -> bool:
     """The FHIR date syntax, and a day that exists (no month 13, no 30 February)."""
-    m = _DATE.match(text)
+    m = DATE_PATTERN.match(text)
     if not m:
         return False
     year, month, day, hour, minute, second, _ = m.groups()

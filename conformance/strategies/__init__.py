@@ -1,1 +1,1 @@
-"""Hypothesis strategies built from the declarative profiles in ``profiles/``."""
+"""Hypothesis strategies built from the declarative profiles in ``rules/``."""

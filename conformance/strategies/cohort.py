@@ -6,7 +6,7 @@ prefixes and precisions, quantities near actual values), optionally narrowed by
 ``member`` (some Patients, or a Group the suite created). Non-trivial: the strategy
 retries a few times to select some but not all of the base population.
 
-Invalid cohorts: a valid one broken by one rule of ``profiles/cohort.py``, labelled.
+Invalid cohorts: a valid one broken by one rule of ``rules/cohort.py``, labelled.
 """
 
 from __future__ import annotations
@@ -20,19 +20,18 @@ from urllib.parse import quote
 
 from hypothesis import strategies as st
 
-from ..cohort.evaluate import _codings
+from ..cohort.evaluate import codings
 from ..cohort.filters import Filter, parse
 from ..cohort.oracle import Population, expected_members
-from ..profiles.cohort import cohort_payload, rule
-from ..profiles.model import Violation
-from .common import InvalidPayload
+from ..rules.cohort import cohort_payload
+from ..rules.model import FHIR_DATE_PREFIXES as DATE_PREFIXES, Violation
+from .common import DrawAdapter, InvalidPayload
 
 TOKEN_PATHS = {("Condition", "code"): "code", ("Condition", "clinical-status"): "clinicalStatus",
                ("Condition", "category"): "category", ("Encounter", "class"): "class",
                ("Encounter", "type"): "type", ("Observation", "code"): "code"}
 DATE_PATHS = {("Patient", "birthdate"): ("birthDate",), ("Condition", "onset-date"): ("onsetDateTime",),
               ("Encounter", "date"): ("period.start", "period.end"), ("Observation", "date"): ("effectiveDateTime",)}
-DATE_PREFIXES = ("eq", "ne", "gt", "lt", "ge", "le", "sa", "eb")
 QUANTITY_PREFIXES = ("eq", "ne", "gt", "lt", "ge", "le")
 SAFE = "|:/.-_"
 
@@ -69,7 +68,7 @@ class Facts:
         facts.genders = sorted({p["gender"] for p in res.get("Patient", []) if isinstance(p.get("gender"), str)})
         for (rtype, param), path in TOKEN_PATHS.items():
             found = {(c.get("system"), c["code"]) for r in res.get(rtype, [])
-                     for c in _codings(r.get(path)) if isinstance(c.get("code"), str)}
+                     for c in codings(r.get(path)) if isinstance(c.get("code"), str)}
             if found:
                 facts.tokens[(rtype, param)] = sorted(found, key=lambda t: (t[0] or "", t[1]))
         for (rtype, param), paths in DATE_PATHS.items():
@@ -80,7 +79,7 @@ class Facts:
         for obs in res.get("Observation", []):
             q = obs.get("valueQuantity")
             if isinstance(q, dict) and isinstance(q.get("value"), (int, float)):
-                for system, code in [(c.get("system"), c.get("code")) for c in _codings(obs.get("code"))][:1]:
+                for system, code in [(c.get("system"), c.get("code")) for c in codings(obs.get("code"))][:1]:
                     facts.quantities.setdefault((system, code), []).append((q["value"], q.get("system"), q.get("code")))
         return facts
 
@@ -210,12 +209,136 @@ def cohort_definition(draw: st.DrawFn, facts: Facts, name: str, groups: dict[str
     return definition  # type: ignore[return-value]
 
 
-class _Draw:
-    def __init__(self, draw: st.DrawFn):
-        self._draw = draw
+# ---- breaches of rules.cohort.RULES: (payload, facts, draw) -> payload; payload is a deep copy ------
 
-    def sampled_from(self, values: list[Any]) -> Any:
-        return self._draw(st.sampled_from(values))
+def _first_filter(payload: dict[str, Any]) -> dict[str, Any]:
+    return payload["modifierExtension"][0]["valueExpression"]
+
+
+def _missing_name(payload: dict, facts: Any, draw: Any) -> dict:
+    payload.pop("name", None)
+    return payload
+
+
+def _characteristic(payload: dict, facts: Any, draw: Any) -> dict:
+    payload["characteristic"] = [draw.sampled_from([
+        {"code": {"text": "age"}, "valueQuantity": {"value": 65, "unit": "a"}, "exclude": False},
+        {"code": {"coding": [{"system": "http://snomed.info/sct", "code": "44054006"}]}, "valueBoolean": True,
+         "exclude": False}])]
+    return payload
+
+
+def _no_member_filter(payload: dict, facts: Any, draw: Any) -> dict:
+    payload.pop("modifierExtension", None)
+    return payload
+
+
+def _wrong_language(payload: dict, facts: Any, draw: Any) -> dict:
+    _first_filter(payload)["language"] = draw.sampled_from(["text/cql", "text/fhirpath", "application/x-fhir-query2",
+                                                            "text/plain"])
+    return payload
+
+
+def _two_resource_types(payload: dict, facts: Any, draw: Any) -> dict:
+    expression = _first_filter(payload)["expression"]
+    rtype, _, query = expression.partition("?")
+    other = "Encounter" if rtype != "Encounter" else "Condition"
+    _first_filter(payload)["expression"] = draw.sampled_from([
+        f"{rtype},{other}?{query}", f"{expression}&{other}?_id=x", f"{rtype}+{other}?{query}"])
+    return payload
+
+
+def _no_query(payload: dict, facts: Any, draw: Any) -> dict:
+    expression = _first_filter(payload)["expression"]
+    rtype, _, query = expression.partition("?")
+    _first_filter(payload)["expression"] = draw.sampled_from([rtype, query, f"{rtype}?"])
+    return payload
+
+
+RESULT_PARAMETERS = ("_sort=_id", "_count=10", "_include=Condition:subject", "_elements=id", "_summary=count",
+                     "_revinclude=Provenance:target", "_total=accurate")
+
+
+def _result_parameter(payload: dict, facts: Any, draw: Any) -> dict:
+    _first_filter(payload)["expression"] += "&" + draw.sampled_from(list(RESULT_PARAMETERS))
+    return payload
+
+
+UNSUPPORTED_PARAMETERS = {
+    "Patient": ("name=Smith", "address-city=Madison", "active=true", "death-date=ge2020"),
+    "Condition": ("verification-status=confirmed", "abatement-date=ge2020", "severity=24484000", "subject=Patient/x"),
+    "Encounter": ("status=finished", "participant=Practitioner/x", "reason-code=44054006", "length=gt1"),
+    "Observation": ("category=vital-signs", "status=final", "combo-code=8480-6", "value-string=high"),
+}
+
+
+UNDECLARED_FALLBACK = "fhirck-undeclared-parameter=1"   # no server declares it
+
+
+def undeclared(candidates: tuple[str, ...], declared: frozenset[str]) -> list[str]:
+    """The ``name=value`` candidates whose parameter the target does not declare (a fallback if none)."""
+    left = [c for c in candidates if c.split("=", 1)[0].split(":", 1)[0] not in declared]
+    return left or [UNDECLARED_FALLBACK]
+
+
+def _unsupported_parameter(payload: dict, facts: Any, draw: Any) -> dict:
+    expression = _first_filter(payload)["expression"]
+    rtype = expression.partition("?")[0]
+    declared = getattr(facts, "declared", {}).get(rtype, frozenset())
+    _first_filter(payload)["expression"] = expression + "&" + draw.sampled_from(
+        undeclared(UNSUPPORTED_PARAMETERS[rtype], declared))
+    return payload
+
+
+def _unsupported_resource_type(payload: dict, facts: Any, draw: Any) -> dict:
+    candidates = ["MedicationRequest?code=" + quote("http://www.nlm.nih.gov/research/umls/rxnorm|860975", safe="|:/"),
+                  "Procedure?date=ge2020", "Coverage?status=active", "Immunization?vaccine-code=207"]
+    declared = getattr(facts, "declared", {})
+    left = [c for c in candidates if c.partition("?")[0] not in declared]   # a declared type may be filterable
+    _first_filter(payload)["expression"] = draw.sampled_from(left or ["FhirckUndeclaredType?code=1"])
+    return payload
+
+
+MODIFIED = {
+    "Patient": ("gender:not=female", "gender:missing=true", "_id:above=x"),
+    "Condition": ("code:text=diabetes", "code:not=44054006", "clinical-status:missing=false", "onset-date:missing=true"),
+    "Encounter": ("class:not=AMB", "type:text=check", "date:missing=false"),
+    "Observation": ("code:text=glucose", "code:below=8480", "value-quantity:missing=true"),
+}
+
+
+def _unsupported_modifier(payload: dict, facts: Any, draw: Any) -> dict:
+    expression = _first_filter(payload)["expression"]
+    rtype = expression.partition("?")[0]
+    _first_filter(payload)["expression"] = expression + "&" + draw.sampled_from(list(MODIFIED[rtype]))
+    return payload
+
+
+DATE_PARAMETERS = {"Patient": "birthdate", "Condition": "onset-date", "Encounter": "date", "Observation": "date"}
+
+
+def _unsupported_prefix(payload: dict, facts: Any, draw: Any) -> dict:
+    expression = _first_filter(payload)["expression"]
+    rtype = expression.partition("?")[0]
+    year = draw.sampled_from(["2019", "2021", "2023-05", "1970-01-01"])
+    _first_filter(payload)["expression"] = expression + f"&{DATE_PARAMETERS[rtype]}=ap{year}"
+    return payload
+
+
+def _invalid_date(payload: dict, facts: Any, draw: Any) -> dict:
+    expression = _first_filter(payload)["expression"]
+    rtype = expression.partition("?")[0]
+    bad = draw.sampled_from(["ge2020-13", "yesterday", "le2021-02-30x", "gt20200101", "eq21"])
+    _first_filter(payload)["expression"] = expression + f"&{DATE_PARAMETERS[rtype]}={bad}"
+    return payload
+
+
+BREACHES = {"missing-name": _missing_name, "characteristic-present": _characteristic,
+            "no-member-filter": _no_member_filter, "wrong-language": _wrong_language,
+            "two-resource-types": _two_resource_types, "no-query": _no_query, "result-parameter": _result_parameter,
+            "unsupported-parameter": _unsupported_parameter, "unsupported-resource-type": _unsupported_resource_type,
+            "unsupported-modifier": _unsupported_modifier, "unsupported-prefix": _unsupported_prefix,
+            "invalid-date": _invalid_date}
 
 
 @st.composite
@@ -223,5 +346,5 @@ def invalid_cohort(draw: st.DrawFn, facts: Facts, name: str, violation: Violatio
     """A cohort breaking exactly ``violation`` (member narrowing left out: one rule at a time)."""
     expressions = [draw(filter_expression(facts)) for _ in range(draw(st.integers(1, 2)))]
     payload = copy.deepcopy(cohort_payload(name, expressions))
-    payload = rule(violation.name).breach(payload, facts, _Draw(draw))
+    payload = BREACHES[violation.name](payload, facts, DrawAdapter(draw))
     return InvalidPayload(payload, violation)

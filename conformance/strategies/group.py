@@ -1,4 +1,4 @@
-"""Valid and labelled-invalid Group payloads, generated from ``profiles.group``.
+"""Valid and labelled-invalid Group payloads, generated from ``rules.group``.
 
 Strategies draw member ids and free responsibilities from what the suite found
 on the target (``TargetData``), so valid payloads are valid *there*, and every
@@ -11,9 +11,9 @@ from typing import Any, Protocol
 
 from hypothesis import strategies as st
 
-from ..profiles.group import (GROUP, MEMBER_KIND, PATIENT_GROUP, RESPONSIBILITIES, TEAM, TYPE_OF,
-                              responsibility)
-from ..profiles.model import Field, Kind, Violation
+from ..rules.group import (GROUP, MEMBER_KIND, PATIENT_GROUP, PATIENT_GROUP_TYPE, RESPONSIBILITIES, TEAM,
+                              TEAM_TYPE, TYPE_OF, responsibility)
+from ..rules.model import Field, Kind, Violation
 from .common import InvalidPayload, breach, run_name
 
 
@@ -76,6 +76,31 @@ def valid_group(draw: st.DrawFn, data: TargetData, variant: str, *,
     return payload
 
 
+# ---- breaches of rules.group.GROUP's constraints, by name: (payload, target data, draw) -> payload
+
+def _characteristic_on_patient_group(payload: dict, data: Any, draw: Any) -> dict:
+    pool = data.free_responsibilities or RESPONSIBILITIES
+    payload["characteristic"] = [responsibility(draw.sampled_from(sorted(pool)))]
+    return payload
+
+
+def _member_of_wrong_kind(payload: dict, data: Any, draw: Any) -> dict:
+    wrong = {TEAM_TYPE: ("Patient", data.patient_ids), PATIENT_GROUP_TYPE: ("Practitioner", data.practitioner_ids)}
+    kind, ids = wrong[payload["type"]]
+    payload["member"] = [{"entity": {"reference": f"{kind}/{draw.sampled_from(sorted(ids))}"}}]
+    return payload
+
+
+def _member_missing(payload: dict, data: Any, draw: Any) -> dict:
+    kind = "Practitioner" if payload["type"] == TEAM_TYPE else "Patient"
+    payload["member"] = [{"entity": {"reference": f"{kind}/{data.missing_id()}"}}]
+    return payload
+
+
+BREACHES = {"characteristic-on-patient-group": _characteristic_on_patient_group,
+            "member-wrong-kind": _member_of_wrong_kind, "member-missing": _member_missing}
+
+
 def _outside(field: Field) -> st.SearchStrategy[Any]:
     if field.kind is Kind.BOOLEAN:
         return st.sampled_from([v for v in (True, False) if v not in field.allowed])
@@ -106,7 +131,7 @@ def invalid_group(draw: st.DrawFn, data: TargetData, violation: Violation,
     """A payload breaking exactly ``violation``; ``base`` (for updates) is the stored group."""
     if base is None:
         base = draw(violation_base(data, violation))
-    return InvalidPayload(breach(draw, GROUP, violation, base, data, _outside), violation)
+    return InvalidPayload(breach(draw, GROUP, violation, base, data, _outside, BREACHES), violation)
 
 
 def violations(update: bool = False) -> list[Violation]:

@@ -1,4 +1,4 @@
-"""Valid and labelled-invalid Task payloads, generated from ``profiles.task``.
+"""Valid and labelled-invalid Task payloads, generated from ``rules.task``.
 
 References are drawn from what the suite found on the target (``TargetData``) and
 from the teams this run created, so valid payloads are valid *there*; every
@@ -12,8 +12,8 @@ from typing import Any, Sequence
 
 from hypothesis import strategies as st
 
-from ..profiles.model import Field, Kind, Violation
-from ..profiles.task import STATUSES, TASK, TASK_VARIANT, group_extension, label
+from ..rules.model import Field, Kind, Violation
+from ..rules.task import GROUP_EXT, STATUSES, TASK, TASK_VARIANT, group_extension, label
 from .common import InvalidPayload, breach, run_name
 from .group import TargetData
 
@@ -94,6 +94,55 @@ def valid_task(draw: st.DrawFn, data: TargetData, teams: Sequence[str], *, full:
     return payload
 
 
+# ---- breaches of rules.task.TASK's constraints, by name: (payload, target data, draw) -> payload
+
+def _ref(payload: dict, path: str, value: str) -> dict:
+    node = payload
+    parts = path.split(".")
+    for part in parts[:-1]:
+        node = node[part][0] if isinstance(node[part], list) else node[part]
+    node[parts[-1]] = {"reference": value}
+    return payload
+
+
+def _wrong_kind(path: str, kind: str) -> Any:
+    def breach(payload: dict, data: Any, draw: Any) -> dict:
+        ids = data.patient_ids if kind == "Patient" else data.practitioner_ids
+        return _ref(payload, path, f"{kind}/{draw.sampled_from(sorted(ids))}")
+    return breach
+
+
+def _missing(path: str, kind: str) -> Any:
+    def breach(payload: dict, data: Any, draw: Any) -> dict:
+        return _ref(payload, path, f"{kind}/{data.missing_id()}")
+    return breach
+
+
+def _group_to(kind: str) -> Any:
+    def breach(payload: dict, data: Any, draw: Any) -> dict:
+        if kind == "Group":
+            ref = f"Group/{data.missing_id()}"
+        else:
+            ref = f"Patient/{draw.sampled_from(sorted(data.patient_ids))}"
+        payload["extension"] = [{"url": GROUP_EXT, "valueReference": {"reference": ref}}]
+        return payload
+    return breach
+
+
+BREACHES = {
+    "requester-wrong-kind": _wrong_kind("requester", "Patient"),
+    "requester-missing": _missing("requester", "Practitioner"),
+    "owner-wrong-kind": _wrong_kind("owner", "Patient"),
+    "owner-missing": _missing("owner", "Practitioner"),
+    "patient-wrong-kind": _wrong_kind("for", "Practitioner"),
+    "patient-missing": _missing("for", "Patient"),
+    "group-missing": _group_to("Group"),
+    "group-wrong-kind": _group_to("Patient"),
+    "note-author-wrong-kind": _wrong_kind("note.authorReference", "Patient"),
+    "note-author-missing": _missing("note.authorReference", "Practitioner"),
+}
+
+
 def _outside(field: Field) -> st.SearchStrategy[Any]:
     near = [v.title() for v in field.allowed] + [v.upper() for v in field.allowed]
     if field.fhir_codes:
@@ -107,7 +156,7 @@ def invalid_task(draw: st.DrawFn, data: TargetData, teams: Sequence[str], violat
     """A payload breaking exactly ``violation``; the base is a full valid task (or ``base`` for updates)."""
     if base is None:
         base = draw(valid_task(data, teams, full=True, status="requested"))
-    return InvalidPayload(breach(draw, TASK, violation, base, data, _outside), violation)
+    return InvalidPayload(breach(draw, TASK, violation, base, data, _outside, BREACHES), violation)
 
 
 def violations(update: bool = False) -> list[Violation]:

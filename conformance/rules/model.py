@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from enum import Enum
-from typing import Any, Callable, Iterator
+from typing import Any, Iterator
 
 # Requirements for breaches of base FHIR JSON rules, whatever the profile.
 FHIR_RULES = {
@@ -23,6 +23,9 @@ FHIR_RULES = {
 }
 INVALID_FHIR = 400      # SPEC §1 Decision: structurally invalid → 400
 PROFILE_RULE = 422      # SPEC §1 Decision: valid FHIR breaking a profile rule → 422
+# The status policy for a refused payload: either status is accepted (with an
+# OperationOutcome); the reference status above is what FHIR-REJECT-STATUS checks.
+REFUSED = (INVALID_FHIR, PROFILE_RULE)
 
 
 class Required(Enum):
@@ -71,27 +74,52 @@ class Violation:
     description: str
     variant: str                # which payload variant it is applied to
     path: str | None = None
-    on_update_only: bool = False
 
     @property
     def label(self) -> str:
         return f"{self.name}[{self.variant}]"
 
 
-Mutator = Callable[[dict, Any, Any], dict]   # (payload, target data, draw) -> payload
-
-
 @dataclass(frozen=True)
 class Constraint:
-    """A cross-field rule; ``breach`` turns a valid payload into one breaking it."""
+    """A cross-field rule; ``strategies/`` keeps, by ``name``, the breach that turns a valid payload into one
+    breaking it."""
 
     name: str
     requirement: str
     status: int
     variant: str
     description: str
-    breach: Mutator
     needs: tuple[str, ...] = ()    # target data the breach needs (e.g. 'patients')
+
+
+# What omitting an element from an update does to its stored value.
+KEPT, CLEARED, NOT_KEPT = "kept", "cleared", "not-kept"   # not-kept: rejected or cleared, never kept
+
+
+@dataclass(frozen=True)
+class Omission:
+    """An update that leaves ``element`` out: what happens to the stored value, and the rule."""
+
+    element: str
+    outcome: str                # KEPT | CLEARED | NOT_KEPT
+    requirement: str
+
+
+@dataclass(frozen=True)
+class Uniqueness:
+    """A value at most one resource of a kind may hold; a claim on a held value is refused."""
+
+    element: str                # the dotted path of the unique value
+    among: str                  # which resources compete for it (e.g. 'Group?type=practitioner')
+    status: int                 # the reference status of a refused claim
+    issue_code: str             # the OperationOutcome issue code of that refusal
+    requirement: str
+
+
+# Search semantics shared by every resource (FHIR R4 search.html; SPEC §1 paging).
+PAGE_SIZE_DEFAULT, PAGE_SIZE_MAX = 10, 100          # _count when absent, and its ceiling
+FHIR_DATE_PREFIXES = ("eq", "ne", "gt", "lt", "ge", "le", "sa", "eb")
 
 
 @dataclass(frozen=True)
@@ -148,7 +176,7 @@ class ResourceProfile:
                     yield Violation(c.name, c.requirement, c.status, c.description, variant)
             if update:
                 yield Violation("id-mismatch", FHIR_RULES["id-mismatch"], INVALID_FHIR,
-                                "body id differs from the URL id", variant, "id", on_update_only=True)
+                                "body id differs from the URL id", variant, "id")
 
     def constraint(self, name: str, variant: str) -> Constraint:
         return next(c for c in self.constraints if c.name == name and c.variant == variant)

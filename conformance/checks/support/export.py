@@ -13,6 +13,8 @@ from typing import Any
 import httpx
 import pytest
 
+from conformance.rules.bulk_export import NDJSON
+from conformance.rules.group import PATIENT_GROUP_TYPE
 from conformance.bulk import BulkClient, FileResult, PollResult
 from conformance.client import FhirClient, json_or_none
 from conformance.expectations import is_operation_outcome
@@ -20,7 +22,7 @@ from conformance.session import ConformanceRun
 from conformance.target import Ledger, TargetData, iterate_search
 from conformance.verdicts import Blocked, expect
 
-from ._support import create_patient_group
+from .api import create_patient_group
 
 GROUP_SIZE = 5
 
@@ -88,7 +90,7 @@ def export_group(conformance_run: ConformanceRun, fhir: FhirClient, target_data:
         if gid:
             group = ExportGroup(gid, read_members(fhir, gid))
     if group is None:
-        for found in iterate_search(fhir, "Group", {"type": "person", "_count": 50}, max_pages=4):
+        for found in iterate_search(fhir, "Group", {"type": PATIENT_GROUP_TYPE, "_count": 50}, max_pages=4):
             members = _member_patients(found)
             if found.get("id") and members:
                 group = ExportGroup(found["id"], members)
@@ -172,4 +174,4 @@ def finish(bulk: BulkClient, export: CompletedExport) -> None:
 def baseline_export(bulk: BulkClient, export_group: ExportGroup) -> CompletedExport:
     """One plain GET export of the group, kept until the session ends (its files serve several checks)."""
     return run_export(bulk, export_group.id, "GET kick-off of the group's export",
-                      {"_outputFormat": "application/fhir+ndjson"})
+                      {"_outputFormat": NDJSON})

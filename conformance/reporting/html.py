@@ -19,10 +19,10 @@ from typing import Any
 
 import jinja2
 
-from .report import EXIT_BROKEN, EXIT_FAILED, EXIT_OK, EXIT_USAGE
-from .reproduce import Reproduction, Step, script
-from .requirements import catalogue
-from .session import CheckResult, ConformanceRun
+from ..reproduce import Reproduction, Step, script
+from ..results import EXIT_BROKEN, EXIT_FAILED, EXIT_OK, EXIT_USAGE, CheckResult
+from ..rules.catalogue import catalogue
+from ..session import ConformanceRun
 
 BODY_SHOWN = 3_000          # characters of a body shown before "… n more"
 STEPS_SHOWN = 10            # exchanges shown per check (the script keeps them all)
@@ -39,7 +39,7 @@ def kit_version() -> str:
 def verdict_label(summary: dict[str, Any]) -> str:
     """PASS / FAIL / ERROR / NOTHING TESTED, from the summary's verdict (or its exit code)."""
     own = summary.get("verdict")
-    if isinstance(own, dict) and own.get("label"):          # the run's own judgement (outcome.judge)
+    if isinstance(own, dict) and own.get("label"):          # the run's own judgement (results.judge)
         return "ERROR" if own["label"] == "BROKEN" else str(own["label"])
     if not summary.get("checks") or all(c["outcome"] == "skipped" for c in summary["checks"]):
         return "NOTHING TESTED"

@@ -61,7 +61,7 @@ def check_public(req: Requirement) -> None:
 def catalogue() -> dict[str, Requirement]:
     """All requirements by id, in file order."""
     found: dict[str, Requirement] = {}
-    for entry in sorted(resources.files(__package__).iterdir(), key=lambda p: p.name):
+    for entry in sorted(resources.files("conformance.rules").iterdir(), key=lambda p: p.name):
         if not entry.name.endswith(".toml"):
             continue
         data = tomllib.loads(entry.read_text(encoding="utf-8"))

@@ -6,12 +6,14 @@ Everything the suite knows about Group payload rules is written here once.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Iterable
 
-from .model import Constraint, Field, Kind, PROFILE_RULE, Required, ResourceProfile, SearchParam
+from .model import Constraint, Field, Kind, PROFILE_RULE, Required, ResourceProfile, SearchParam, Uniqueness
 
 TEAM, PATIENT_GROUP = "team", "patient-group"
+# Group.type is practitioner (a Team) or person (a Patient Group): written here only.
 TYPE_OF = {TEAM: "practitioner", PATIENT_GROUP: "person"}
+TEAM_TYPE, PATIENT_GROUP_TYPE = TYPE_OF[TEAM], TYPE_OF[PATIENT_GROUP]
 MEMBER_KIND = {TEAM: "Practitioner", PATIENT_GROUP: "Patient"}
 
 RESPONSIBILITIES = (
@@ -28,7 +30,11 @@ RESPONSIBILITIES = (
     "REVIEW_COVERAGES",
 )
 # The R4 required binding of Group.type (http://hl7.org/fhir/group-type).
-FHIR_GROUP_TYPES = ("person", "animal", "practitioner", "device", "medication", "substance")
+FHIR_GROUP_TYPES = (PATIENT_GROUP_TYPE, "animal", TEAM_TYPE, "device", "medication", "substance")
+
+# A responsibility belongs to at most one team (SPEC §2): a claim on a held one is a 422 business-rule.
+RESPONSIBILITY_UNIQUE = Uniqueness("characteristic[].valueCodeableConcept.text", f"Group?type={TEAM_TYPE}",
+                                   PROFILE_RULE, "business-rule", "CANVAS-GROUP-RESP-UNIQUE")
 
 
 def responsibility(text: str, exclude: bool = False) -> dict[str, Any]:
@@ -36,23 +42,27 @@ def responsibility(text: str, exclude: bool = False) -> dict[str, Any]:
     return {"code": {"text": "responsibility"}, "valueCodeableConcept": {"text": text}, "exclude": exclude}
 
 
-def _characteristic_on_patient_group(payload: dict, data: Any, draw: Any) -> dict:
-    pool = data.free_responsibilities or RESPONSIBILITIES
-    payload["characteristic"] = [responsibility(draw.sampled_from(sorted(pool)))]
-    return payload
+def responsibilities_of(group: dict[str, Any]) -> set[str]:
+    """The responsibility texts a group holds (the values ``RESPONSIBILITY_UNIQUE`` is about)."""
+    texts = set()
+    for c in group.get("characteristic", []) or []:
+        text = ((c or {}).get("valueCodeableConcept") or {}).get("text")
+        if text:
+            texts.add(text)
+    return texts
 
 
-def _member_of_wrong_kind(payload: dict, data: Any, draw: Any) -> dict:
-    wrong = {"practitioner": ("Patient", data.patient_ids), "person": ("Practitioner", data.practitioner_ids)}
-    kind, ids = wrong[payload["type"]]
-    payload["member"] = [{"entity": {"reference": f"{kind}/{draw.sampled_from(sorted(ids))}"}}]
-    return payload
-
-
-def _member_missing(payload: dict, data: Any, draw: Any) -> dict:
-    kind = "Practitioner" if payload["type"] == "practitioner" else "Patient"
-    payload["member"] = [{"entity": {"reference": f"{kind}/{data.missing_id()}"}}]
-    return payload
+def group_body(variant: str, name: str, members: Iterable[str] = (),
+               responsibilities: Iterable[str] = ()) -> dict[str, Any]:
+    """A valid Team or Patient Group body: members by id, responsibilities by text."""
+    body: dict[str, Any] = {"resourceType": "Group", "type": TYPE_OF[variant], "actual": True, "name": name}
+    refs = [{"entity": {"reference": f"{MEMBER_KIND[variant]}/{m}"}} for m in members]
+    if refs:
+        body["member"] = refs
+    texts = [responsibility(t) for t in responsibilities]
+    if texts:
+        body["characteristic"] = texts
+    return body
 
 
 GROUP = ResourceProfile(
@@ -60,7 +70,7 @@ GROUP = ResourceProfile(
     variants=(TEAM, PATIENT_GROUP),
     fields=(
         Field("type", Kind.CODE, "CANVAS-GROUP-TYPE", Required.FHIR,
-              allowed=("person", "practitioner"), fhir_codes=FHIR_GROUP_TYPES),
+              allowed=(PATIENT_GROUP_TYPE, TEAM_TYPE), fhir_codes=FHIR_GROUP_TYPES),
         Field("actual", Kind.BOOLEAN, "CANVAS-GROUP-ACTUAL", Required.FHIR),
         Field("name", Kind.STRING, "CANVAS-GROUP-NAME", Required.PROFILE),
         Field("quantity", Kind.INTEGER, "CANVAS-GROUP-QUANTITY", read_only=True),
@@ -82,15 +92,15 @@ GROUP = ResourceProfile(
     ),
     constraints=(
         Constraint("characteristic-on-patient-group", "CANVAS-GROUP-RESP-TEAM-ONLY", PROFILE_RULE, PATIENT_GROUP,
-                   "a responsibility on a Patient Group", _characteristic_on_patient_group),
+                   "a responsibility on a Patient Group"),
         Constraint("member-wrong-kind", "CANVAS-GROUP-MEMBER-KIND", PROFILE_RULE, TEAM,
-                   "a Patient as a Team member", _member_of_wrong_kind, needs=("patients",)),
+                   "a Patient as a Team member", needs=("patients",)),
         Constraint("member-wrong-kind", "CANVAS-GROUP-MEMBER-KIND", PROFILE_RULE, PATIENT_GROUP,
-                   "a Practitioner as a Patient Group member", _member_of_wrong_kind, needs=("practitioners",)),
+                   "a Practitioner as a Patient Group member", needs=("practitioners",)),
         Constraint("member-missing", "CANVAS-GROUP-MEMBER-EXISTS", PROFILE_RULE, TEAM,
-                   "a member reference to a Practitioner that does not exist", _member_missing),
+                   "a member reference to a Practitioner that does not exist"),
         Constraint("member-missing", "CANVAS-GROUP-MEMBER-EXISTS", PROFILE_RULE, PATIENT_GROUP,
-                   "a member reference to a Patient that does not exist", _member_missing),
+                   "a member reference to a Patient that does not exist"),
     ),
     search_params=(
         SearchParam("_id", "token", "CANVAS-GROUP-SEARCH-ID"),

@@ -19,14 +19,15 @@ from conformance.client import FhirClient, created_id, json_or_none
 from conformance.cohort.filters import Filter
 from conformance.cohort.oracle import Population, Verdict, judge
 from conformance.expectations import is_operation_outcome, outcome_text
-from conformance.profiles.cohort import expressions_of
+from conformance.rules.cohort import expressions_of
+from conformance.rules.model import REFUSED
 from conformance.session import ConformanceRun
 from conformance.strategies.cohort import Facts
 from conformance.target import Ledger, TargetData
 from conformance.verdicts import expect
 
-from ._support import create_patient_group
-from ._export import finish, run_export
+from .api import create_patient_group
+from .export import finish, run_export
 
 ASYNC = "BULK-COHORT-ASYNC-CREATE"
 POPULATION_TYPES = "Patient,Condition,Encounter,Observation"
@@ -82,7 +83,7 @@ class CohortApi:
         response = self.fhir.post("Group", json_body=payload,
                                   headers={"Prefer": "respond-async", "Accept": "application/fhir+json"})
         ex = self.fhir.recorder.last
-        if response.status_code in (400, 422) and is_operation_outcome(json_or_none(response)):
+        if response.status_code in REFUSED and is_operation_outcome(json_or_none(response)):
             if optional:
                 pytest.skip(f"the target does not support {optional} (HTTP {response.status_code}: "
                             f"{outcome_text(json_or_none(response))[:160]})")

@@ -1,67 +1,22 @@
-"""What the Task checks share: a Task API that keeps the ledger, the run's own teams,
-and the comparisons of what was sent with what is read back."""
+"""What the Task checks share: the Task API fixture, the run's own teams, and the
+comparisons of what was sent with what is read back."""
 
 from __future__ import annotations
 
-import copy
 import datetime as dt
 import secrets
 from typing import Any, Iterable
 
-import httpx
 import pytest
 
-from conformance.client import FhirClient, created_id, json_or_none
+from conformance.rules.group import TEAM, group_body
+from conformance.client import FhirClient
 from conformance.expectations import expect_created
-from conformance.profiles.task import GROUP_EXT, PERMALINK_EXT
-from conformance.target import Ledger, TargetData, bundle_resources, next_link
+from conformance.rules.task import GROUP_EXT, PERMALINK_EXT
+from conformance.target import Ledger, TargetData
 from conformance.verdicts import expect
 
-from ._support import GroupApi, require
-
-READ_ONLY = ("meta", "lastModified")
-
-
-class TaskApi:
-    """Task interactions that record what this run created, so it can be left cancelled."""
-
-    def __repr__(self) -> str:
-        return "TaskApi()"
-
-    def __init__(self, fhir: FhirClient, ledger: Ledger):
-        self.fhir, self.ledger = fhir, ledger
-
-    def create(self, payload: dict[str, Any]) -> tuple[httpx.Response, str | None]:
-        response = self.fhir.post("Task", json_body=payload)
-        tid = created_id(response, "Task") if response.status_code < 300 else None
-        if tid:
-            self.ledger.created_task(tid, payload)
-        return response, tid
-
-    def update(self, tid: str, payload: dict[str, Any], headers: dict[str, str] | None = None) -> httpx.Response:
-        body = copy.deepcopy(payload)
-        body.setdefault("id", tid)
-        return self.fhir.put(f"Task/{tid}", json_body=body, headers=headers)
-
-    def read(self, tid: str) -> tuple[httpx.Response, dict[str, Any] | None]:
-        response = self.fhir.read("Task", tid)
-        return response, json_or_none(response) if response.status_code == 200 else None
-
-    def search_all(self, params: dict[str, Any], max_pages: int = 30) -> tuple[list[dict[str, Any]], list[Any]]:
-        """Every resource over all pages (and the bundles), or raises if a page is not a 200 Bundle."""
-        response = self.fhir.search("Task", params)
-        found, bundles = [], []
-        for _ in range(max_pages):
-            if response.status_code != 200:
-                return found, bundles + [response]
-            body = json_or_none(response)
-            bundles.append(body)
-            found += bundle_resources(body)
-            link = next_link(body)
-            if not link:
-                break
-            response = self.fhir.get(link)
-        return found, bundles
+from .api import GroupApi, TaskApi, require
 
 
 @pytest.fixture(scope="session")
@@ -76,8 +31,7 @@ def task_teams(fhir: FhirClient, ledger: Ledger, target_data: TargetData) -> lis
     api = GroupApi(fhir, ledger)
     made = []
     for n in range(2):
-        body = {"resourceType": "Group", "type": "practitioner", "actual": True,
-                "name": f"{target_data.run_prefix} task team {n} {secrets.token_hex(3)}"}
+        body = group_body(TEAM, f"{target_data.run_prefix} task team {n} {secrets.token_hex(3)}")
         response, gid = api.create(body)
         made.append(expect_created(fhir, response, "Group", "CANVAS-GROUP-CREATE", "create a team for tasks"))
     return made
@@ -134,6 +88,11 @@ def notes(task: dict[str, Any]) -> list[tuple[Any, Any]]:
     return [(n.get("text"), ref(n.get("authorReference"))) for n in task.get("note", []) or [] if isinstance(n, dict)]
 
 
+# Where each element of the omission table shows in ``content()`` (authoredOn is compared on its own).
+CONTENT_KEY = {"extension": "team", "owner": "owner", "restriction": "due", "input": "labels",
+               "description": "description"}
+
+
 def content(task: dict[str, Any]) -> dict[str, Any]:
     """What the client controls, in comparable form."""
     return {"status": task.get("status"), "intent": task.get("intent"), "description": task.get("description"),
@@ -151,10 +110,3 @@ def expect_same(sent: dict[str, Any], read: dict[str, Any], requirement: str, wh
     if "authoredOn" in sent and "authoredOn" not in skip:
         expect(requirement, instant(read.get("authoredOn")) == instant(sent["authoredOn"]),
                f"{what}: authoredOn reads back as {read.get('authoredOn')!r}, sent {sent['authoredOn']!r}", ex)
-
-
-def body_for_update(read: dict[str, Any], tid: str) -> dict[str, Any]:
-    """A read turned back into an update body that keeps everything (notes left out: they would append)."""
-    body = {k: v for k, v in read.items() if k not in (*READ_ONLY, "note")}
-    body["id"] = tid
-    return body

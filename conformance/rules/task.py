@@ -9,7 +9,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from .model import Constraint, Field, Kind, PROFILE_RULE, Required, ResourceProfile, SearchParam
+from .model import (CLEARED, FHIR_DATE_PREFIXES, KEPT, NOT_KEPT, Constraint, Field, Kind, Omission, PROFILE_RULE,
+                    Required, ResourceProfile, SearchParam)
 
 TASK_VARIANT = "task"
 GROUP_EXT = "http://schemas.canvasmedical.com/fhir/extensions/task-group"
@@ -21,18 +22,17 @@ FHIR_TASK_STATUS = ("draft", "requested", "received", "accepted", "rejected", "r
 FHIR_TASK_INTENT = ("unknown", "proposal", "plan", "order", "original-order", "reflex-order", "filler-order",
                     "instance-order", "option")
 SORTS = ("_id", "-_id", "due-date", "-due-date")
-DATE_PREFIXES = ("eq", "ne", "gt", "lt", "ge", "le")
+DATE_PREFIXES = FHIR_DATE_PREFIXES[:6]       # the prefixes Canvas documents for due/modified
 
-# Update field-omission rules (seed 003 update description; SPEC §3): field -> (outcome, requirement).
-# "kept": the stored value survives; "cleared": it is gone; "not-kept": rejected or cleared, never kept.
-OMISSION = {
-    "extension": ("kept", "CANVAS-TASK-OMIT-GROUP-KEPT"),
-    "authoredOn": ("kept", "CANVAS-TASK-OMIT-AUTHORED-KEPT"),
-    "owner": ("cleared", "CANVAS-TASK-OMIT-OWNER-CLEARED"),
-    "restriction": ("cleared", "CANVAS-TASK-OMIT-RESTRICTION-CLEARED"),
-    "input": ("cleared", "CANVAS-TASK-OMIT-INPUT-CLEARED"),
-    "description": ("not-kept", "CANVAS-TASK-OMIT-DESCRIPTION"),
-}
+# Update field-omission rules (seed 003 update description; SPEC §3), by element.
+OMISSION = {o.element: o for o in (
+    Omission("extension", KEPT, "CANVAS-TASK-OMIT-GROUP-KEPT"),
+    Omission("authoredOn", KEPT, "CANVAS-TASK-OMIT-AUTHORED-KEPT"),
+    Omission("owner", CLEARED, "CANVAS-TASK-OMIT-OWNER-CLEARED"),
+    Omission("restriction", CLEARED, "CANVAS-TASK-OMIT-RESTRICTION-CLEARED"),
+    Omission("input", CLEARED, "CANVAS-TASK-OMIT-INPUT-CLEARED"),
+    Omission("description", NOT_KEPT, "CANVAS-TASK-OMIT-DESCRIPTION"),
+)}
 
 
 def group_extension(team_id: str) -> dict[str, Any]:
@@ -41,39 +41,6 @@ def group_extension(team_id: str) -> dict[str, Any]:
 
 def label(name: str) -> dict[str, Any]:
     return {"type": {"text": "label"}, "valueString": name}
-
-
-def _ref(payload: dict, path: str, value: str) -> dict:
-    node = payload
-    parts = path.split(".")
-    for part in parts[:-1]:
-        node = node[part][0] if isinstance(node[part], list) else node[part]
-    node[parts[-1]] = {"reference": value}
-    return payload
-
-
-def _wrong_kind(path: str, kind: str) -> Any:
-    def breach(payload: dict, data: Any, draw: Any) -> dict:
-        ids = data.patient_ids if kind == "Patient" else data.practitioner_ids
-        return _ref(payload, path, f"{kind}/{draw.sampled_from(sorted(ids))}")
-    return breach
-
-
-def _missing(path: str, kind: str) -> Any:
-    def breach(payload: dict, data: Any, draw: Any) -> dict:
-        return _ref(payload, path, f"{kind}/{data.missing_id()}")
-    return breach
-
-
-def _group_to(kind: str) -> Any:
-    def breach(payload: dict, data: Any, draw: Any) -> dict:
-        if kind == "Group":
-            ref = f"Group/{data.missing_id()}"
-        else:
-            ref = f"Patient/{draw.sampled_from(sorted(data.patient_ids))}"
-        payload["extension"] = [{"url": GROUP_EXT, "valueReference": {"reference": ref}}]
-        return payload
-    return breach
 
 
 T = TASK_VARIANT
@@ -113,25 +80,20 @@ TASK = ResourceProfile(
     ),
     constraints=(
         Constraint("requester-wrong-kind", "CANVAS-TASK-REQUESTER", PROFILE_RULE, T, "a Patient as requester",
-                   _wrong_kind("requester", "Patient"), needs=("patients",)),
+                   needs=("patients",)),
         Constraint("requester-missing", "CANVAS-TASK-REQUESTER", PROFILE_RULE, T,
-                   "a requester Practitioner that does not exist", _missing("requester", "Practitioner")),
-        Constraint("owner-wrong-kind", "CANVAS-TASK-OWNER", PROFILE_RULE, T, "a Patient as owner",
-                   _wrong_kind("owner", "Patient"), needs=("patients",)),
-        Constraint("owner-missing", "CANVAS-TASK-OWNER", PROFILE_RULE, T, "an owner Practitioner that does not exist",
-                   _missing("owner", "Practitioner")),
-        Constraint("patient-wrong-kind", "CANVAS-TASK-PATIENT", PROFILE_RULE, T, "a Practitioner as for",
-                   _wrong_kind("for", "Practitioner")),
-        Constraint("patient-missing", "CANVAS-TASK-PATIENT", PROFILE_RULE, T, "a for Patient that does not exist",
-                   _missing("for", "Patient")),
-        Constraint("group-missing", "CANVAS-TASK-GROUP", PROFILE_RULE, T, "a task-group Group that does not exist",
-                   _group_to("Group")),
+                   "a requester Practitioner that does not exist"),
+        Constraint("owner-wrong-kind", "CANVAS-TASK-OWNER", PROFILE_RULE, T, "a Patient as owner", needs=("patients",)),
+        Constraint("owner-missing", "CANVAS-TASK-OWNER", PROFILE_RULE, T, "an owner Practitioner that does not exist"),
+        Constraint("patient-wrong-kind", "CANVAS-TASK-PATIENT", PROFILE_RULE, T, "a Practitioner as for"),
+        Constraint("patient-missing", "CANVAS-TASK-PATIENT", PROFILE_RULE, T, "a for Patient that does not exist"),
+        Constraint("group-missing", "CANVAS-TASK-GROUP", PROFILE_RULE, T, "a task-group Group that does not exist"),
         Constraint("group-wrong-kind", "CANVAS-TASK-GROUP", PROFILE_RULE, T, "a task-group reference to a Patient",
-                   _group_to("Patient"), needs=("patients",)),
+                   needs=("patients",)),
         Constraint("note-author-wrong-kind", "CANVAS-TASK-NOTE", PROFILE_RULE, T, "a Patient as note author",
-                   _wrong_kind("note.authorReference", "Patient"), needs=("patients",)),
+                   needs=("patients",)),
         Constraint("note-author-missing", "CANVAS-TASK-NOTE", PROFILE_RULE, T,
-                   "a note author Practitioner that does not exist", _missing("note.authorReference", "Practitioner")),
+                   "a note author Practitioner that does not exist"),
     ),
     search_params=(
         SearchParam("_id", "token", "CANVAS-TASK-SEARCH-ID"),

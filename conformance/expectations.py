@@ -7,6 +7,7 @@ from typing import Any, Iterable
 import httpx
 
 from .client import Exchange, FhirClient, created_id, json_or_none
+from .validation import INVARIANT, SCHEMA, ValidationLog
 from .verdicts import expect
 
 
@@ -94,4 +95,24 @@ def expect_read(fhir: FhirClient, resource_type: str, rid: str, requirement: str
     body = json_or_none(response)
     expect(requirement, isinstance(body, dict) and body.get("resourceType") == resource_type
            and body.get("id") == rid, f"{what}: read did not return {resource_type}/{rid}", ex)
+    if isinstance(body, dict) and body.get("resourceType") == resource_type:
+        expect_valid(body, f"{what}: {resource_type}/{rid}", ex)
     return body
+
+
+def expect_valid(resource: Any, what: str, exchange: Exchange | None = None,
+                 requirements: tuple[str, str] = ("FHIR-RESOURCE-VALID", "FHIR-RESOURCE-INVARIANTS")) -> ValidationLog:
+    """A resource the target served meets the R4 JSON Schema (SHALL) and the core invariants
+    (SHOULD); the invariants are stated first, so a schema failure does not hide them."""
+    log = ValidationLog()
+    log.check(resource)
+    expect_validity(log, what, exchange, requirements)
+    return log
+
+
+def expect_validity(log: ValidationLog, what: str, exchange: Exchange | None,
+                    requirements: tuple[str, str]) -> None:
+    """State the two validity requirements (schema, invariants) over what ``log`` gathered."""
+    schema_req, invariant_req = requirements
+    expect(invariant_req, not log.invalid[INVARIANT], f"{what}: {log.summary(INVARIANT)}", exchange)
+    expect(schema_req, not log.invalid[SCHEMA], f"{what}: {log.summary(SCHEMA)}", exchange)

@@ -59,7 +59,7 @@ class Settings:
     # gating
     baseline: Path | None = None
     export_timeout: float = 120.0      # seconds a bulk export may take before the suite gives up on it
-    export_validate_lines: int = 5000  # per file, lines validated against the R4 model (0: all)
+    export_validate_lines: int = 5000  # per file, lines validated against the R4 JSON Schema + invariants (0: all)
     export_group: str | None = None    # export this existing Group instead of creating a small one
 
     def secrets(self) -> list[str]:

@@ -147,3 +147,20 @@ def test_generated_validator_agrees_with_jsonschema(monkeypatch):
     monkeypatch.setattr(schema, "FAST_AFTER", 0)
     assert [validate(r) for r in cases] == slow
     assert sum(map(bool, slow)) == 4
+
+
+def test_expect_valid_fails_the_schema_requirement_and_warns_on_invariants():
+    from conformance import verdicts
+    from conformance.expectations import expect_valid
+
+    record = verdicts.CheckRecord("node", "resource-read-valid", ("FHIR-RESOURCE-VALID",))
+    verdicts.begin(record, strict=False)
+    try:
+        expect_valid({**GROUP, "actual": False}, "read of Group/g1")          # grp-1 only: a warning
+        assert list(record.warnings) == ["FHIR-RESOURCE-INVARIANTS"]
+        assert "read of Group/g1: 1 of 1 resources break FHIR R4 invariants: Group: Can only" \
+            in record.warnings["FHIR-RESOURCE-INVARIANTS"].message
+        with pytest.raises(verdicts.RequirementFailed, match=r"\[FHIR-RESOURCE-VALID\] read: .*Group.type"):
+            expect_valid({**GROUP, "type": "bogus"}, "read")
+    finally:
+        verdicts.end()

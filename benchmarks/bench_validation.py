@@ -8,9 +8,14 @@ as the suite does. Stages, each over the same lines:
 
 - ``parse only``: ``json.loads`` per line (the floor);
 - ``fhir.resources``: the R4B model validation the suite used before (on ``--sample`` lines);
-- ``jsonschema only``: ``Draft6Validator.iter_errors`` per type (on ``--sample`` lines);
-- ``schema (shipped)``: ``conformance.validation`` without invariants: the fastjsonschema
-  gate, jsonschema only for resources it refuses;
+- ``jsonschema $ref``: ``Draft6Validator.iter_errors`` on ``{"$ref": "#/definitions/<type>"}``
+  (on ``--sample`` lines);
+- ``jsonschema inlined``: the same over the definitions with references rewired in place
+  (what the suite uses for the first ``FAST_AFTER`` resources of a type; ``--sample`` lines);
+- ``fastjsonschema``: the generated validator alone;
+- ``schema (shipped)``: ``conformance.validation`` without invariants, as the suite runs it
+  (jsonschema for the first ``FAST_AFTER`` resources of a type, then the generated validator,
+  jsonschema listing the errors of the resources it refuses);
 - ``invariants``: the FHIRPath table and the ele-1/ext-1 walk alone;
 - ``validate() total``: both, as the suite runs them on every downloaded line.
 
@@ -61,6 +66,14 @@ def timed(label: str, lines: list[str], work: Callable[[dict], object]) -> tuple
     return rate, problems
 
 
+def _fast(resource: dict) -> bool:
+    try:
+        schema.fast_validator(resource["resourceType"])(resource)
+        return False
+    except Exception:
+        return True
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--lines", type=int, default=100_000)
@@ -79,14 +92,18 @@ def main() -> None:
     for rtype in types:
         schema.fast_validator(rtype)
     compiled = time.perf_counter() - started - loaded
-    print(f"schema load {loaded:.2f} s; fastjsonschema compile of {len(types)} types {compiled:.2f} s "
+    print(f"FAST_AFTER = {schema.FAST_AFTER}; schema load {loaded:.2f} s; fastjsonschema compile of {len(types)} types {compiled:.2f} s "
           f"({compiled / len(types):.2f} s each, once per process)")
 
     from fhir.resources.R4B import get_fhir_model_class
     sample = lines[:args.sample]
     timed("parse only", lines, lambda r: None)
     timed("fhir.resources", sample, lambda r: get_fhir_model_class(r["resourceType"]).model_validate(r) and None)
-    timed("jsonschema only", sample, lambda r: list(schema.full_validator(r["resourceType"]).iter_errors(r)))
+    import jsonschema
+    by_ref = {t: jsonschema.Draft6Validator(schema._root(t)) for t in types}
+    timed("jsonschema $ref", sample, lambda r: list(by_ref[r["resourceType"]].iter_errors(r)))
+    timed("jsonschema inlined", sample, lambda r: list(schema.full_validator(r["resourceType"]).iter_errors(r)))
+    timed("fastjsonschema", lines, lambda r: _fast(r))
     timed("schema (shipped)", lines, lambda r: validator.validate(r, check_invariants=False))
     timed("invariants", lines, lambda r: invariants.breaches(r)[0] + invariants.element_problems(r))
     timed("validate() total", lines, validator.validate)

@@ -8,8 +8,9 @@ resource types.
 
 Two validators per type, both built lazily and cached for the process:
 
-- a ``jsonschema.Draft6Validator`` lists *every* error with its path; it alone judges the
-  first :data:`FAST_AFTER` resources of a type (reads, small exports: no compile cost);
+- a ``jsonschema.Draft6Validator`` (over :func:`inlined_definitions`) lists *every* error with
+  its path; it alone judges the first :data:`FAST_AFTER` resources of a type (the reads of a
+  run, small exports: no compile cost);
 - past that, a ``fastjsonschema`` function (generated Python code, compiled once in a
   fraction of a second to a second, then about 20 times faster than ``jsonschema``) answers
   "valid or not" for every further resource, and ``jsonschema`` runs only for the (rare)
@@ -37,7 +38,7 @@ import jsonschema
 SCHEMA_FILE = "fhir.schema.json.gz"
 SCHEMA_ID = "http://hl7.org/fhir/json-schema/4.0"
 SCHEMA_SHA256 = "15b9548af6412c44faaa411456e0652542de286fd1c58ef882b09bdc8947909d"  # uncompressed, see SOURCE.md
-FAST_AFTER = 300   # resources of one type judged by jsonschema alone before fastjsonschema is compiled
+FAST_AFTER = 5000  # resources of one type judged by jsonschema alone before fastjsonschema is compiled
 NESTED_STUB = {"type": "object", "required": ["resourceType"], "properties": {"resourceType": {"type": "string"}}}
 
 
@@ -77,7 +78,29 @@ def fast_validator(resource_type: str) -> Callable[[Any], Any]:
 @cache
 def full_validator(resource_type: str) -> jsonschema.Draft6Validator:
     """A validator for one type that lists every error (draft-06, as the schema declares)."""
-    return jsonschema.Draft6Validator(_root(resource_type))
+    return jsonschema.Draft6Validator(inlined_definitions()[resource_type])
+
+
+@cache
+def inlined_definitions() -> dict[str, Any]:
+    """The definitions with every ``{"$ref": "#/definitions/X", ...}`` replaced by definition X
+    itself (a shared, cyclic graph of dicts). In draft-06 a ``$ref`` ignores its siblings, so
+    this is the same schema; jsonschema then descends without resolving a reference at each
+    step, which makes it about three times faster."""
+    definitions = json.loads(json.dumps(document()["definitions"]))   # a private copy to rewire
+    prefix = "#/definitions/"
+
+    def rewire(node: Any) -> None:
+        items = node.items() if isinstance(node, dict) else enumerate(node) if isinstance(node, list) else ()
+        for key, value in list(items):
+            if isinstance(value, dict) and str(value.get("$ref", "")).startswith(prefix):
+                node[key] = definitions[value["$ref"][len(prefix):]]
+            else:
+                rewire(value)
+
+    for definition in list(definitions.values()):
+        rewire(definition)
+    return definitions
 
 
 def errors(resource: dict[str, Any]) -> list[tuple[list[str | int], str, str]]:

@@ -12,7 +12,7 @@ Two validators per type, both built lazily and cached for the process:
   its path; it alone judges the first :data:`FAST_AFTER` resources of a type (the reads of a
   run, small exports: no compile cost);
 - past that, a ``fastjsonschema`` function (generated Python code, compiled once in a
-  fraction of a second to a second, then about 20 times faster than ``jsonschema``) answers
+  fraction of a second to a second, then several times faster than ``jsonschema``) answers
   "valid or not" for every further resource, and ``jsonschema`` runs only for the (rare)
   ones it refuses, to list their errors.
 

@@ -8,6 +8,7 @@ import httpx
 
 from .client import Exchange, FhirClient, created_id, json_or_none
 from .rules.model import REFUSED, Violation
+from .validation import INVARIANT, SCHEMA, ValidationLog
 from .verdicts import expect
 
 
@@ -95,6 +96,8 @@ def expect_read(fhir: FhirClient, resource_type: str, rid: str, requirement: str
     body = json_or_none(response)
     expect(requirement, isinstance(body, dict) and body.get("resourceType") == resource_type
            and body.get("id") == rid, f"{what}: read did not return {resource_type}/{rid}", ex)
+    if isinstance(body, dict) and body.get("resourceType") == resource_type:
+        expect_valid(body, f"{what}: {resource_type}/{rid}", ex)
     return body
 
 
@@ -105,3 +108,21 @@ def expect_rejected(fhir: FhirClient, response: httpx.Response, violation: Viola
     expect_error(fhir, response, violation.requirement, REFUSED, what)
     expect("FHIR-REJECT-STATUS", response.status_code == violation.status,
            f"{what}: reference status is {violation.status}, got {response.status_code}", last_exchange(fhir))
+
+
+def expect_valid(resource: Any, what: str, exchange: Exchange | None = None,
+                 requirements: tuple[str, str] = ("FHIR-RESOURCE-VALID", "FHIR-RESOURCE-INVARIANTS")) -> ValidationLog:
+    """A resource the target served meets the R4 JSON Schema (SHALL) and the core invariants
+    (SHOULD); the invariants are stated first, so a schema failure does not hide them."""
+    log = ValidationLog()
+    log.check(resource)
+    expect_validity(log, what, exchange, requirements)
+    return log
+
+
+def expect_validity(log: ValidationLog, what: str, exchange: Exchange | None,
+                    requirements: tuple[str, str]) -> None:
+    """State the two validity requirements (schema, invariants) over what ``log`` gathered."""
+    schema_req, invariant_req = requirements
+    expect(invariant_req, not log.invalid[INVARIANT], f"{what}: {log.summary(INVARIANT)}", exchange)
+    expect(schema_req, not log.invalid[SCHEMA], f"{what}: {log.summary(SCHEMA)}", exchange)

@@ -141,7 +141,7 @@ OPTIONS: tuple[Option, ...] = (
            metavar="SUMMARY", optional=True, file=True),
     Option("export_timeout", float, 120.0, "seconds a bulk export may take before the suite gives up on it "
            "(default 120)", metavar="S"),
-    Option("export_validate_lines", int, 5000, "lines per export file validated against the R4 model "
+    Option("export_validate_lines", int, 5000, "lines per export file validated against the R4 JSON Schema and invariants "
            "(0: all; default 5000)", metavar="N"),
     Option("export_group", str, None, "export this existing Group instead of creating a small one", metavar="ID",
            optional=True),

@@ -38,6 +38,8 @@ DEVIATIONS: dict[str, Deviation] = dict(
         _d("patient-group-characteristic-allowed", "CANVAS-GROUP-RESP-TEAM-ONLY", "Patient Groups may carry responsibility characteristics."),
         _d("delete-allowed", "CANVAS-GROUP-NO-DELETE", "DELETE /Group/<id> answers 204 and deletes the group."),
         _d("count-ignored", "FHIR-SEARCH-COUNT", "_count is ignored: pages always hold 10 entries."),
+        _d("read-actual-not-boolean", "FHIR-RESOURCE-VALID", "Group reads and searches show actual as the string 'yes' (not a JSON boolean)."),
+        _d("read-group-not-actual", "FHIR-RESOURCE-INVARIANTS", "Group reads and searches show actual false for groups with members (breaks grp-1)."),
         _d("post-search-ignores-body", "FHIR-SEARCH-POST", "POST _search ignores its form-encoded body."),
         _d("update-id-mismatch-accepted", "FHIR-UPDATE-ID", "An update whose body id differs from the URL id is accepted."),
         _d("dropped-responsibility-not-freed", "CANVAS-GROUP-RESP-FREE", "Responsibilities dropped by an update stay reserved by the old team."),
@@ -94,6 +96,8 @@ DEVIATIONS.update(
         _d("export-output-format-strict", "BULK-EXPORT-OUTPUT-FORMAT", "Only _outputFormat=application/fhir+ndjson is accepted."),
         _d("export-kickoff-auth-not-enforced", "BULK-EXPORT-AUTH", "Kick-off without a bearer token is accepted."),
         _d("export-file-content-type-wrong", "BULK-EXPORT-FILE-LINES", "Files are served as application/json."),
+        _d("export-invalid-binding", "BULK-EXPORT-RESOURCE-VALID", "Exported Patients carry gender 'unknown-value' (outside the required binding)."),
+        _d("export-invariant-broken", "BULK-EXPORT-RESOURCE-INVARIANTS", "Exported Observations carry a dataAbsentReason beside their value (breaks obs-6)."),
     ]
 )
 

@@ -13,6 +13,7 @@ __all__ = [
     "export_delete_not_stopping", "export_download_without_token", "export_retry_after_missing",
     "export_output_url_relative", "export_wrong_line_type", "export_unknown_group_accepted",
     "export_output_format_strict", "export_kickoff_auth_not_enforced", "export_file_content_type_wrong",
+    "export_invalid_binding", "export_invariant_broken",
 ]
 
 
@@ -99,3 +100,13 @@ def export_kickoff_auth_not_enforced(c):
 def export_file_content_type_wrong(c):
     r = c.get(local(_manifest(c)["output"][0]["url"]), headers=auth())
     assert r.status_code == 200 and r.mimetype == "application/json"
+
+
+def export_invalid_binding(c):
+    patients = _raw(c, _manifest(c, "?_type=Patient"))["Patient"]
+    assert patients and all(p["gender"] == "unknown-value" for p in patients)
+
+
+def export_invariant_broken(c):
+    observations = _raw(c, _manifest(c, "?_type=Observation"))["Observation"]
+    assert observations and all("dataAbsentReason" in o and "valueQuantity" in o for o in observations)

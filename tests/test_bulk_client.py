@@ -57,5 +57,9 @@ def test_download_summarises_problems_per_file():
                        '{"resourceType":"Patient","id":"c","birthDate":"not-a-date"}'] + ['{"resourceType":"Patient"}'] * 5)
     bulk, _ = _client([httpx.Response(200, text=lines, headers={"Content-Type": "application/fhir+ndjson"})])
     f = bulk.download("Patient", "http://target/files/Patient.ndjson")
-    assert f.lines == 9 and f.problem_count == 8 and len(f.problems) == 3 and f.ids == {"a", "c"}
-    assert "(and 5 more)" in f.summary() and "line 2: not JSON" in f.summary()
+    assert f.lines == 9 and f.problem_count == 7 and len(f.problems) == 3 and f.ids == {"a", "c"}
+    assert "(and 4 more)" in f.summary() and "line 2: not JSON" in f.summary()
+    # validity against R4 is kept apart (BULK-EXPORT-RESOURCE-VALID), with line, path and rule
+    assert (f.validity.resources, f.validity.invalid["schema"]) == (2, 1)
+    [problem] = f.validity.examples["schema"]
+    assert (problem.line, problem.path, problem.rule) == (4, "Patient.birthDate", "schema primitive format")

@@ -172,6 +172,16 @@ def wrong_json_types_accepted(c):
     assert c.post("/Group", json=team(actual="true"), headers=auth()).status_code == 201
 
 
+def read_actual_not_boolean(c):
+    assert _read(c, GROUPS[0]["id"])["actual"] == "yes"
+    assert all(e["resource"]["actual"] == "yes" for e in c.get("/Group?_count=5", headers=auth()).get_json()["entry"])
+
+
+def read_group_not_actual(c):
+    group = _read(c, GROUPS[0]["id"])
+    assert group["member"] and group["actual"] is False
+
+
 from mock_task_deviation_checks import *  # noqa: E402,F401,F403  (the Task deviations' checks)
 
 CHECKS = {name.replace("_", "-"): fn for name, fn in list(globals().items()) if callable(fn) and name.replace("_", "-") in DEVIATIONS}

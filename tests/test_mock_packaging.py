@@ -128,3 +128,17 @@ def test_installed_wheel_serves_the_fixtures_and_the_generated_population(instal
     assert patients == len(PATIENTS) + 30
     assert {g["id"] for g in GROUPS} <= groups and "population-20240602-30" in groups
     assert files["Patient"].count(b"\n") == 30
+
+
+@pytest.mark.slow
+def test_installed_wheel_ships_the_r4_schema(installed_wheel: Path, tmp_path: Path) -> None:
+    code = ("import conformance.validation.schema as s, hashlib; from conformance.validation import validate; "
+            "print(s.__file__); print(hashlib.sha256(s.schema_bytes()).hexdigest()); "
+            "print([p.rule for p in validate({'resourceType': 'Group', 'type': 'bogus', 'actual': True})])")
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    out = subprocess.run([str(installed_wheel / "python"), "-c", code], cwd=tmp_path, env=env,
+                         capture_output=True, text=True, check=True).stdout.splitlines()
+    from conformance.validation.schema import SCHEMA_SHA256
+    assert out[0].startswith(str(installed_wheel.parent)), out
+    assert out[1] == SCHEMA_SHA256
+    assert out[2] == "['schema enum: required binding or fixed code']"

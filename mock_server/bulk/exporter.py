@@ -31,6 +31,7 @@ from .params import ExportParams
 log = logging.getLogger(__name__)
 TABLE = "export_job"
 BATCH = 500
+REWRITING_DEVIATIONS = ("export-wrong-line-type", "export-invalid-binding", "export-invariant-broken")  # no verbatim lines
 
 
 # ---- the job rows ----------------------------------------------------------------------------------
@@ -172,12 +173,16 @@ class Exporter:
 
     def verbatim(self) -> bool:
         """True when stored text can be written as is: no _elements, no deviation rewriting lines."""
-        return not self.params.elements and not deviates("export-wrong-line-type")
+        return not self.params.elements and not any(deviates(d) for d in REWRITING_DEVIATIONS)
 
     def shape(self, body: dict[str, Any], rtype: str, rid: str, last_updated: str) -> dict[str, Any]:
         meta = {**body.get("meta", {}), "lastUpdated": datetime.fromisoformat(last_updated).strftime("%Y-%m-%dT%H:%M:%S.%fZ")}
         out = {"resourceType": rtype, "id": rid, **{k: v for k, v in body.items() if k not in ("resourceType", "id", "meta")}}
         out["meta"] = meta
+        if rtype == "Patient" and deviates("export-invalid-binding"):
+            out["gender"] = "unknown-value"
+        if rtype == "Observation" and deviates("export-invariant-broken"):
+            out["dataAbsentReason"] = {"text": "not asked"}
         if self.params.elements:
             keep = set(self.params.elements) | {"resourceType", "id", "meta"}
             out = {k: v for k, v in out.items() if k in keep}

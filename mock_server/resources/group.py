@@ -168,6 +168,10 @@ def render(row: db.Row, displays: dict[str, str]) -> dict[str, Any]:
         out["characteristic"] = body["characteristic"]
     if body["member"]:
         out["member"] = [{"entity": _entity(ref, displays.get(ref))} for ref in body["member"]]
+        if deviates("read-group-not-actual"):
+            out["actual"] = False
+    if deviates("read-actual-not-boolean"):
+        out["actual"] = "yes"
     return out
 
 

@@ -14,7 +14,7 @@ from typing import Any, Iterator
 
 import pytest
 
-from . import report, reproduce, verdicts
+from . import report, reproduce, smart, verdicts
 from .capabilities import Need
 from .client import FhirClient
 from .requirements import catalogue
@@ -218,6 +218,11 @@ def _load_hypothesis_profile(settings: Settings) -> None:
 def _skip_reason(run: ConformanceRun, item: pytest.Item) -> str | None:
     active, _ = run.active_profiles()
     profile = item_profile(item)
+    if profile == smart.PROFILE and (not run.settings.profiles or profile in run.settings.profiles):
+        reason = smart.skip_reason(run, explicit=profile in run.settings.profiles)
+        if reason:      # detected by probing discovery and by the credentials given, not by metadata alone
+            return reason
+        active = active | {profile}
     if profile not in active:
         if run.settings.profiles:
             return f"profile '{profile}' not selected (selected: {', '.join(sorted(active))})"

@@ -15,7 +15,7 @@ from typing import Any, Mapping
 
 ENV_PREFIX = "FHIR_CONFORMANCE_"
 CONFIG_FILE = "conformance.toml"
-PROFILES = ("fhir-core", "canvas", "bulk-export", "bulk-cohort")
+PROFILES = ("fhir-core", "canvas", "bulk-export", "bulk-cohort", "smart-backend")
 
 
 class SettingsError(ValueError):

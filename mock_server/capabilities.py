@@ -6,12 +6,14 @@ from datetime import datetime, timezone
 
 from flask import Blueprint, Flask, Response, current_app, request
 
+from .deviations import deviates
 from .outcomes import fhir_response
 from .urls import base_url
 from .variants import varies
 
 bp = Blueprint("metadata", __name__)
 SMART_OAUTH = "http://fhir-registry.smarthealthit.org/StructureDefinition/oauth-uris"
+BULK_DATA_CAPABILITY = "http://hl7.org/fhir/uv/bulkdata/CapabilityStatement/bulk-data"
 
 
 @dataclass(frozen=True)
@@ -66,6 +68,9 @@ def _resource(cap: ResourceCapability) -> dict:
         out["searchParam"] = [{"name": n, "type": t} for n, t in cap.search_params]
     if cap.operations:
         out["operation"] = [{"name": n, "definition": d} for n, d in cap.operations]
+        if cap.type == "Group" and deviates("export-definition-url-wrong"):
+            out["operation"] = [{"name": n, "definition": d.replace("/group-export", "/export")}
+                                for n, d in cap.operations]
     return out
 
 
@@ -79,6 +84,7 @@ def metadata() -> Response:
         "date": datetime.now(timezone.utc).date().isoformat(),
         "publisher": "fhir-conformance-kit",
         "kind": "instance",
+        **({} if deviates("capability-no-instantiates") else {"instantiates": [BULK_DATA_CAPABILITY]}),
         "software": {"name": "fhir-mock"},
         "implementation": {"description": "FHIR conformance kit reference mock", "url": base},
         "fhirVersion": "4.0.1",

@@ -251,6 +251,8 @@ def cancel(job_id: str) -> Response:
 @bp.get("/bulk/files/<job_id>/<name>")
 def download(job_id: str, name: str) -> Response:
     if not (deviates("export-download-without-token") or varies("export-files-open")):
+        if deviates("export-download-without-token-403") and "Authorization" not in request.headers:
+            raise FhirError(403, "Authorization failed")
         authorize("Group", "read")
     config = current_app.config["MOCK"]
     job = _job(job_id)

@@ -131,7 +131,6 @@ DEVIATIONS.update(
         _d("capability-no-instantiates", "BULK-DECLARE-INSTANTIATES", "The CapabilityStatement has no instantiates."),
         _d("export-definition-url-wrong", "BULK-DECLARE-OPDEF", "Group's export operation names a non-standard OperationDefinition URL."),
         _d("export-download-without-token-403", "BULK-EXPORT-FILE-AUTH-STATUS", "A file request without a token is answered 403 instead of 401."),
-        _d("tls-legacy-only", "BULK-TLS", "The HTTPS listener speaks only TLS 1.0/1.1 (needs --tls-cert)."),
     ]
 )
 

@@ -18,7 +18,6 @@ from waitress.server import create_server
 from . import create_app
 from .bulk import jobs as bulk_jobs
 from .config import MockConfig
-from .deviations import deviates
 from .urls import set_listen_address
 
 # waitress answers bodies above its own limit with a plain-text 413; keep it far above
@@ -106,26 +105,12 @@ class _TLSHandler(WSGIRequestHandler):
         pass
 
 
-def legacy_only(context: ssl.SSLContext) -> None:
-    """TLS 1.0/1.1 and nothing newer (OpenSSL needs security level 0 to still offer them)."""
-    import warnings
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", DeprecationWarning)
-        context.minimum_version = ssl.TLSVersion.TLSv1
-        context.maximum_version = ssl.TLSVersion.TLSv1_1
-    context.set_ciphers("DEFAULT:@SECLEVEL=0")
-
-
 def make_tls_server(app: Flask, host: str, port: int, certfile: str, keyfile: str,
                     client_ca: str | None = None) -> WSGIServer:
     """An HTTPS server for ``app``; with ``client_ca`` a client certificate signed by it is required."""
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     context.load_cert_chain(certfile, keyfile)
     context.minimum_version = ssl.TLSVersion.TLSv1_2        # the Bulk Data IG's floor
-    with app.app_context():
-        if deviates("tls-legacy-only"):
-            legacy_only(context)
     if client_ca:
         context.load_verify_locations(client_ca)
         context.verify_mode = ssl.CERT_REQUIRED

@@ -138,6 +138,8 @@ def token_endpoint() -> str:
 @bp.get("/.well-known/smart-configuration")
 def smart_configuration() -> Response:
     """SMART App Launch discovery: where the token endpoint is and what it accepts."""
+    if varies("open-server"):           # no access control, so nothing to discover
+        raise FhirError(404, "This server has no authorization: no SMART configuration", "not-found")
     config = {
         "token_endpoint": "/auth/token/" if deviates("smart-config-token-endpoint-relative") else token_endpoint(),
         "grant_types_supported": ["client_credentials"],
@@ -209,7 +211,7 @@ def token() -> Response:
             return _oauth_error(400, "invalid_request", f"client_assertion_type must be {CLIENT_ASSERTION_TYPE}")
         client_id, why = verify_assertion(form.get("client_assertion", ""))
         if client_id is None:
-            return _oauth_error(401, "invalid_client", why)
+            return _oauth_error(400 if varies("token-invalid-client-400") else 401, "invalid_client", why)
         allowed_text = current_app.config["MOCK"].jwks_clients[client_id][1]
     else:
         client_id, secret = form.get("client_id"), form.get("client_secret")

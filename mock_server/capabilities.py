@@ -13,6 +13,20 @@ from .variants import varies
 
 bp = Blueprint("metadata", __name__)
 SMART_OAUTH = "http://fhir-registry.smarthealthit.org/StructureDefinition/oauth-uris"
+
+
+def _security(base: str) -> dict:
+    """rest.security: SMART-on-FHIR, and where the token endpoint is (the oauth-uris extension)."""
+    return {
+        "service": [
+            {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/restful-security-service", "code": "SMART-on-FHIR"}]}
+        ],
+        "extension": [
+            {"url": SMART_OAUTH, "extension": [{"url": "token", "valueUri": f"{base}/auth/token/"}]}
+        ],
+    }
+
+
 BULK_DATA_CAPABILITY = "http://hl7.org/fhir/uv/bulkdata/CapabilityStatement/bulk-data"
 
 
@@ -92,16 +106,10 @@ def metadata() -> Response:
         "rest": [
             {
                 "mode": "server",
-                "security": {
-                    "service": [
-                        {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/restful-security-service", "code": "SMART-on-FHIR"}]}
-                    ],
-                    "extension": [
-                        {"url": SMART_OAUTH, "extension": [{"url": "token", "valueUri": f"{base}/auth/token/"}]}
-                    ],
-                },
                 "resource": [_resource(c) for c in capabilities(current_app)],
             }
         ],
     }
+    if not varies("open-server"):       # an open server declares no authorization
+        statement["rest"][0]["security"] = _security(base)
     return fhir_response(statement)

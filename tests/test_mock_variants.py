@@ -54,7 +54,7 @@ def test_implied_variants_are_switched_on():
 def test_suite_passes_the_variant(name, tmp_path, record_property):
     variant = VARIANTS[name]
     # a variant of the token endpoint needs a registered SMART client (the run then uses it)
-    smart = any(catalogue()[r].profile == "smart-backend" for r in variant.touches) and name != "open-server"
+    smart = any(catalogue()[r].profile == "smart-backend" for r in variant.touches)
     jwks_clients, env = smart_client(tmp_path / "smart") if smart else ({}, {})
     config = MockConfig(db=":memory:", tokens=TOKENS, jwks_clients=jwks_clients, variants=frozenset({name}))
     selection = [arg for rid in variant.touches for arg in ("--requirement", rid)]

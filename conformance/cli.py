@@ -138,21 +138,27 @@ def run_pytest(settings: Settings, seed: int, keyword: str | None, verbose: bool
 
 @contextlib.contextmanager
 def bundled_mock(settings: Settings) -> Iterator[Settings]:
-    """Start ``fhir-mock`` on a free loopback port with fresh tokens and a throw-away database."""
-    token, limited = secrets.token_urlsafe(16), secrets.token_urlsafe(16)
+    """Start ``fhir-mock`` on a free loopback port with a throw-away database, a fresh SMART Backend
+    Services client (a new key registered with the mock: the run gets its tokens the SMART way, and
+    the smart-backend profile runs) and a fresh read-only token."""
+    from .smart import new_client_key
+
+    limited = secrets.token_urlsafe(16)
+    client_id = f"fhirck-{secrets.token_hex(4)}"
     with tempfile.TemporaryDirectory(prefix="fhir-mock-") as tmp:
+        private_key, jwks, kid = new_client_key(Path(tmp))
         cmd = [sys.executable, "-m", "mock_server", "--host", "127.0.0.1", "--port", "0",
                "--db", str(Path(tmp) / "mock.sqlite3"),
                # --token=VALUE: a token_urlsafe value may start with '-', which argparse takes for an option
-               f"--token={token}", f"--token={limited}:system/*.read",
+               f"--jwks-client={client_id}:{jwks}", f"--token={limited}:system/*.read",
                # a development server on loopback: exports say "poll again now" instead of making every
                # export check sleep a second (the suite still checks that Retry-After is present and valid)
                "--retry-after", "0"]
         proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         try:
             url = _await_listening(proc)
-            yield replace(settings, target=url, token=token, limited_token=limited,
-                          client_id=None, client_secret=None, token_url=None, private_key=None, key_id=None)
+            yield replace(settings, target=url, token=None, limited_token=limited, client_id=client_id,
+                          client_secret=None, token_url=None, private_key=str(private_key), key_id=kid)
         finally:
             proc.terminate()
             try:

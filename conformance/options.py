@@ -22,7 +22,7 @@ from typing import Any, Callable, Mapping
 ENV_PREFIX = "FHIR_CONFORMANCE_"
 CONFIG_FILE = "conformance.toml"
 PYTEST_PREFIX = "--fhir-"
-PROFILES = ("fhir-core", "canvas", "bulk-export", "bulk-cohort")
+PROFILES = ("fhir-core", "canvas", "bulk-export", "bulk-cohort", "smart-backend")
 
 
 class SettingsError(ValueError):

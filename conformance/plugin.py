@@ -15,7 +15,7 @@ from typing import Any, Iterator
 
 import pytest
 
-from . import reproduce, results
+from . import reproduce, results, smart
 from .capabilities import Need
 from .client import FhirClient
 from .options import Settings, SettingsError, add_pytest_options, from_pytest, load
@@ -176,6 +176,11 @@ def _load_hypothesis_profile(settings: Settings) -> None:
 def _skip_reason(run: ConformanceRun, item: pytest.Item) -> str | None:
     active, _ = run.active_profiles()
     profile = item_profile(item)
+    if profile == smart.PROFILE and (not run.settings.profiles or profile in run.settings.profiles):
+        reason = smart.skip_reason(run, explicit=profile in run.settings.profiles)
+        if reason:      # detected by probing discovery and by the credentials given, not by metadata alone
+            return reason
+        active = active | {profile}
     if profile not in active:
         if run.settings.profiles:
             return f"profile '{profile}' not selected (selected: {', '.join(sorted(active))})"

@@ -138,16 +138,22 @@ def token_endpoint() -> str:
 @bp.get("/.well-known/smart-configuration")
 def smart_configuration() -> Response:
     """SMART App Launch discovery: where the token endpoint is and what it accepts."""
-    resp = jsonify({
-        "token_endpoint": token_endpoint(),
+    if varies("open-server"):           # no access control, so nothing to discover
+        raise FhirError(404, "This server has no authorization: no SMART configuration", "not-found")
+    config = {
+        "token_endpoint": "/auth/token/" if deviates("smart-config-token-endpoint-relative") else token_endpoint(),
         "grant_types_supported": ["client_credentials"],
         "token_endpoint_auth_methods_supported": ["private_key_jwt", "client_secret_post", "client_secret_basic"],
         "token_endpoint_auth_signing_alg_values_supported": list(ASSERTION_ALGS),
         "scopes_supported": SCOPES_SUPPORTED,
         "capabilities": ["client-confidential-asymmetric", "client-confidential-symmetric",
                          "permission-v1", "permission-v2"],
-    })
-    return resp
+    }
+    if deviates("smart-config-no-private-key-jwt"):
+        config["token_endpoint_auth_methods_supported"].remove("private_key_jwt")
+    if deviates("smart-config-no-asymmetric-capability"):
+        config["capabilities"].remove("client-confidential-asymmetric")
+    return jsonify(config)
 
 
 def verify_assertion(assertion: str) -> tuple[str | None, str]:
@@ -172,18 +178,20 @@ def verify_assertion(assertion: str) -> tuple[str | None, str]:
     try:
         key = jwt.PyJWK(keys[0], algorithm=alg).key
         claims = jwt.decode(assertion, key, algorithms=[alg], audience=token_endpoint(), issuer=client_id,
-                            options={"require": ["iss", "sub", "aud", "exp", "jti"]})
+                            options={"require": ["iss", "sub", "aud", "exp", "jti"],
+                                     "verify_aud": not deviates("token-aud-unchecked"),
+                                     "verify_exp": not deviates("token-expired-accepted")})
     except jwt.PyJWTError as exc:
         return None, f"invalid client_assertion: {exc}"
     if claims["sub"] != client_id:
         return None, "sub must equal iss (the client id)"
     now = time.time()
-    if claims["exp"] > now + MAX_ASSERTION_LIFETIME + 5:
+    if claims["exp"] > now + MAX_ASSERTION_LIFETIME + 5 and not deviates("token-exp-limit-unchecked"):
         return None, f"exp more than {MAX_ASSERTION_LIFETIME} s in the future"
     with _jti_lock:
         for old in [j for j, exp in _seen_jti.items() if exp < now]:
             del _seen_jti[old]
-        if claims["jti"] in _seen_jti:
+        if claims["jti"] in _seen_jti and not deviates("token-jti-replay-accepted"):
             return None, "jti already used (replayed assertion)"
         _seen_jti[claims["jti"]] = claims["exp"]
     return client_id, ""
@@ -194,13 +202,16 @@ def token() -> Response:
     """Client-credentials grant: form fields, HTTP Basic, or a signed JWT assertion (SMART Backend Services)."""
     form = request.form
     if form.get("grant_type") != "client_credentials":
+        if deviates("token-grant-type-invalid-request"):
+            return _oauth_error(400, "invalid_request", "only client_credentials is supported")
         return _oauth_error(400, "unsupported_grant_type", "only client_credentials is supported")
-    if form.get("client_assertion_type") == CLIENT_ASSERTION_TYPE or form.get("client_assertion"):
-        if form.get("client_assertion_type") != CLIENT_ASSERTION_TYPE:
+    jwt_client = form.get("client_assertion_type") == CLIENT_ASSERTION_TYPE or bool(form.get("client_assertion"))
+    if jwt_client:
+        if form.get("client_assertion_type") != CLIENT_ASSERTION_TYPE and not deviates("token-assertion-type-unchecked"):
             return _oauth_error(400, "invalid_request", f"client_assertion_type must be {CLIENT_ASSERTION_TYPE}")
         client_id, why = verify_assertion(form.get("client_assertion", ""))
         if client_id is None:
-            return _oauth_error(401, "invalid_client", why)
+            return _oauth_error(400 if varies("token-invalid-client-400") else 401, "invalid_client", why)
         allowed_text = current_app.config["MOCK"].jwks_clients[client_id][1]
     else:
         client_id, secret = form.get("client_id"), form.get("client_secret")
@@ -225,10 +236,14 @@ def token() -> Response:
     ttl = current_app.config["MOCK"].token_ttl
     access = secrets.token_urlsafe(32)
     scope = " ".join(granted)
+    bound = FULL_ACCESS if jwt_client and deviates("token-scope-not-bound") else scope
     with current_app.extensions["fhir.store"].write() as conn:
         conn.execute("DELETE FROM access_token WHERE expires_at < ?", (time.time(),))
-        conn.execute("INSERT INTO access_token VALUES (?, ?, ?)", (access, scope, time.time() + ttl))
-    resp = jsonify({"access_token": access, "token_type": "Bearer", "expires_in": ttl, "scope": scope})
+        conn.execute("INSERT INTO access_token VALUES (?, ?, ?)", (access, bound, time.time() + ttl))
+    body = {"access_token": access, "token_type": "Bearer", "expires_in": ttl, "scope": scope}
+    if deviates("token-response-no-scope"):
+        del body["scope"]
+    resp = jsonify(body)
     resp.headers["Cache-Control"] = "no-store"
     return resp
 

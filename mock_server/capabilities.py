@@ -6,12 +6,28 @@ from datetime import datetime, timezone
 
 from flask import Blueprint, Flask, Response, current_app, request
 
+from .deviations import deviates
 from .http import fhir_response
 from .urls import base_url
 from .variants import varies
 
 bp = Blueprint("metadata", __name__)
 SMART_OAUTH = "http://fhir-registry.smarthealthit.org/StructureDefinition/oauth-uris"
+
+
+def _security(base: str) -> dict:
+    """rest.security: SMART-on-FHIR, and where the token endpoint is (the oauth-uris extension)."""
+    return {
+        "service": [
+            {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/restful-security-service", "code": "SMART-on-FHIR"}]}
+        ],
+        "extension": [
+            {"url": SMART_OAUTH, "extension": [{"url": "token", "valueUri": f"{base}/auth/token/"}]}
+        ],
+    }
+
+
+BULK_DATA_CAPABILITY = "http://hl7.org/fhir/uv/bulkdata/CapabilityStatement/bulk-data"
 
 
 @dataclass(frozen=True)
@@ -66,6 +82,9 @@ def _resource(cap: ResourceCapability) -> dict:
         out["searchParam"] = [{"name": n, "type": t} for n, t in cap.search_params]
     if cap.operations:
         out["operation"] = [{"name": n, "definition": d} for n, d in cap.operations]
+        if cap.type == "Group" and deviates("export-definition-url-wrong"):
+            out["operation"] = [{"name": n, "definition": d.replace("/group-export", "/export")}
+                                for n, d in cap.operations]
     return out
 
 
@@ -79,6 +98,7 @@ def metadata() -> Response:
         "date": datetime.now(timezone.utc).date().isoformat(),
         "publisher": "fhir-conformance-kit",
         "kind": "instance",
+        **({} if deviates("capability-no-instantiates") else {"instantiates": [BULK_DATA_CAPABILITY]}),
         "software": {"name": "fhir-mock"},
         "implementation": {"description": "FHIR conformance kit reference mock", "url": base},
         "fhirVersion": "4.0.1",
@@ -86,16 +106,10 @@ def metadata() -> Response:
         "rest": [
             {
                 "mode": "server",
-                "security": {
-                    "service": [
-                        {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/restful-security-service", "code": "SMART-on-FHIR"}]}
-                    ],
-                    "extension": [
-                        {"url": SMART_OAUTH, "extension": [{"url": "token", "valueUri": f"{base}/auth/token/"}]}
-                    ],
-                },
                 "resource": [_resource(c) for c in capabilities(current_app)],
             }
         ],
     }
+    if not varies("open-server"):       # an open server declares no authorization
+        statement["rest"][0]["security"] = _security(base)
     return fhir_response(statement)

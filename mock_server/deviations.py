@@ -118,6 +118,26 @@ DEVIATIONS.update(
     ]
 )
 
+# SMART Backend Services, TLS and Bulk Data declarations (issue 14; mock_server/auth.py, server.py)
+DEVIATIONS.update(
+    [
+        _d("smart-config-token-endpoint-relative", "SMART-DISCOVERY", "smart-configuration's token_endpoint is a relative path."),
+        _d("smart-config-no-private-key-jwt", "SMART-DISCOVERY-BACKEND", "smart-configuration's token_endpoint_auth_methods_supported omits private_key_jwt."),
+        _d("smart-config-no-asymmetric-capability", "SMART-DISCOVERY-ASYMMETRIC", "smart-configuration's capabilities omit client-confidential-asymmetric."),
+        _d("token-response-no-scope", "SMART-TOKEN-RESPONSE", "Token responses carry no scope."),
+        _d("token-grant-type-invalid-request", "SMART-TOKEN-GRANT-TYPE", "An unknown grant_type is answered invalid_request instead of unsupported_grant_type."),
+        _d("token-assertion-type-unchecked", "SMART-TOKEN-ASSERTION-TYPE", "Any client_assertion_type is accepted with a client_assertion."),
+        _d("token-aud-unchecked", "SMART-TOKEN-INVALID-CLIENT", "An assertion's aud is not checked."),
+        _d("token-expired-accepted", "SMART-TOKEN-INVALID-CLIENT", "Expired assertions are accepted."),
+        _d("token-exp-limit-unchecked", "SMART-TOKEN-EXP-LIMIT", "Assertions expiring more than five minutes ahead are accepted."),
+        _d("token-jti-replay-accepted", "SMART-TOKEN-JTI-REPLAY", "A replayed assertion (same jti) is accepted again."),
+        _d("token-scope-not-bound", "SMART-SCOPE-ENFORCED", "Tokens from a signed assertion get full access whatever scope they were granted."),
+        _d("capability-no-instantiates", "BULK-DECLARE-INSTANTIATES", "The CapabilityStatement has no instantiates."),
+        _d("export-definition-url-wrong", "BULK-DECLARE-OPDEF", "Group's export operation names a non-standard OperationDefinition URL."),
+        _d("export-download-without-token-403", "BULK-EXPORT-FILE-AUTH-STATUS", "A file request without a token is answered 403 instead of 401."),
+    ]
+)
+
 
 def validate_names(names: Iterable[str]) -> None:
     """Reject unknown deviation names early, listing the valid ones."""

@@ -109,6 +109,7 @@ def make_tls_server(app: Flask, host: str, port: int, certfile: str, keyfile: st
     """An HTTPS server for ``app``; with ``client_ca`` a client certificate signed by it is required."""
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     context.load_cert_chain(certfile, keyfile)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2        # the Bulk Data IG's floor
     if client_ca:
         context.load_verify_locations(client_ca)
         context.verify_mode = ssl.CERT_REQUIRED

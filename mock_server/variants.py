@@ -124,12 +124,16 @@ VARIANTS: dict[str, Variant] = dict(
            "No Canvas marker in the CapabilityStatement: a generic FHIR server with Group and Task.",
            "SPEC §0: canvas applies only when selected or when the target shows Canvas markers"),
         _v("open-server", "BULK-EXPORT-AUTH BULK-EXPORT-KICKOFF BULK-EXPORT-FILE-AUTH BULK-EXPORT-FILE-LINES "
-           "FHIR-AUTH-401 FHIR-CREATE-201",
+           "FHIR-AUTH-401 FHIR-CREATE-201 SMART-DISCOVERY",
            "No access control: every request is served with or without a token; files need no token "
-           "(requiresAccessToken false).",
+           "(requiresAccessToken false); no SMART discovery and no security in the CapabilityStatement.",
            "Bulk Data IG: a server SHOULD implement OAuth 2.0 access management (SHOULD, not SHALL); "
            "only Canvas requires 401",
            warns="BULK-EXPORT-AUTH", implies="generic-fhir"),
+        # SMART Backend Services (issue 14)
+        _v("token-invalid-client-400", "SMART-TOKEN-INVALID-CLIENT SMART-TOKEN-JTI-REPLAY SMART-TOKEN-EXP-LIMIT",
+           "A refused client assertion is answered 400 invalid_client instead of 401.",
+           "RFC 6749 §5.2: invalid_client is 400, or 401 where the client authenticated through a header"),
     ]
 )
 

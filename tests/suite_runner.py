@@ -44,3 +44,25 @@ def run_suite(report_dir: Path, *args: str, target: str | None = None, token: st
     proc = subprocess.run(cmd, capture_output=True, text=True, env=full_env, timeout=timeout,
                           cwd=report_dir.parent)
     return SuiteRun(proc.returncode, proc.stdout + proc.stderr, report_dir)
+
+
+SMART_CLIENT = "suite-smart-app"
+
+
+def smart_client(tmp: Path) -> tuple[dict[str, tuple[dict, str]], dict[str, str]]:
+    """A fresh SMART Backend Services client: (the mock's ``jwks_clients``, the suite's environment).
+
+    The environment passes the client id, private key and kid; the token URL is set separately
+    (``smart_env``) once the mock's address is known, so that a deviating discovery document
+    cannot take the run's own identity down with it."""
+    from conformance.smart import new_client_key
+
+    tmp.mkdir(parents=True, exist_ok=True)
+    private, jwks, kid = new_client_key(tmp)
+    env = {"FHIR_CONFORMANCE_CLIENT_ID": SMART_CLIENT, "FHIR_CONFORMANCE_PRIVATE_KEY": str(private),
+           "FHIR_CONFORMANCE_KEY_ID": kid}
+    return {SMART_CLIENT: (json.loads(jwks.read_text()), "")}, env
+
+
+def smart_env(env: dict[str, str], base_url: str) -> dict[str, str]:
+    return env | {"FHIR_CONFORMANCE_TOKEN_URL": f"{base_url}/auth/token/"}

@@ -4,11 +4,16 @@ token refresh, and TLS: CA bundle, mutual TLS against the mock's TLS listener, -
 from __future__ import annotations
 
 import json
+import socket
+import ssl
+import threading
 import time
+import warnings
 
 import httpx
 import pytest
 
+from conformance import smart
 from conformance.client import AuthError, FhirClient, Politeness, Redactor, TargetError, TokenSource, tls_context
 from conformance.options import Settings
 from conformance.session import ConformanceRun
@@ -201,3 +206,96 @@ def test_fhir_mock_command_serves_https_with_a_jwks_client(tmp_path):
     finally:
         proc.terminate()
         proc.wait(timeout=10)
+
+
+# -- TLS version (Bulk Data IG: TLS 1.2 or later) ------------------------------------
+
+
+def test_tls_listener_passes_the_tls_checks(tls_mock, tmp_path):
+    url, certs = tls_mock
+    run = run_suite(tmp_path / "reports", "--ca-bundle", str(certs.ca), "--client-cert", str(certs.client_cert),
+                    "--client-key", str(certs.client_key), "--seed", "5", "--requirement", "BULK-TLS",
+                    "--requirement", "BULK-TLS-HTTP", target=url)
+    assert run.exit_code == 0, run.output[-3000:]
+    assert run.verdicts()["BULK-TLS"] == "pass" and run.verdicts()["BULK-TLS-HTTP"] == "pass"
+
+
+def test_plain_http_target_gets_the_tls_warning_not_a_failure(tmp_path):
+    config = MockConfig(db=":memory:", tokens=TOKENS)
+    with run_in_thread(config) as base_url:
+        run = run_suite(tmp_path / "reports", "--seed", "5", "--requirement", "BULK-TLS",
+                        "--requirement", "BULK-TLS-HTTP", target=base_url)
+    assert run.exit_code == 0, run.output[-3000:]
+    verdicts = {r["id"]: r for r in run.summary["requirements"]}
+    assert verdicts["BULK-TLS-HTTP"]["verdict"] == "warn"
+    assert verdicts["BULK-TLS"]["verdict"] == "skip" and "plain http" in verdicts["BULK-TLS"]["reason"]
+    assert "SHALL be secured using TLS 1.2" in json.dumps(run.summary)      # the warning quotes the SHALL
+
+
+def test_the_mock_tls_listener_refuses_tls_1_1(tls_mock):
+    url, certs = tls_mock
+    ctx = ssl.create_default_context(cafile=str(certs.ca))
+    ctx.load_cert_chain(str(certs.client_cert), str(certs.client_key))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        ctx.minimum_version, ctx.maximum_version = ssl.TLSVersion.TLSv1, ssl.TLSVersion.TLSv1_1
+    ctx.set_ciphers("DEFAULT:@SECLEVEL=0")
+    port = int(url.rsplit(":", 1)[1])
+    with pytest.raises(ssl.SSLError), socket.create_connection(("127.0.0.1", port), timeout=5) as raw:
+        ctx.wrap_socket(raw, server_hostname="127.0.0.1")
+
+
+@pytest.fixture
+def legacy_tls_server(tmp_path):
+    """A bare TLS 1.0/1.1-only listener (this Python's OpenSSL still serves it at security level 0):
+    a stand-in for an old server, outside the mock, so the probe can be shown to catch it."""
+    certs = pki(tmp_path)
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.load_cert_chain(str(certs.server_cert), str(certs.server_key))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        ctx.minimum_version, ctx.maximum_version = ssl.TLSVersion.TLSv1, ssl.TLSVersion.TLSv1_1
+    ctx.set_ciphers("DEFAULT:@SECLEVEL=0")
+    listener = socket.create_server(("127.0.0.1", 0))
+    stop = threading.Event()
+
+    def serve() -> None:
+        listener.settimeout(0.1)
+        while not stop.is_set():
+            try:
+                conn, _ = listener.accept()
+            except OSError:
+                continue
+            try:
+                with ctx.wrap_socket(conn, server_side=True):
+                    pass
+            except (ssl.SSLError, OSError):
+                conn.close()
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    yield f"https://127.0.0.1:{listener.getsockname()[1]}", certs
+    stop.set()
+    thread.join(timeout=5)
+    listener.close()
+
+
+def test_tls_probe_catches_a_tls_1_1_only_server(legacy_tls_server):
+    url, certs = legacy_tls_server
+    run = ConformanceRun(Settings(target=url, ca_bundle=str(certs.ca)))
+    version = smart.negotiated_tls(run, url)
+    assert version == "TLSv1.1"
+    assert not smart.tls_is_modern(version)
+
+
+def test_tls_probe_sees_the_mock_at_1_2_or_later(tls_mock):
+    url, certs = tls_mock
+    run = ConformanceRun(Settings(target=url, ca_bundle=str(certs.ca), client_cert=str(certs.client_cert),
+                                  client_key=str(certs.client_key)))
+    assert smart.tls_is_modern(smart.negotiated_tls(run, url))
+
+
+@pytest.mark.parametrize("version, modern", [("TLSv1.3", True), ("TLSv1.2", True), ("TLSv1.1", False),
+                                             ("TLSv1", False), ("SSLv3", False), (None, False)])
+def test_tls_classification(version, modern):
+    assert smart.tls_is_modern(version) is modern

@@ -13,7 +13,7 @@ from mock_server import MockConfig
 from mock_server.deviations import DEVIATIONS
 from mock_server.server import run_in_thread
 
-from suite_runner import TOKENS, run_suite
+from suite_runner import TOKEN, TOKENS, run_suite, smart_client, smart_env
 
 pytestmark = pytest.mark.slow
 
@@ -26,11 +26,16 @@ def test_every_deviation_names_catalogued_requirements():
 @pytest.mark.parametrize("name", sorted(DEVIATIONS))
 def test_deviation_is_caught(name, tmp_path, record_property):
     deviation = DEVIATIONS[name]
-    config = MockConfig(db=str(tmp_path / "mock.sqlite3"), tokens=TOKENS, deviations=frozenset({name}))
+    # smart-backend checks need a registered SMART client; the run then gets its token the SMART way
+    smart = any(catalogue()[r].profile == "smart-backend" for r in deviation.breaks)
+    jwks_clients, env = smart_client(tmp_path / "smart") if smart else ({}, {})
+    config = MockConfig(db=str(tmp_path / "mock.sqlite3"), tokens=TOKENS, jwks_clients=jwks_clients,
+                        deviations=frozenset({name}))
     selection = [arg for rid in deviation.breaks for arg in ("--requirement", rid)]
     with run_in_thread(config) as base_url:
         run = run_suite(tmp_path / "reports", "--seed", "11", "--examples", "5", "--no-shrink", "-x",
-                        *selection, target=base_url)
+                        *selection, target=base_url, token=None if smart else TOKEN,
+                        env=smart_env(env, base_url) if smart else None)
     verdicts = run.verdicts()
     caught = {rid: verdicts[rid] for rid in deviation.breaks if verdicts[rid] in ("fail", "warn")}
     checks = sorted({c["id"] for c in run.summary["checks"]

@@ -9,6 +9,7 @@ import pytest
 from conftest import GROUPS, PATIENTS, PRACTITIONERS, auth, patient_group, team
 from export_deviation_checks import *  # noqa: F401,F403  (Group $export deviations)
 from cohort_deviation_checks import *  # noqa: F401,F403  (Bulk Cohort deviations)
+from smart_deviation_checks import *  # noqa: F401,F403  (SMART, TLS, declaration deviations)
 from mock_server import MockConfig
 from mock_server.deviations import DEVIATIONS
 

@@ -17,7 +17,7 @@ from mock_server.__main__ import main
 from mock_server.server import run_in_thread
 from mock_server.variants import VARIANTS, expand
 
-from suite_runner import TOKENS, run_suite
+from suite_runner import TOKEN, TOKENS, run_suite, smart_client, smart_env
 
 
 def test_every_variant_names_catalogued_requirements_and_known_variants():
@@ -53,11 +53,15 @@ def test_implied_variants_are_switched_on():
 @pytest.mark.parametrize("name", sorted(VARIANTS))
 def test_suite_passes_the_variant(name, tmp_path, record_property):
     variant = VARIANTS[name]
-    config = MockConfig(db=":memory:", tokens=TOKENS, variants=frozenset({name}))
+    # a variant of the token endpoint needs a registered SMART client (the run then uses it)
+    smart = any(catalogue()[r].profile == "smart-backend" for r in variant.touches)
+    jwks_clients, env = smart_client(tmp_path / "smart") if smart else ({}, {})
+    config = MockConfig(db=":memory:", tokens=TOKENS, jwks_clients=jwks_clients, variants=frozenset({name}))
     selection = [arg for rid in variant.touches for arg in ("--requirement", rid)]
     with run_in_thread(config) as base_url:
         run = run_suite(tmp_path / "reports", "--seed", "11", "--examples", "3", "--no-shrink",
-                        *selection, target=base_url)
+                        *selection, target=base_url, token=None if smart else TOKEN,
+                        env=smart_env(env, base_url) if smart else None)
     verdicts = run.verdicts()
     broken = {rid: v for rid, v in verdicts.items() if v in ("fail", "error")}
     wrong_warnings = {rid for rid, v in verdicts.items() if v == "warn"} - set(variant.warns)
@@ -110,3 +114,20 @@ def test_every_variant_changes_the_mock_somewhere():
     sources = "".join(p.read_text() for p in Path(mock_server.__file__).parent.rglob("*.py"))
     unused = [name for name in VARIANTS if f'varies("{name}")' not in sources]
     assert unused == [], f"variants no code path takes: {unused}"
+
+
+@pytest.mark.slow
+def test_smart_backend_is_skipped_with_the_reason_on_an_open_server(tmp_path):
+    """SMART credentials given, but the server publishes no SMART discovery: skipped, not failed."""
+    jwks_clients, env = smart_client(tmp_path / "smart")
+    config = MockConfig(db=":memory:", tokens=TOKENS, jwks_clients=jwks_clients, variants=frozenset({"open-server"}))
+    with run_in_thread(config) as base_url:
+        run = run_suite(tmp_path / "reports", "--seed", "3", "--requirement", "SMART-DISCOVERY",
+                        "--requirement", "SMART-SCOPE-ENFORCED", "--requirement", "FHIR-CREATE-201",
+                        target=base_url, token=None, env=smart_env(env, base_url))
+    verdicts = {r["id"]: r for r in run.summary["requirements"]}
+    assert run.exit_code == 0, run.output[-3000:]
+    for rid in ("SMART-DISCOVERY", "SMART-SCOPE-ENFORCED"):
+        assert verdicts[rid]["verdict"] == "skip", verdicts[rid]
+        assert "publishes neither .well-known/smart-configuration" in verdicts[rid]["reason"], verdicts[rid]
+    assert verdicts["FHIR-CREATE-201"]["verdict"] == "pass"

@@ -109,7 +109,7 @@ def test_every_file_and_line(baseline_export: CompletedExport):
            f"{len(problems)} of {len(baseline_export.files)} files have problems: " + " | ".join(problems), first)
 
 
-@check("export-file-needs-token", "BULK-EXPORT-FILE-AUTH")
+@check("export-file-needs-token", "BULK-EXPORT-FILE-AUTH", "BULK-EXPORT-FILE-AUTH-STATUS")
 def test_download_without_token_fails(baseline_export: CompletedExport, bulk: BulkClient):
     if baseline_export.manifest.get("requiresAccessToken") is not True:
         pytest.skip("the manifest says requiresAccessToken is not true: files are open by design")
@@ -118,7 +118,11 @@ def test_download_without_token_fails(baseline_export: CompletedExport, bulk: Bu
     f = baseline_export.files[0]
     anonymous = bulk.download(f.type, f.url, auth=False, check_lines=False)
     expect("BULK-EXPORT-FILE-AUTH", anonymous.status is not None and 400 <= anonymous.status < 500,
-           f"downloading {f.url} without a token was answered {anonymous.status}, expected 401", anonymous.exchange)
+           f"downloading {f.url} without a token was answered {anonymous.status}, expected 400 or 401",
+           anonymous.exchange)
+    expect("BULK-EXPORT-FILE-AUTH-STATUS", anonymous.status in (400, 401),
+           f"downloading {f.url} without a token was refused with {anonymous.status}, expected 400 or 401",
+           anonymous.exchange)
 
 
 @check("export-kickoff-no-auth", "BULK-EXPORT-AUTH")

@@ -21,7 +21,7 @@ import re
 from importlib import resources
 
 STRENGTHS = ("SHALL", "SHOULD", "MAY")
-PUBLIC_SOURCE = re.compile(r"https://(docs\.canvasmedical\.com|hl7\.org|build\.fhir\.org)/\S+$")
+PUBLIC_SOURCE = re.compile(r"https://(docs\.canvasmedical\.com|hl7\.org|build\.fhir\.org|www\.rfc-editor\.org)/\S+$")
 LOCAL_NAMES = re.compile(r"\b\d{3}_[0-9a-f]{16}\.txt\b|SPEC\.md|\bSPEC §|\bseeds/|\bseeds? 0\d\d\b", re.IGNORECASE)
 
 

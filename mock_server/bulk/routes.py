@@ -11,7 +11,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from flask import Blueprint, Response, current_app, send_file
+from flask import Blueprint, Response, current_app, request, send_file
 from werkzeug.http import http_date
 
 from .. import db, jobs
@@ -131,6 +131,8 @@ def cancel(job_id: str) -> Response:
 @bp.get("/bulk/files/<job_id>/<name>")
 def download(job_id: str, name: str) -> Response:
     if not (deviates("export-download-without-token") or varies("export-files-open")):
+        if deviates("export-download-without-token-403") and "Authorization" not in request.headers:
+            raise FhirError(403, "Authorization failed")
         authorize("Group", "read")
     config = current_app.config["MOCK"]
     job = _job(job_id)

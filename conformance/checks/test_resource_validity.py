@@ -16,7 +16,7 @@ from conformance.markers import check, needs, profile
 from conformance.session import ConformanceRun
 from conformance.validation import ValidationLog
 
-from ._export import CompletedExport
+from .support.export import CompletedExport
 
 READ_TYPES = ("Group", "Patient", "Task")
 SAMPLE = 10

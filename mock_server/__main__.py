@@ -13,14 +13,19 @@ from .deviations import DEVIATIONS
 from .variants import VARIANTS
 
 
+def _scopes(text: str) -> str:
+    """The scopes of a credential option, normalised; a malformed one is a usage error."""
+    try:
+        return " ".join(parse_scopes(text))
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 def _token(value: str) -> tuple[str, str]:
     secret, _, scopes = value.partition(":")
     if not secret:
         raise argparse.ArgumentTypeError("expected SECRET[:SCOPES]")
-    try:
-        return secret, " ".join(parse_scopes(scopes))
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
+    return secret, _scopes(scopes)
 
 
 def _client(value: str) -> tuple[str, str, str]:
@@ -28,10 +33,7 @@ def _client(value: str) -> tuple[str, str, str]:
     secret, _, scopes = rest.partition(":")
     if not client_id or not secret:
         raise argparse.ArgumentTypeError("expected ID:SECRET[:SCOPES]")
-    try:
-        return client_id, secret, " ".join(parse_scopes(scopes))
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
+    return client_id, secret, _scopes(scopes)
 
 
 def _jwks_client(value: str) -> tuple[str, dict, str]:
@@ -47,10 +49,7 @@ def _jwks_client(value: str) -> tuple[str, dict, str]:
         raise argparse.ArgumentTypeError(f"cannot read JWKS {path}: {exc}") from None
     if "keys" not in jwks:
         jwks = {"keys": [jwks]}
-    try:
-        return client_id, jwks, " ".join(parse_scopes(scopes))
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
+    return client_id, jwks, _scopes(scopes)
 
 
 def _deviation(value: str) -> str:

@@ -14,7 +14,7 @@ from mock_server import MockConfig
 from mock_server.deviations import DEVIATIONS
 
 P1, P2 = PRACTITIONERS[0]["id"], PRACTITIONERS[1]["id"]
-REQUIREMENTS = Path(__file__).resolve().parents[1] / "conformance" / "requirements"
+REQUIREMENTS = Path(__file__).resolve().parents[1] / "conformance" / "rules"
 
 
 def _create(c, body):

@@ -65,6 +65,9 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--examples", type=int, help="Hypothesis examples per property check")
     run.add_argument("--timeout", type=float, help="seconds per HTTP request")
     run.add_argument("--export-timeout", type=float, help="seconds a bulk export may take (default 120)")
+    run.add_argument("--export-group", metavar="ID",
+                     help="export this existing Group (default: a group the suite creates, else one it "
+                          "finds with Group?type=person)")
     run.add_argument("--config", type=Path, help="settings file (default ./conformance.toml)")
     run.add_argument("-k", dest="keyword", help="only checks matching this pytest -k expression "
                                                  "(check ids and function names)")
@@ -123,7 +126,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                                          "private_key", "key_id", "scope", "ca_bundle", "client_cert",
                                          "client_key", "insecure", "max_rps", "max_concurrency",
                                          "max_retry_wait", "max_body_mb", "max_redirects", "baseline",
-                                         "export_timeout")}
+                                         "export_timeout", "export_group")}
     named_config = args.config or os.environ.get("FHIR_CONFORMANCE_CONFIG")
     if named_config and not Path(named_config).is_file():
         print(f"fhir-conformance: configuration error: config file not found: {named_config}", file=sys.stderr)

@@ -47,6 +47,7 @@ OPTIONS = {  # option -> (settings name, help)
     "--fhir-max-rps": ("max_rps", "global request-rate limit, requests per second"),
     "--fhir-max-concurrency": ("max_concurrency", "requests in flight at once (default 4)"),
     "--fhir-max-retry-wait": ("max_retry_wait", "longest 429 Retry-After wait, seconds (default 30)"),
+    "--fhir-export-group": ("export_group", "export this existing Group (default: create one, else find one)"),
     "--fhir-baseline": ("baseline", "a previous summary.json: the exit code reflects only regressions"),
 }
 

@@ -298,6 +298,7 @@ def build_summary(run: ConformanceRun) -> dict[str, Any]:
         run.settings.profiles else [],
         "missing_declarations": sorted(run.missing_declarations),
         "problems": run.problems,
+        "export_group": run.target_data.export_group if "target_data" in run.__dict__ else None,
     }
     if run.settings.baseline:
         comparison = compare(load_summary(run.settings.baseline), verdicts, partial=run.partial)
@@ -366,6 +367,8 @@ def print_summary(run: ConformanceRun, write: Callable[[str], None]) -> None:
     for kind in ("fail", "warn", "error"):
         for v in by.get(kind, [])[:12]:
             write(f"  {kind.upper():<5} {v['id']} ({v['strength']}): {v['reason'][:150]}")
+    if summary.get("export_group"):
+        write(f"exported: {summary['export_group']}")
     if summary.get("missing_declarations"):
         write("run because of --profile although the target does not declare: "
               + "; ".join(summary["missing_declarations"]))

@@ -73,6 +73,7 @@ class TargetData:
     patient_ids: list[str] = field(default_factory=list)
     free_responsibilities: list[str] = field(default_factory=list)
     held_elsewhere: dict[str, str] = field(default_factory=dict)   # responsibility -> group id
+    export_group: str | None = None    # which Group the export checks export, and how it was chosen
 
     def _repr_pretty_(self, printer: Any, cycle: bool) -> None:
         """Hypothesis pretty-prints dataclasses field by field; keep falsifying examples short."""

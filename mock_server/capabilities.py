@@ -54,10 +54,19 @@ def capabilities(app: Flask) -> list[ResourceCapability]:
     return list(merged.values())
 
 
+READ_ONLY = ("read", "search-type")
+
+
+def _interactions(cap: ResourceCapability) -> tuple[str, ...]:
+    if cap.type == "Group" and varies("groups-read-only-quantity"):
+        return tuple(i for i in cap.interactions if i in READ_ONLY)
+    return cap.interactions
+
+
 def _resource(cap: ResourceCapability) -> dict:
     docs = dict(cap.interaction_docs)
     out: dict = {"type": cap.type, "interaction": [
-        {"code": i, **({"documentation": docs[i]} if i in docs else {})} for i in cap.interactions]}
+        {"code": i, **({"documentation": docs[i]} if i in docs else {})} for i in _interactions(cap)]}
     if cap.documentation and not (varies("generic-fhir") and "canvasmedical" in cap.documentation):
         out["documentation"] = cap.documentation
     if cap.profiles:

@@ -80,6 +80,12 @@ VARIANTS: dict[str, Variant] = dict(
            "Files download without a token and the manifest says requiresAccessToken: false.",
            "Bulk Data IG export.html#response---complete-status: requiresAccessToken false lets files be "
            "fetched without the access token"),
+        _v("groups-read-only-quantity", "BULK-EXPORT-KICKOFF BULK-EXPORT-MEMBERS BULK-EXPORT-MEMBERS-COUNT "
+           "BULK-EXPORT-PATIENT BULK-EXPORT-COMPARTMENT",
+           "Groups are read-only (no create or update declared, writes answer 405) and list no member, only "
+           "quantity: the suite must find a group with Group?type=person and judge membership by count.",
+           "Bulk Data IG export.html#endpoint---group-of-patients: the IG defines no way to create groups; "
+           "FHIR R4 group.html: member is 0..*, quantity gives the number of members"),
         # Bulk Cohort API (SPEC §5)
         _v("cohort-no-member-narrowing", "BULK-COHORT-MEMBER-NARROWING BULK-COHORT-ASYNC-CREATE",
            "A cohort with Group.member is refused with 400 and an OperationOutcome (not-supported).",

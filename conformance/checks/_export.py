@@ -27,8 +27,25 @@ GROUP_SIZE = 5
 
 @dataclass
 class ExportGroup:
+    """The group the export checks export, and what the suite knows of its membership.
+
+    ``patient_ids`` are the members the Group lists; a large group may give only ``quantity``
+    (SPEC §4), and membership is then judged by count, the weaker check."""
+
     id: str
     patient_ids: set[str]
+    quantity: int | None = None
+    how: str = ""
+
+    @property
+    def listed(self) -> bool:
+        return bool(self.patient_ids)
+
+    def describe(self) -> str:
+        size = (f"{len(self.patient_ids)} listed members" if self.listed
+                else f"quantity {self.quantity}, members not listed" if self.quantity is not None
+                else "no members listed, no quantity")
+        return f"Group/{self.id} ({size}; {self.how})"
 
 
 @dataclass
@@ -66,36 +83,61 @@ def _member_patients(group: dict[str, Any]) -> set[str]:
     return out
 
 
-def read_members(fhir: FhirClient, gid: str) -> set[str]:
+def _quantity(group: dict[str, Any]) -> int | None:
+    value = group.get("quantity")
+    return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else None
+
+
+def read_group(fhir: FhirClient, gid: str, how: str) -> ExportGroup:
     response = fhir.read("Group", gid)
     if response.status_code != 200:
         raise RuntimeError(f"could not read Group/{gid} to learn its members: HTTP {response.status_code}")
-    return _member_patients(json_or_none(response) or {})
+    body = json_or_none(response) or {}
+    return ExportGroup(gid, _member_patients(body), _quantity(body), how)
+
+
+def read_members(fhir: FhirClient, gid: str) -> set[str]:
+    return read_group(fhir, gid, "").patient_ids
+
+
+def find_patient_group(fhir: FhirClient) -> ExportGroup | None:
+    """A Group from ``Group?type=person``: the first that lists Patient members, else the largest
+    ``quantity`` (a Bulk Data server's groups are often read-only, and large ones list no members)."""
+    largest: ExportGroup | None = None
+    for found in iterate_search(fhir, "Group", {"type": "person", "_count": 50}, max_pages=4):
+        gid = found.get("id")
+        if not gid or found.get("type") not in (None, "person"):
+            continue
+        members = _member_patients(found)
+        if members:
+            return ExportGroup(gid, members, _quantity(found), "found with Group?type=person (it lists its members)")
+        quantity = _quantity(found)
+        if quantity and (largest is None or quantity > (largest.quantity or 0)):
+            largest = ExportGroup(gid, set(), quantity,
+                                  "found with Group?type=person: no group lists members, the largest quantity")
+    return largest
 
 
 @pytest.fixture(scope="session")
 def export_group(conformance_run: ConformanceRun, fhir: FhirClient, target_data: TargetData,
                  ledger: Ledger) -> ExportGroup:
-    """A patient group of our own (created from patients found) or, failing that, an existing one."""
+    """--export-group; else a patient group of our own (created from patients found); else one found."""
     group = None
     caps = conformance_run.capabilities
     chosen_id = conformance_run.settings.export_group
     if chosen_id:
-        group = ExportGroup(chosen_id, read_members(fhir, chosen_id))
+        group = read_group(fhir, chosen_id, "named with --export-group")
     elif "create" in caps.interactions("Group") and len(target_data.patient_ids) >= 2:
         gid = create_patient_group(fhir, ledger, target_data.run_prefix, "export cohort",
                                    target_data.patient_ids[:GROUP_SIZE])
         if gid:
-            group = ExportGroup(gid, read_members(fhir, gid))
+            group = read_group(fhir, gid, "created by this run")
     if group is None:
-        for found in iterate_search(fhir, "Group", {"type": "person", "_count": 50}, max_pages=4):
-            members = _member_patients(found)
-            if found.get("id") and members:
-                group = ExportGroup(found["id"], members)
-                break
+        group = find_patient_group(fhir)
     if group is None:
-        pytest.skip("no patient group to export: Group create failed and no Group of type person with "
-                    "Patient members was found")
+        pytest.skip("no patient group to export: Group create is not declared or failed, no --export-group was "
+                    "given, and Group?type=person found no group listing Patient members or giving a quantity")
+    target_data.export_group = group.describe()
     return group
 
 

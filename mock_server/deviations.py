@@ -32,6 +32,7 @@ DEVIATIONS: dict[str, Deviation] = dict(
         _d("quantity-always-zero", "CANVAS-GROUP-QUANTITY", "Group.quantity always reads 0."),
         _d("actual-echoed", "CANVAS-GROUP-ACTUAL", "Group.actual reads as last sent instead of always true."),
         _d("if-unmodified-since-ignored", "FHIR-PRECONDITION-412", "If-Unmodified-Since is ignored on update (If-Match still honoured)."),
+        _d("if-match-malformed-ignored", "FHIR-IF-MATCH-MALFORMED", "A malformed If-Match (not an entity tag) is ignored: the update is applied."),
         _d("readonly-rejected", "FHIR-READONLY-IGNORED", "A body carrying quantity or member.entity.display is rejected with 400."),
         _d("member-existence-unchecked", "CANVAS-GROUP-MEMBER-EXISTS", "Members referencing missing resources are accepted."),
         _d("member-kind-unchecked", "CANVAS-GROUP-MEMBER-KIND", "Members of the wrong kind for the group type are accepted."),
@@ -93,6 +94,10 @@ DEVIATIONS.update(
         _d("export-unknown-group-accepted", "BULK-EXPORT-UNKNOWN-GROUP", "Kick-off for an unknown group answers 202 (an empty export)."),
         _d("export-output-format-strict", "BULK-EXPORT-OUTPUT-FORMAT", "Only _outputFormat=application/fhir+ndjson is accepted."),
         _d("export-kickoff-auth-not-enforced", "BULK-EXPORT-AUTH", "Kick-off without a bearer token is accepted."),
+        _d("export-unknown-type-accepted", "BULK-EXPORT-INVALID-PARAM",
+           "A _type naming a type the server does not export is accepted (202) and yields an empty manifest."),
+        _d("export-malformed-since-accepted", "BULK-EXPORT-INVALID-PARAM",
+           "A malformed _since is accepted (202) and yields an empty manifest."),
         _d("export-file-content-type-wrong", "BULK-EXPORT-FILE-LINES", "Files are served as application/json."),
     ]
 )

@@ -199,3 +199,29 @@ def test_unsupported_parameter_refused_or_lenient(bulk: BulkClient, export_group
     expect("BULK-EXPORT-LENIENT", lenient.status_code == 202,
            f"kick-off with _typeFilter and Prefer: handling=lenient answered {lenient.status_code}, expected 202",
            fhir.recorder.last)
+
+
+UNKNOWN_TYPE = "FhirckNoSuchType"        # a type no server exports (real servers MAY export any real type)
+INVALID_PARAMETERS = {                     # case -> (name, value[x] key in a POST, value)
+    "type-unknown": ("_type", "valueString", UNKNOWN_TYPE),
+    "since-not-a-date": ("_since", "valueInstant", "yesterday"),
+    "since-impossible-date": ("_since", "valueInstant", "2024-13-01T00:00:00Z"),
+}
+
+
+@check("export-invalid-parameter", "BULK-EXPORT-INVALID-PARAM")
+@pytest.mark.parametrize("form", ("get", "post"))
+@pytest.mark.parametrize("case", sorted(INVALID_PARAMETERS))
+def test_invalid_parameter_value_refused(case: str, form: str, bulk: BulkClient, export_group: ExportGroup, fhir):
+    """Each malformed value in each parameter form (query string, Parameters body): an error, not a 202."""
+    name, key, value = INVALID_PARAMETERS[case]
+    if form == "post":
+        response, location = bulk.kickoff(export_group.id, parameters=parameters_body([(name, key, value)]))
+    else:
+        response, location = bulk.kickoff(export_group.id, {name: value})
+    if location:
+        bulk.delete(location)
+    if form == "post" and response.status_code in NOT_SUPPORTED:    # POST kick-off is a MAY
+        pytest.skip(f"the target does not support POST kick-off (HTTP {response.status_code})")
+    expect_error(fhir, response, "BULK-EXPORT-INVALID-PARAM", range(400, 500),
+                 f"{form.upper()} kick-off with {name}={value}")

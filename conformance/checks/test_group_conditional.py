@@ -58,3 +58,30 @@ def test_stale_if_match_is_refused(groups, target_data, fhir):
     expect("FHIR-UPDATE-200", put.status_code == 200, f"update answered {put.status_code}", last_exchange(fhir))
     put = groups.update(gid, {**body, "name": body["name"] + " v3"}, headers={"If-Match": old_etag})
     expect_error(fhir, put, "FHIR-IF-MATCH", (412,), f"update with stale If-Match {old_etag}")
+
+
+MALFORMED_IF_MATCH = {       # form -> the header built from the current version's opaque tag
+    "bare-version": lambda v: v,
+    "weak-unquoted": lambda v: f"W/{v}",
+    "not-an-etag": lambda v: "fhirck-not-an-etag",
+}
+
+
+@profile("fhir-core")
+@check("group-update-if-match-malformed", "FHIR-IF-MATCH-MALFORMED")
+@pytest.mark.parametrize("form", sorted(MALFORMED_IF_MATCH))
+def test_malformed_if_match_is_refused_and_not_applied(form, groups, target_data, fhir):
+    body = _patient_group(target_data.run_prefix)
+    response, gid = groups.create(body)
+    gid = expect_created(fhir, response, "Group", "FHIR-CREATE-201", "create")
+    expect_read(fhir, "Group", gid, "FHIR-CREATE-201", "read")
+    etag = last_exchange(fhir).response_headers.get("etag")
+    if not etag:
+        pytest.skip("the target sends no ETag on read: If-Match is judged only where ETags are sent")
+    header = MALFORMED_IF_MATCH[form](etag.strip().removeprefix("W/").strip('"'))
+    put = groups.update(gid, {**body, "name": body["name"] + " malformed"}, headers={"If-Match": header})
+    expect_error(fhir, put, "FHIR-IF-MATCH-MALFORMED", (412, 400), f"update with malformed If-Match {header!r}")
+    after = expect_read(fhir, "Group", gid, "FHIR-CREATE-201", "read after the refused update")
+    expect("FHIR-IF-MATCH-MALFORMED", after.get("name") == body["name"],
+           f"the update with malformed If-Match {header!r} was applied: the name is now {after.get('name')!r}",
+           last_exchange(fhir))

@@ -35,6 +35,7 @@ EXTRA_OUTPUT_FORMATS = ("text/csv", "application/x-ndjson")  # variant export-ex
 NDJSON = "application/fhir+ndjson"
 TYPE_RE = re.compile(r"^[A-Z][A-Za-z]{1,63}$")
 ELEMENT_RE = re.compile(r"^([A-Z][A-Za-z]+\.)?[a-z][A-Za-z0-9]*$")
+EXPORT_TYPES = ("Patient", "Practitioner", "Condition", "Encounter", "Observation", "Task")  # what an export holds
 UNSUPPORTED = ("_typeFilter", "includeAssociatedData")
 KNOWN = ("_outputFormat", "_type", "_since", "_until", "_elements", "patient", *UNSUPPORTED)
 
@@ -96,9 +97,17 @@ def _params(pairs: list[tuple[str, str]], post: bool, lenient: bool, members: se
             for t in (s.strip() for s in value.split(",")):
                 if not TYPE_RE.match(t):
                     raise FhirError(400, f"_type '{t}' is not a resource type")
+                if t not in EXPORT_TYPES and not deviates("export-unknown-type-accepted"):
+                    raise FhirError(400, f"_type '{t}' is not a resource type this server exports (it exports "
+                                         f"{', '.join(EXPORT_TYPES)})", "not-supported")
                 types.append(t)
         elif name in ("_since", "_until"):
-            fields[name[1:]] = _instant(name, value)
+            try:
+                fields[name[1:]] = _instant(name, value)
+            except FhirError:
+                if not deviates("export-malformed-since-accepted"):
+                    raise
+                fields["types"] = []     # accepted, and nothing exported: an empty manifest
         elif name == "_elements":
             if varies("export-elements-unsupported"):
                 raise FhirError(400, "parameter _elements is not supported", "not-supported")
@@ -119,7 +128,7 @@ def _params(pairs: list[tuple[str, str]], post: bool, lenient: bool, members: se
                 raise FhirError(400, f"parameter {name} is not supported (send Prefer: handling=lenient to ignore it)",
                                 "not-supported")
             ignored.append(name)
-    if types:
+    if types and "types" not in fields:
         fields["types"] = list(dict.fromkeys(types))
     if "patients" in fields and members is not None:
         strangers = [p for p in fields["patients"] if p not in members]

@@ -98,6 +98,8 @@ DEVIATIONS.update(
            "A _type naming a type the server does not export is accepted (202) and yields an empty manifest."),
         _d("export-malformed-since-accepted", "BULK-EXPORT-INVALID-PARAM",
            "A malformed _since is accepted (202) and yields an empty manifest."),
+        _d("export-empty-group-stuck", "BULK-EXPORT-EMPTY-GROUP",
+           "An export of a group without members stays in progress for ever (202 on every poll)."),
         _d("export-file-content-type-wrong", "BULK-EXPORT-FILE-LINES", "Files are served as application/json."),
     ]
 )

@@ -8,13 +8,16 @@ from urllib.parse import parse_qsl, unquote, urlsplit
 
 import pytest
 
-from conformance.bulk import BulkClient, parameters_body, retry_after_seconds
+from conformance.bulk import BulkClient, ExportTimeout, parameters_body, retry_after_seconds
 from conformance.client import json_or_none
 from conformance.expectations import expect_error, is_operation_outcome
 from conformance.markers import check, needs, profile
 from conformance.verdicts import expect
 
+from conformance.target import iterate_search
+
 from ._export import CompletedExport, ExportGroup, require_complete, require_kickoff
+from ._support import create_patient_group
 
 pytestmark = [profile("bulk-export"), needs("Group", operation="export")]
 
@@ -225,3 +228,41 @@ def test_invalid_parameter_value_refused(case: str, form: str, bulk: BulkClient,
         pytest.skip(f"the target does not support POST kick-off (HTTP {response.status_code})")
     expect_error(fhir, response, "BULK-EXPORT-INVALID-PARAM", range(400, 500),
                  f"{form.upper()} kick-off with {name}={value}")
+
+
+@check("export-empty-group", "BULK-EXPORT-EMPTY-GROUP")
+def test_empty_group_export_ends(bulk: BulkClient, conformance_run, fhir, ledger, target_data):
+    """A group without members: complete (no Patient exported) or failed with an OperationOutcome, within
+    --export-timeout; still in progress then is the departure (servers that wait for members for ever)."""
+    gid = None
+    if "create" in conformance_run.capabilities.interactions("Group"):
+        gid = create_patient_group(fhir, ledger, target_data.run_prefix, "empty export", [])
+    if gid is None:
+        gid = next((g["id"] for g in iterate_search(fhir, "Group", {"type": "person", "_count": 50}, max_pages=4)
+                    if g.get("id") and g.get("quantity") == 0 and not g.get("member")), None)
+    if gid is None:
+        pytest.skip("no group without members: Group create is not declared (or was refused) and "
+                    "Group?type=person found none with quantity 0")
+    response, location = bulk.kickoff(gid, {"_type": "Patient"})
+    if 400 <= response.status_code < 500 and is_operation_outcome(json_or_none(response)):
+        return     # refused up front with an OperationOutcome: it ended, as the rule asks
+    status_url = require_kickoff(bulk, response, location, f"kick-off of Group/{gid} (no members)")
+    limit = conformance_run.settings.export_timeout
+    try:
+        result = bulk.poll(status_url, timeout=limit)
+    except ExportTimeout as exc:
+        expect("BULK-EXPORT-EMPTY-GROUP", False,
+               f"the export of Group/{gid}, a group without members, was still in progress after --export-timeout "
+               f"{limit:g} s: {exc}", fhir.recorder.last)
+        return
+    finally:
+        bulk.delete(status_url)
+    if result.outcome != "complete":
+        expect("BULK-EXPORT-EMPTY-GROUP", is_operation_outcome(json_or_none(result.response)),
+               f"the export of Group/{gid} (no members) failed with HTTP {result.response.status_code} without an "
+               "OperationOutcome", result.exchange)
+        return
+    patients = [e for e in (result.manifest or {}).get("output", []) or []
+                if isinstance(e, dict) and e.get("type") == "Patient" and e.get("count") not in (0, None)]
+    expect("BULK-EXPORT-EMPTY-GROUP", not patients,
+           f"the export of Group/{gid}, a group without members, lists Patient output {patients[:2]}", result.exchange)

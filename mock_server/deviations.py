@@ -117,6 +117,8 @@ DEVIATIONS.update(
         _d("cohort-comma-anded", "BULK-COHORT-TOKEN", "Comma-separated values of one parameter are ANDed instead of ORed."),
         _d("cohort-name-not-required", "BULK-COHORT-PROFILE", "A cohort without name is accepted."),
         _d("cohort-delete-not-deleting", "BULK-COHORT-DELETE", "DELETE of a cohort answers 204 but the cohort can still be read."),
+        _d("cohort-sync-invalid-filter-500", "BULK-COHORT-REJECT-SYNC",
+           "A synchronous cohort create with an invalid or unsupported member-filter answers 500."),
         _d("cohort-search-name-ignored", "BULK-COHORT-SEARCH-NAME", "Cohorts are not found by a name search."),
     ]
 )

@@ -94,6 +94,26 @@ def test_invalid_cohort_is_refused(cohorts: CohortApi, population, violation, da
            f"{what}: HTTP {outcome.status} without an OperationOutcome", outcome.exchange)
 
 
+FILTER_VIOLATIONS = [v for v in cohort_violations() if v.requirement == "BULK-COHORT-REJECT-UNSUPPORTED"]
+
+
+@pytest.mark.parametrize("violation", [pytest.param(v, id=v.name) for v in FILTER_VIOLATIONS])
+@check("cohort-create-invalid-sync", "BULK-COHORT-REJECT-SYNC")
+@needs("Group", interaction="create")
+@given(data=st.data())
+def test_invalid_filter_refused_in_sync_create(cohorts: CohortApi, population, violation, data):
+    """The same rule in the synchronous form: a client's mistake is a 4xx OperationOutcome, never a 500."""
+    invalid = data.draw(invalid_cohort(population, cohorts.name("invalid"), violation), label="invalid cohort")
+    response, gid = cohorts.create_sync(invalid.payload)
+    what = f"synchronous create of a cohort with {violation.description} ({violation.name})"
+    if gid is not None:
+        cohorts.delete(gid)
+    expect("BULK-COHORT-REJECT-SYNC", 400 <= response.status_code < 500,
+           f"{what}: expected {REJECTED} (a 4xx), got {response.status_code}", last_exchange(cohorts.fhir))
+    expect("FHIR-ERROR-OUTCOME", is_operation_outcome(json_or_none(response)),
+           f"{what}: HTTP {response.status_code} without an OperationOutcome", last_exchange(cohorts.fhir))
+
+
 @check("cohort-search-name", "BULK-COHORT-SEARCH-NAME")
 @needs("Group", search_param="name")
 def test_search_by_name_finds_the_cohort(cohorts: CohortApi, population):

@@ -100,6 +100,8 @@ DEVIATIONS.update(
            "A malformed _since is accepted (202) and yields an empty manifest."),
         _d("export-empty-group-stuck", "BULK-EXPORT-EMPTY-GROUP",
            "An export of a group without members stays in progress for ever (202 on every poll)."),
+        _d("export-unreadable-member-silent", "BULK-EXPORT-MEMBER-ERRORS",
+           "The first member's data cannot be read, and it is silently left out of the export (nothing in error[])."),
         _d("export-file-content-type-wrong", "BULK-EXPORT-FILE-LINES", "Files are served as application/json."),
     ]
 )

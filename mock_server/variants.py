@@ -86,6 +86,11 @@ VARIANTS: dict[str, Variant] = dict(
            "quantity: the suite must find a group with Group?type=person and judge membership by count.",
            "Bulk Data IG export.html#endpoint---group-of-patients: the IG defines no way to create groups; "
            "FHIR R4 group.html: member is 0..*, quantity gives the number of members"),
+        _v("export-member-unreadable", "BULK-EXPORT-MEMBERS BULK-EXPORT-MEMBER-ERRORS",
+           "The first member's data of every group export cannot be read: the member is left out and named in an "
+           "OperationOutcome of the manifest's error[].",
+           "Bulk Data IG export.html#response---complete-status: error[] lists OperationOutcome files for errors "
+           "met while exporting; SPEC §4: a member whose data cannot be exported SHOULD appear in error[]"),
         # Bulk Cohort API (SPEC §5)
         _v("cohort-no-member-narrowing", "BULK-COHORT-MEMBER-NARROWING BULK-COHORT-ASYNC-CREATE",
            "A cohort with Group.member is refused with 400 and an OperationOutcome (not-supported).",

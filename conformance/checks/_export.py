@@ -7,6 +7,7 @@ is deleted by the checks or, at the latest, when the session ends.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -23,6 +24,7 @@ from conformance.verdicts import Blocked, expect
 from ._support import create_patient_group
 
 GROUP_SIZE = 5
+MAX_ERROR_LINES = 10_000     # OperationOutcomes read from error[] files per export
 
 
 @dataclass
@@ -57,12 +59,26 @@ class CompletedExport:
     poll: PollResult
     manifest: dict[str, Any]
     files: list[FileResult] = field(default_factory=list)
+    error_text: str | None = None       # the error[] files' OperationOutcomes, read on first use
 
     def of_type(self, rtype: str) -> list[FileResult]:
         return [f for f in self.files if f.type == rtype]
 
     def ids(self, rtype: str) -> set[str]:
         return {i for f in self.of_type(rtype) for i in f.ids}
+
+    def named_in_errors(self, bulk: BulkClient, patient_ids: set[str]) -> set[str]:
+        """The patients an OperationOutcome of error[] names as ``Patient/<id>`` (files read once)."""
+        if self.error_text is None:
+            texts = []
+            for entry in self.manifest.get("error", []) or []:
+                if isinstance(entry, dict) and isinstance(entry.get("url"), str):
+                    for n, outcome in enumerate(bulk.resources(entry["url"])):
+                        if n >= MAX_ERROR_LINES:
+                            break
+                        texts.append(json.dumps(outcome))
+            self.error_text = "\n".join(texts)
+        return {p for p in patient_ids if f"Patient/{p}" in self.error_text}
 
 
 @pytest.fixture(scope="session")

@@ -26,18 +26,36 @@ def _line_problems(done: CompletedExport) -> list[str]:
 
 
 @check("export-members", "BULK-EXPORT-MEMBERS")
-def test_exported_patients_are_the_members(baseline_export: CompletedExport, export_group: ExportGroup, fhir):
+def test_exported_patients_are_the_members(baseline_export: CompletedExport, export_group: ExportGroup, fhir,
+                                           bulk: BulkClient):
     if not export_group.listed:
         pytest.skip(f"Group/{export_group.id} lists no members (only quantity {export_group.quantity}): "
                     "membership is judged by count in export-members-count, the weaker check")
     members = read_members(fhir, export_group.id)
     exported = baseline_export.ids("Patient")
-    missing, extra = sorted(members - exported), sorted(exported - members)
+    # a member the server could not export and says so in error[] is disclosed, not missing
+    # (export-member-errors judges that it is said)
+    reported = baseline_export.named_in_errors(bulk, members - exported)
+    missing, extra = sorted(members - exported - reported), sorted(exported - members)
     ex = (baseline_export.of_type("Patient") or [None])[0]
     expect("BULK-EXPORT-MEMBERS", not missing and not extra,
            f"exported Patients differ from Group/{export_group.id}'s {len(members)} members: "
-           f"{len(missing)} missing {missing[:3]}, {len(extra)} not members {extra[:3]}",
+           f"{len(missing)} missing {missing[:3]}, {len(extra)} not members {extra[:3]}"
+           + (f" ({len(reported)} more named in error[])" if reported else ""),
            ex.exchange if ex else baseline_export.poll.exchange)
+
+
+@check("export-member-errors", "BULK-EXPORT-MEMBER-ERRORS")
+def test_unexported_members_are_named_in_errors(baseline_export: CompletedExport, export_group: ExportGroup,
+                                                bulk: BulkClient):
+    if not export_group.listed:
+        pytest.skip(f"Group/{export_group.id} lists no members: which member is missing cannot be told")
+    absent = export_group.patient_ids - baseline_export.ids("Patient")
+    silent = sorted(absent - baseline_export.named_in_errors(bulk, absent))
+    expect("BULK-EXPORT-MEMBER-ERRORS", not silent,
+           f"{len(silent)} members of Group/{export_group.id} are neither exported nor named in an OperationOutcome "
+           f"of error[] (e.g. {', '.join(f'Patient/{p}' for p in silent[:3])}): left out silently",
+           baseline_export.poll.exchange)
 
 
 @check("export-members-count", "BULK-EXPORT-MEMBERS-COUNT")

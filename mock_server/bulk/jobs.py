@@ -151,6 +151,7 @@ class Exporter:
         self.params = ExportParams.from_json(job["params"])
         self.since, self.until = _parse(self.params.since), _parse(self.params.until)
         self.referenced: set[str] = set()    # variant export-referenced-practitioners: written once each
+        self.unreadable: list[str] = []      # members whose data could not be read (variant export-member-unreadable)
 
     def wanted(self, rtype: str) -> bool:
         if self.params.types is None or deviates("export-type-ignored"):
@@ -256,6 +257,13 @@ class Exporter:
                 with self.db.write() as conn:
                     conn.execute("UPDATE export_job SET progress = ? WHERE id = ?",
                                  (progress_text(done, total), self.job["id"]))
+            if not deviates("export-unreadable-member-silent"):
+                for pid in self.unreadable:
+                    writer.write("OperationOutcome", {
+                        "resourceType": "OperationOutcome",
+                        "issue": [{"severity": "error", "code": "exception", "expression": [f"Patient/{pid}"],
+                                   "details": {"text": f"the data of member Patient/{pid} could not be read; "
+                                                       "it is not in this export"}}]})
             if self.params.ignored:
                 for name in self.params.ignored:
                     writer.write("OperationOutcome", {
@@ -311,6 +319,9 @@ class Exporter:
                 patient_ids = [*patient_ids, stranger[0]]
         if first and len(patient_ids) > 1 and deviates("export-missing-member"):
             patient_ids = patient_ids[1:]
+        if first and patient_ids and self.params.scope == "group" and self.params.patients is None and (
+                varies("export-member-unreadable") or deviates("export-unreadable-member-silent")):
+            self.unreadable, patient_ids = patient_ids[:1], patient_ids[1:]
         return patient_ids, by_type.get("Practitioner", [])
 
     def _write_rows(self, writer: Writer, patient_ids: list[str], practitioner_ids: list[str], first: bool) -> None:

@@ -102,6 +102,8 @@ DEVIATIONS.update(
            "An export of a group without members stays in progress for ever (202 on every poll)."),
         _d("export-unreadable-member-silent", "BULK-EXPORT-MEMBER-ERRORS",
            "The first member's data cannot be read, and it is silently left out of the export (nothing in error[])."),
+        _d("export-drops-tasks", "BULK-EXPORT-COMPLETE",
+           "Every other Task of the members (found by Task?patient=) is left out of the export."),
         _d("export-file-content-type-wrong", "BULK-EXPORT-FILE-LINES", "Files are served as application/json."),
     ]
 )

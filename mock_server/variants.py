@@ -80,7 +80,7 @@ VARIANTS: dict[str, Variant] = dict(
            "Files download without a token and the manifest says requiresAccessToken: false.",
            "Bulk Data IG export.html#response---complete-status: requiresAccessToken false lets files be "
            "fetched without the access token"),
-        _v("groups-read-only-quantity", "BULK-EXPORT-KICKOFF BULK-EXPORT-MEMBERS BULK-EXPORT-MEMBERS-COUNT "
+        _v("groups-read-only-quantity", "BULK-EXPORT-KICKOFF BULK-EXPORT-MEMBERS BULK-EXPORT-MEMBERS-COUNT BULK-EXPORT-COMPLETE "
            "BULK-EXPORT-PATIENT BULK-EXPORT-COMPARTMENT",
            "Groups are read-only (no create or update declared, writes answer 405) and list no member, only "
            "quantity: the suite must find a group with Group?type=person and judge membership by count.",

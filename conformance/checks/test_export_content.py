@@ -8,9 +8,10 @@ from datetime import timedelta
 import pytest
 
 from conformance.bulk import BulkClient, parameters_body, parse_instant
-from conformance.client import json_or_none
+from conformance.client import created_id, json_or_none
 from conformance.expectations import expect_error, is_operation_outcome
 from conformance.markers import check, needs, profile
+from conformance.target import iterate_search
 from conformance.verdicts import expect
 
 from ._export import CompletedExport, ExportGroup, complete_export, finish, read_members, run_export
@@ -86,6 +87,65 @@ def test_compartment_resources_reference_exported_patients(baseline_export: Comp
             problems.append(f"{f.type}: {len(strays)} resources reference non-exported patients, e.g. "
                             + ", ".join(f"{f.type}/{r} -> Patient/{p}" for r, p in strays[:3]))
     expect("BULK-EXPORT-COMPARTMENT", not problems, "; ".join(problems), first)
+
+
+ORACLE_MEMBERS = 10       # members whose compartments are searched one by one
+COMPARTMENT_PARAM = "patient"
+
+
+def _ensure_a_task(conformance_run, fhir, ledger, target_data, member: str) -> None:
+    """Where the target declares Task create and search by patient, give one member a Task (run prefix,
+    recorded in the ledger) so that the oracle has a compartment resource to look for."""
+    caps = conformance_run.capabilities
+    if "create" not in caps.interactions("Task") or not target_data.practitioner_ids:
+        return
+    if any(True for _ in iterate_search(fhir, "Task", {COMPARTMENT_PARAM: f"Patient/{member}", "_count": 1},
+                                        max_pages=1)):
+        return
+    body = {"resourceType": "Task", "status": "requested", "intent": "unknown",
+            "description": f"{target_data.run_prefix} export completeness",
+            "requester": {"reference": f"Practitioner/{target_data.practitioner_ids[0]}"},
+            "for": {"reference": f"Patient/{member}"}}
+    response = fhir.post("Task", json_body=body)
+    tid = created_id(response, "Task") if response.status_code < 300 else None
+    if tid:
+        ledger.created_task(tid, body)
+
+
+@check("export-compartment-complete", "BULK-EXPORT-COMPLETE")
+def test_export_holds_what_search_finds(bulk: BulkClient, export_group: ExportGroup,
+                                        baseline_export: CompletedExport, conformance_run, fhir, ledger, target_data):
+    """The completeness oracle: for each type the target lets one search by patient, every member's
+    resources that search finds are in the export (checked per type, for several members)."""
+    caps = conformance_run.capabilities
+    types = sorted(t for t in caps.resources if t != "Patient" and t not in REFERENCED_ONLY
+                   and COMPARTMENT_PARAM in caps.search_params(t) and "search-type" in caps.interactions(t))
+    if not types:
+        pytest.skip("the target declares no search by patient on any compartment type: nothing to compare with")
+    members = sorted(export_group.patient_ids or baseline_export.ids("Patient"))[:ORACLE_MEMBERS]
+    if not members:
+        pytest.skip(f"no member of Group/{export_group.id} is known (none listed, none exported)")
+    if "Task" in types:
+        _ensure_a_task(conformance_run, fhir, ledger, target_data, members[0])
+    expected: dict[str, set[str]] = {t: set() for t in types}
+    for rtype in types:
+        for member in members:
+            expected[rtype] |= {r["id"] for r in iterate_search(
+                fhir, rtype, {COMPARTMENT_PARAM: f"Patient/{member}", "_count": 100}, max_pages=10) if r.get("id")}
+    if not any(expected.values()):
+        pytest.skip(f"searching {', '.join(types)} by patient found nothing for {len(members)} members: "
+                    "no compartment resource to look for in the export")
+    done = run_export(bulk, export_group.id, "kick-off of the export to compare with search")
+    try:
+        problems = [f"{rtype}: {len(missing)} of {len(found)} found by {rtype}?{COMPARTMENT_PARAM}= are not in the "
+                    f"export (e.g. {', '.join(f'{rtype}/{i}' for i in missing[:3])})"
+                    for rtype, found in expected.items()
+                    if (missing := sorted(found - done.ids(rtype)))]
+        expect("BULK-EXPORT-COMPLETE", not problems,
+               f"the export of Group/{export_group.id} misses members' compartment resources the target serves "
+               "through search: " + "; ".join(problems), done.poll.exchange)
+    finally:
+        finish(bulk, done)
 
 
 @check("export-type", "BULK-EXPORT-TYPE")

@@ -58,8 +58,13 @@ READ_ONLY = ("read", "search-type")
 
 
 def _interactions(cap: ResourceCapability) -> tuple[str, ...]:
+    """What variants change in the declared interactions (the routes check the same variants)."""
+    from .resources.directory import WRITABLE, writable
+
     if cap.type == "Group" and varies("groups-read-only-quantity"):
         return tuple(i for i in cap.interactions if i in READ_ONLY)
+    if writable(cap.type):
+        return cap.interactions + WRITABLE
     return cap.interactions
 
 

@@ -129,6 +129,12 @@ VARIANTS: dict[str, Variant] = dict(
            "The patient parameter of a POST kick-off is refused with 400 and an OperationOutcome (not-supported).",
            "Bulk Data IG export.html#query-parameters: patient support is optional; an unsupported parameter "
            "SHOULD be an error with an OperationOutcome"),
+        _v("no-practitioners-with-create", "CANVAS-TASK-CREATE CANVAS-TASK-SEARCH-OWNER CANVAS-TASK-SEARCH-REQUESTER "
+           "CANVAS-GROUP-CREATE",
+           "No Practitioner in the data (so no fixture team), but Practitioner create and delete are declared: the "
+           "suite creates the Practitioners its checks need and deletes them at the end.",
+           "FHIR R4 http.html#create: a server may hold any data; which interactions it supports is its own "
+           "choice, declared in the CapabilityStatement"),
         # Which server this is, and its access control (SPEC §0)
         _v("generic-fhir", "FHIR-CREATE-201 FHIR-UPDATE-200 FHIR-UPDATE-ID FHIR-RESOURCE-TYPE FHIR-NOT-FOUND "
            "FHIR-ERROR-OUTCOME FHIR-IF-MATCH FHIR-SEARCH-PAGING CANVAS-GROUP-CREATE CANVAS-TASK-CREATE",

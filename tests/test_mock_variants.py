@@ -110,3 +110,41 @@ def test_every_variant_changes_the_mock_somewhere():
     sources = "".join(p.read_text() for p in Path(mock_server.__file__).parent.rglob("*.py"))
     unused = [name for name in VARIANTS if f'varies("{name}")' not in sources]
     assert unused == [], f"variants no code path takes: {unused}"
+
+
+@pytest.mark.slow
+def test_missing_practitioners_are_created_and_deleted(tmp_path):
+    """Variant no-practitioners-with-create: the Practitioner-needing checks run (not skip) on Practitioners
+    the suite creates, and clean-up deletes every one of them (the target declares delete)."""
+    import httpx
+
+    from suite_runner import TOKEN
+
+    config = MockConfig(db=":memory:", tokens=TOKENS, variants=frozenset({"no-practitioners-with-create"}))
+    with run_in_thread(config) as base_url:
+        run = run_suite(tmp_path / "reports", "--seed", "3", "--examples", "2", "--check", "task-search-owner-status",
+                        target=base_url)
+        left = httpx.get(f"{base_url}/Practitioner", params={"_count": 100},
+                         headers={"Authorization": f"Bearer {TOKEN}"}).json()
+    checks = {c["id"]: c for c in run.summary["checks"]}
+    assert run.exit_code == 0, run.output[-3000:]
+    assert checks["task-search-owner-status"]["outcome"] == "passed", checks["task-search-owner-status"]
+    assert left["total"] == 0, f"Practitioners left behind: {[e['resource']['id'] for e in left.get('entry', [])]}"
+    assert not run.summary["cleanup_problems"], run.summary["cleanup_problems"]
+
+
+@pytest.mark.slow
+def test_read_only_groups_listing_only_quantity_are_exported(tmp_path):
+    """Variant groups-read-only-quantity: no Group create and no member lists; the suite finds a person
+    group, says which, judges membership by count, and the patient-parameter check runs (no IndexError)."""
+    config = MockConfig(db=":memory:", tokens=TOKENS, variants=frozenset({"groups-read-only-quantity"}))
+    with run_in_thread(config) as base_url:
+        run = run_suite(tmp_path / "reports", "--seed", "3", "--examples", "1", "--check", "export-members-count",
+                        "--check", "export-patient-param", "--check", "export-members", target=base_url)
+    checks = {c["id"]: c for c in run.summary["checks"]}
+    assert run.exit_code == 0, run.output[-3000:]
+    assert checks["export-members-count"]["outcome"] == "passed", checks
+    assert checks["export-patient-param"]["outcome"] == "passed", checks
+    assert checks["export-members"]["outcome"] == "skipped" and "export-members-count" in checks["export-members"]["message"]
+    assert "found with Group?type=person" in run.summary["export_group"] and "quantity" in run.summary["export_group"]
+    assert "exported: Group/" in run.output

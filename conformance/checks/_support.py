@@ -12,7 +12,7 @@ import httpx
 import pytest
 
 from conformance.client import FhirClient, created_id, json_or_none
-from conformance.target import Ledger, TargetData
+from conformance.target import PREREQUISITES, Ledger, TargetData
 
 DATA_NAMES = {
     "practitioners": ("practitioner_ids", "no Practitioner found on the target (Practitioner search returned none)"),
@@ -26,7 +26,11 @@ def require(data: TargetData, wanted: Iterable[str], at_least: int = 1) -> None:
     for name in wanted:
         attr, reason = DATA_NAMES[name]
         if len(getattr(data, attr)) < at_least:
-            pytest.skip(reason if at_least == 1 else f"{reason} (need {at_least})")
+            why = data.supplier(name, at_least) if data.supplier and name in PREREQUISITES else ""
+            if why is None:
+                continue                  # created, with the run prefix, and in the ledger
+            reason = reason if at_least == 1 else f"{reason} (need {at_least})"
+            pytest.skip(f"{reason} {why}".strip())
 
 
 class GroupApi:

@@ -76,10 +76,13 @@ def _resource(cap: ResourceCapability) -> dict:
         out["documentation"] = cap.documentation
     if cap.profiles:
         out["supportedProfile"] = list(cap.profiles)
+        if len(cap.profiles) == 1 and varies("supported-profile-string"):
+            out["supportedProfile"] = cap.profiles[0]
     if cap.search_params:
         out["searchParam"] = [{"name": n, "type": t} for n, t in cap.search_params]
-    if cap.operations:
-        out["operation"] = [{"name": n, "definition": d} for n, d in cap.operations]
+    operations = () if cap.type == "Patient" and varies("patient-export-undeclared") else cap.operations
+    if operations:
+        out["operation"] = [{"name": n, "definition": d} for n, d in operations]
     return out
 
 

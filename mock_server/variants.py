@@ -92,6 +92,17 @@ VARIANTS: dict[str, Variant] = dict(
            "Bulk Data IG export.html#response---complete-status: error[] lists OperationOutcome files for errors "
            "met while exporting; SPEC §4: a member whose data cannot be exported SHOULD appear in error[]"),
         # Bulk Cohort API (SPEC §5)
+        _v("supported-profile-string", "BULK-COHORT-CAPABILITY BULK-COHORT-CAPABILITY-ARRAY BULK-COHORT-ASYNC-CREATE",
+           "Group's supportedProfile is a lone string instead of an array (the shape departs; the content is "
+           "readable): the suite warns and still detects bulk-cohort.",
+           "The IG's SHALL (list the profile for Group) is met in content; the JSON shape is judged as a SHOULD "
+           "by the kit (BULK-COHORT-CAPABILITY-ARRAY), so a warning is the right verdict",
+           warns="BULK-COHORT-CAPABILITY-ARRAY"),
+        _v("patient-export-undeclared", "BULK-COHORT-ASYNC-CREATE BULK-COHORT-MEMBERSHIP BULK-COHORT-CAPABILITY",
+           "Patient/$export is served but not declared in the CapabilityStatement (the cohort checks' population "
+           "oracle then needs --profile bulk-cohort).",
+           "FHIR R4 capabilitystatement.html: a CapabilityStatement need not list every operation served; "
+           "Bulk Data IG export.html: Patient-level export is optional"),
         _v("cohort-no-member-narrowing", "BULK-COHORT-MEMBER-NARROWING BULK-COHORT-ASYNC-CREATE",
            "A cohort with Group.member is refused with 400 and an OperationOutcome (not-supported).",
            "Bulk Data IG group.html: member is optional; a server SHALL reject what it does not support"),

@@ -148,3 +148,29 @@ def test_read_only_groups_listing_only_quantity_are_exported(tmp_path):
     assert checks["export-members"]["outcome"] == "skipped" and "export-members-count" in checks["export-members"]["message"]
     assert "found with Group?type=person" in run.summary["export_group"] and "quantity" in run.summary["export_group"]
     assert "exported: Group/" in run.output
+
+
+@pytest.mark.slow
+def test_undeclared_patient_export_is_tried_when_the_profile_is_forced(tmp_path):
+    """Variant patient-export-undeclared: with --profile bulk-cohort the cohort checks read the population
+    through the undeclared Patient/$export, and the summary reports it as undeclared."""
+    config = MockConfig(db=":memory:", tokens=TOKENS, variants=frozenset({"patient-export-undeclared"}))
+    with run_in_thread(config) as base_url:
+        run = run_suite(tmp_path / "reports", "--seed", "3", "--examples", "1", "--check", "cohort-create-async",
+                        "--profile", "bulk-cohort", "--profile", "bulk-export", target=base_url)
+    checks = {c["id"]: c for c in run.summary["checks"]}
+    assert run.exit_code == 0, run.output[-3000:]
+    assert checks["cohort-create-async"]["outcome"] == "passed", checks
+    assert "operation '$export' on Patient" in run.summary["missing_declarations"]
+
+
+@pytest.mark.slow
+def test_supported_profile_string_is_a_departure_and_still_detected(tmp_path):
+    config = MockConfig(db=":memory:", tokens=TOKENS, variants=frozenset({"supported-profile-string"}))
+    with run_in_thread(config) as base_url:
+        run = run_suite(tmp_path / "reports", "--seed", "3", "--examples", "1", "--check", "cohort-capability-profile",
+                        "--check", "cohort-capability-profile-array", target=base_url)
+    assert run.exit_code == 0, run.output[-3000:]
+    assert "bulk-cohort" in run.summary["active_profiles"]              # detected from the string
+    verdicts = run.verdicts()
+    assert verdicts["BULK-COHORT-CAPABILITY"] == "pass" and verdicts["BULK-COHORT-CAPABILITY-ARRAY"] == "warn"

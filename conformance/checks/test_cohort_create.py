@@ -37,6 +37,17 @@ def test_capability_lists_the_profile(conformance_run, fhir):
            f"rest.resource[Group].supportedProfile is {sorted(profiles)}, without {BULK_COHORT_PROFILE}")
 
 
+@check("cohort-capability-profile-array", "BULK-COHORT-CAPABILITY-ARRAY")
+def test_supported_profile_is_an_array(conformance_run):
+    group = conformance_run.capabilities.resources.get("Group", {})
+    if "supportedProfile" not in group:
+        pytest.skip("rest.resource[Group] has no supportedProfile (judged by cohort-capability-profile)")
+    value = group["supportedProfile"]
+    expect("BULK-COHORT-CAPABILITY-ARRAY", isinstance(value, list),
+           f"rest.resource[Group].supportedProfile is a JSON {type(value).__name__} ({str(value)[:120]!r}), "
+           "expected an array; the suite read it as one profile")
+
+
 @check("cohort-capability-documentation", "BULK-COHORT-DOCUMENTATION")
 def test_capability_documents_membership_and_parameters(conformance_run):
     group = conformance_run.capabilities.resources.get("Group", {})

@@ -21,6 +21,18 @@ DATA_NAMES = {
 }
 
 
+MALFORMED_IF_MATCH = {       # form -> the header built from the current version's opaque tag
+    "bare-version": lambda v: v,
+    "weak-unquoted": lambda v: f"W/{v}",
+    "not-an-etag": lambda v: "fhirck-not-an-etag",
+}
+
+
+def malformed_if_match(form: str, etag: str) -> str:
+    """An If-Match that is not an entity tag, built from the ETag a read sent (SPEC §1: matches nothing)."""
+    return MALFORMED_IF_MATCH[form](etag.strip().removeprefix("W/").strip('"'))
+
+
 def require(data: TargetData, wanted: Iterable[str], at_least: int = 1) -> None:
     """Skip, with the reason, when the target lacks what a check needs."""
     for name in wanted:

@@ -12,6 +12,8 @@ from conformance.expectations import expect_created, expect_error, expect_read, 
 from conformance.markers import check, needs, profile
 from conformance.verdicts import expect
 
+from ._support import MALFORMED_IF_MATCH, malformed_if_match
+
 pytestmark = [profile("canvas"), needs("Group", interaction="update")]
 
 
@@ -60,13 +62,6 @@ def test_stale_if_match_is_refused(groups, target_data, fhir):
     expect_error(fhir, put, "FHIR-IF-MATCH", (412,), f"update with stale If-Match {old_etag}")
 
 
-MALFORMED_IF_MATCH = {       # form -> the header built from the current version's opaque tag
-    "bare-version": lambda v: v,
-    "weak-unquoted": lambda v: f"W/{v}",
-    "not-an-etag": lambda v: "fhirck-not-an-etag",
-}
-
-
 @profile("fhir-core")
 @check("group-update-if-match-malformed", "FHIR-IF-MATCH-MALFORMED")
 @pytest.mark.parametrize("form", sorted(MALFORMED_IF_MATCH))
@@ -78,7 +73,7 @@ def test_malformed_if_match_is_refused_and_not_applied(form, groups, target_data
     etag = last_exchange(fhir).response_headers.get("etag")
     if not etag:
         pytest.skip("the target sends no ETag on read: If-Match is judged only where ETags are sent")
-    header = MALFORMED_IF_MATCH[form](etag.strip().removeprefix("W/").strip('"'))
+    header = malformed_if_match(form, etag)
     put = groups.update(gid, {**body, "name": body["name"] + " malformed"}, headers={"If-Match": header})
     expect_error(fhir, put, "FHIR-IF-MATCH-MALFORMED", (412, 400), f"update with malformed If-Match {header!r}")
     after = expect_read(fhir, "Group", gid, "FHIR-CREATE-201", "read after the refused update")

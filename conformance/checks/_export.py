@@ -8,6 +8,7 @@ is deleted by the checks or, at the latest, when the session ends.
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -25,6 +26,7 @@ from ._support import create_patient_group
 
 GROUP_SIZE = 5
 MAX_ERROR_LINES = 10_000     # OperationOutcomes read from error[] files per export
+PATIENT_REF = re.compile(r"Patient/([A-Za-z0-9\-.]{1,64})")
 
 
 @dataclass
@@ -59,7 +61,7 @@ class CompletedExport:
     poll: PollResult
     manifest: dict[str, Any]
     files: list[FileResult] = field(default_factory=list)
-    error_text: str | None = None       # the error[] files' OperationOutcomes, read on first use
+    error_patients: set[str] | None = None   # the patients error[] names, read on first use
 
     def of_type(self, rtype: str) -> list[FileResult]:
         return [f for f in self.files if f.type == rtype]
@@ -67,18 +69,18 @@ class CompletedExport:
     def ids(self, rtype: str) -> set[str]:
         return {i for f in self.of_type(rtype) for i in f.ids}
 
-    def named_in_errors(self, bulk: BulkClient, patient_ids: set[str]) -> set[str]:
-        """The patients an OperationOutcome of error[] names as ``Patient/<id>`` (files read once)."""
-        if self.error_text is None:
-            texts = []
+    def patients_in_errors(self, bulk: BulkClient) -> set[str]:
+        """The patients the OperationOutcomes of error[] name as ``Patient/<id>`` (files read once)."""
+        if self.error_patients is None:
+            found: set[str] = set()
             for entry in self.manifest.get("error", []) or []:
                 if isinstance(entry, dict) and isinstance(entry.get("url"), str):
                     for n, outcome in enumerate(bulk.resources(entry["url"])):
                         if n >= MAX_ERROR_LINES:
                             break
-                        texts.append(json.dumps(outcome))
-            self.error_text = "\n".join(texts)
-        return {p for p in patient_ids if f"Patient/{p}" in self.error_text}
+                        found |= set(PATIENT_REF.findall(json.dumps(outcome)))
+            self.error_patients = found
+        return self.error_patients
 
 
 @pytest.fixture(scope="session")

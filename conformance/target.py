@@ -117,7 +117,7 @@ class Supplier:
     target declares delete)."""
 
     client: FhirClient
-    ledger: "Ledger"
+    ledger: Ledger
     interactions: Callable[[str], set[str]]
     data: TargetData
 

@@ -127,7 +127,7 @@ def export_unreadable_member_silent(c):
 
 
 def export_drops_tasks(c):
-    member = sorted(MEMBERS)[0]
+    member = min(MEMBERS)
     for n in range(2):
         task = {"resourceType": "Task", "status": "requested", "intent": "unknown", "description": f"t{n}",
                 "requester": {"reference": f"Practitioner/{PRACTITIONERS[0]['id']}"},

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 from typing import Any
-
 from uuid import uuid4
 
 from flask import Blueprint, Response, current_app

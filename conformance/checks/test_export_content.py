@@ -100,8 +100,10 @@ def _ensure_a_task(conformance_run, fhir, ledger, target_data, member: str) -> N
     """Where the target declares Task create and search by patient, give one member a Task (run prefix,
     recorded in the ledger) so that the oracle has a compartment resource to look for."""
     caps = conformance_run.capabilities
-    if "create" not in caps.interactions("Task") or not target_data.practitioner_ids:
+    if "create" not in caps.interactions("Task"):
         return
+    if not target_data.practitioner_ids and (not target_data.supplier or target_data.supplier("practitioners", 1)):
+        return                       # no requester, and none could be created
     if any(True for _ in iterate_search(fhir, "Task", {COMPARTMENT_PARAM: f"Patient/{member}", "_count": 1},
                                         max_pages=1)):
         return

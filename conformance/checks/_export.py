@@ -145,7 +145,8 @@ def export_group(conformance_run: ConformanceRun, fhir: FhirClient, target_data:
     chosen_id = conformance_run.settings.export_group
     if chosen_id:
         group = read_group(fhir, chosen_id, "named with --export-group")
-    elif "create" in caps.interactions("Group") and len(target_data.patient_ids) >= 2:
+    elif "create" in caps.interactions("Group") and (
+            len(target_data.patient_ids) >= 2 or (target_data.supplier and target_data.supplier("patients", 2) is None)):
         gid = create_patient_group(fhir, ledger, target_data.run_prefix, "export cohort",
                                    target_data.patient_ids[:GROUP_SIZE])
         if gid:

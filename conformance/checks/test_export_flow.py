@@ -12,9 +12,8 @@ from conformance.bulk import BulkClient, ExportTimeout, parameters_body, retry_a
 from conformance.client import json_or_none
 from conformance.expectations import expect_error, is_operation_outcome
 from conformance.markers import check, needs, profile
-from conformance.verdicts import expect
-
 from conformance.target import iterate_search
+from conformance.verdicts import expect
 
 from ._export import CompletedExport, ExportGroup, require_complete, require_kickoff
 from ._support import create_patient_group

@@ -143,7 +143,8 @@ OPTIONS: tuple[Option, ...] = (
            "(default 120)", metavar="S"),
     Option("export_validate_lines", int, 5000, "lines per export file validated against the R4 JSON Schema and invariants "
            "(0: all; default 5000)", metavar="N"),
-    Option("export_group", str, None, "export this existing Group instead of creating a small one", metavar="ID",
+    Option("export_group", str, None, "export this existing Group (default: a group the suite creates, else one "
+           "it finds with Group?type=person)", metavar="ID",
            optional=True),
 )
 BY_NAME = {o.name: o for o in OPTIONS}

@@ -23,7 +23,7 @@ from .reporting import console, html, junit, summary as summary_files
 from .results import CheckRecord, CheckResult, Finished
 from .rules.catalogue import catalogue
 from .session import ConformanceRun
-from .target import Ledger, TargetData
+from .target import Ledger, Supplier, TargetData
 
 RUN_KEY = pytest.StashKey[ConformanceRun]()
 RESULT_KEY = pytest.StashKey[CheckResult]()
@@ -412,8 +412,13 @@ def ledger(conformance_run: ConformanceRun) -> Ledger:
 
 @pytest.fixture(scope="session")
 def target_data(conformance_run: ConformanceRun) -> TargetData:
-    """Ids and free responsibilities found on the target, and the run prefix."""
-    return conformance_run.target_data
+    """Ids and free responsibilities found on the target, and the run prefix; missing Practitioners and
+    Patients are created on demand (``_support.require``) where the target declares create."""
+    data = conformance_run.target_data
+    if data.supplier is None:
+        data.supplier = Supplier(conformance_run.client, conformance_run.ledger,
+                                 conformance_run.capabilities.interactions, data)
+    return data
 
 
 @pytest.fixture(scope="session")

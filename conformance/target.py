@@ -11,9 +11,9 @@ from __future__ import annotations
 import logging
 import secrets
 from dataclasses import dataclass, field
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
-from .client import FhirClient, json_or_none
+from .client import FhirClient, created_id, json_or_none
 from .rules.group import RESPONSIBILITIES, RESPONSIBILITY_UNIQUE, responsibilities_of
 
 log = logging.getLogger(__name__)
@@ -63,6 +63,9 @@ class TargetData:
     practitioner_ids: list[str] = field(default_factory=list)
     patient_ids: list[str] = field(default_factory=list)
     free_responsibilities: list[str] = field(default_factory=list)
+    export_group: str | None = None    # which Group the export checks export, and how it was chosen
+    # creates missing prerequisites (kind, how many in all) and returns None, or why it could not
+    supplier: Callable[[str, int], str | None] | None = field(default=None, compare=False)
 
     def _repr_pretty_(self, printer: Any, cycle: bool) -> None:
         """Hypothesis pretty-prints dataclasses field by field; keep falsifying examples short."""
@@ -94,12 +97,64 @@ def discover(client: FhirClient, run_prefix: str, own_groups: set[str]) -> Targe
     return data
 
 
+PREREQUISITES = {"practitioners": ("Practitioner", "practitioner_ids"), "patients": ("Patient", "patient_ids")}
+
+
+@dataclass(repr=False)
+class Supplier:
+    """Creates the Practitioners and Patients checks need when the target has too few and declares
+    create; each carries the run prefix and goes into the ledger (deleted at the end where the
+    target declares delete)."""
+
+    client: FhirClient
+    ledger: Ledger
+    interactions: Callable[[str], set[str]]
+    data: TargetData
+
+    def __call__(self, kind: str, at_least: int) -> str | None:
+        rtype, attr = PREREQUISITES[kind]
+        ids: list[str] = getattr(self.data, attr)
+        if "create" not in self.interactions(rtype):
+            return f"and the target does not declare create on {rtype}, so the suite cannot add them"
+        deletable = "delete" in self.interactions(rtype)
+        while len(ids) < at_least:
+            body = {"resourceType": rtype, "active": True,
+                    "name": [{"family": self.data.run_prefix, "given": [f"Check{len(ids) + 1}"]}]}
+            response = self.client.post(rtype, json_body=body)
+            rid = created_id(response, rtype) if response.status_code < 300 else None
+            if rid is None:
+                return f"and creating one failed: HTTP {response.status_code}"
+            self.ledger.created_resource(rtype, rid, deletable)
+            ids.append(rid)
+        return None
+
+
 @dataclass(repr=False)
 class Ledger:
     """Everything this run created on the target, for clean-up."""
 
     groups: dict[str, dict[str, Any]] = field(default_factory=dict)   # id -> last body we sent
     tasks: dict[str, dict[str, Any]] = field(default_factory=dict)    # id -> body we created it with
+    resources: dict[str, bool] = field(default_factory=dict)          # "Type/id" -> the target declares delete
+
+    def created_resource(self, rtype: str, rid: str, deletable: bool) -> None:
+        """A prerequisite this run created (a Practitioner, a Patient): deleted at the end where allowed."""
+        self.resources[f"{rtype}/{rid}"] = deletable
+
+    def delete_resources(self, client: FhirClient) -> list[str]:
+        """Delete the prerequisites we created, newest first; say which stay behind and why."""
+        problems = []
+        for ref, deletable in reversed(list(self.resources.items())):
+            if not deletable:
+                problems.append(f"left {ref} on the target (created by this run; the target does not declare "
+                                "delete on it)")
+                continue
+            response = client.delete(ref)
+            if response.status_code < 300 or response.status_code in (404, 410):
+                del self.resources[ref]
+            else:
+                problems.append(f"could not delete {ref}: HTTP {response.status_code}")
+        return problems
 
     def created_group(self, gid: str, body: dict[str, Any]) -> None:
         self.groups[gid] = body
@@ -123,6 +178,7 @@ class Ledger:
             if put.status_code >= 300:
                 problems.append(f"could not release responsibilities of Group/{gid}: HTTP {put.status_code}")
         problems += self.cancel_tasks(client)
+        problems += self.delete_resources(client)
         return problems
 
     def cancel_tasks(self, client: FhirClient) -> list[str]:

@@ -70,21 +70,38 @@ def capabilities(app: Flask) -> list[ResourceCapability]:
     return list(merged.values())
 
 
+READ_ONLY = ("read", "search-type")
+
+
+def _interactions(cap: ResourceCapability) -> tuple[str, ...]:
+    """What variants change in the declared interactions (the routes check the same variants)."""
+    from .resources.directory import WRITABLE, writable
+
+    if cap.type == "Group" and varies("groups-read-only-quantity"):
+        return tuple(i for i in cap.interactions if i in READ_ONLY)
+    if writable(cap.type):
+        return cap.interactions + WRITABLE
+    return cap.interactions
+
+
 def _resource(cap: ResourceCapability) -> dict:
     docs = dict(cap.interaction_docs)
     out: dict = {"type": cap.type, "interaction": [
-        {"code": i, **({"documentation": docs[i]} if i in docs else {})} for i in cap.interactions]}
+        {"code": i, **({"documentation": docs[i]} if i in docs else {})} for i in _interactions(cap)]}
     if cap.documentation and not (varies("generic-fhir") and "canvasmedical" in cap.documentation):
         out["documentation"] = cap.documentation
     if cap.profiles:
         out["supportedProfile"] = list(cap.profiles)
+        if len(cap.profiles) == 1 and varies("supported-profile-string"):
+            out["supportedProfile"] = cap.profiles[0]
     if cap.search_params:
         out["searchParam"] = [{"name": n, "type": t} for n, t in cap.search_params]
-    if cap.operations:
-        out["operation"] = [{"name": n, "definition": d} for n, d in cap.operations]
+    operations = () if cap.type == "Patient" and varies("patient-export-undeclared") else cap.operations
+    if operations:
+        out["operation"] = [{"name": n, "definition": d} for n, d in operations]
         if cap.type == "Group" and deviates("export-definition-url-wrong"):
             out["operation"] = [{"name": n, "definition": d.replace("/group-export", "/export")}
-                                for n, d in cap.operations]
+                                for n, d in operations]
     return out
 
 

@@ -1,6 +1,7 @@
 """Conditional update (SPEC §1): If-Unmodified-Since, and If-Match against the version ETag."""
 from __future__ import annotations
 
+import re
 from datetime import datetime
 
 from flask import request
@@ -9,6 +10,8 @@ from werkzeug.http import http_date, parse_date
 from . import db
 from .deviations import deviates
 from .http import FhirError
+
+ENTITY_TAG = re.compile(r'^(W/)?"[^"]*"$')     # RFC 9110 §8.8.3 (opaque-tag in double quotes)
 
 
 def if_unmodified_since() -> datetime | None:
@@ -28,6 +31,11 @@ def check(old: db.Row, since: datetime | None) -> None:
         raise FhirError(412, f"{old.rtype}/{old.id} was modified after {http_date(since)}")
     match = request.headers.get("If-Match")
     if match is not None:
+        tags = [m.strip() for m in match.split(",")]
+        if not all(t == "*" or ENTITY_TAG.match(t) for t in tags):
+            if deviates("if-match-malformed-ignored"):
+                return
+            raise FhirError(412, f"If-Match {match[:80]} is not a list of entity tags: it matches no version")
         wanted = {m.strip().removeprefix("W/").strip('"') for m in match.split(",")}
         if "*" not in wanted and str(old.version) not in wanted:
             raise FhirError(412, f"If-Match {match} does not match the current version W/\"{old.version}\"")

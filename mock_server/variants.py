@@ -9,7 +9,8 @@ Adding a variant is one entry in ``VARIANTS`` plus one ``if varies("name")`` at 
 place in the mock it changes. ``touches`` names the requirements whose checks exercise
 the variant (the matrix runs only those, to stay cheap); ``warns`` the ones where a
 SHOULD-level warning is the right verdict for that choice; ``implies`` other variants
-without which the choice would not be legal (they are switched on with it).
+without which the choice would not be legal (they are switched on with it); ``runs`` check ids
+that must run under it (a skip there would hide that the suite copes with the choice).
 """
 from __future__ import annotations
 
@@ -27,12 +28,13 @@ class Variant:
     touches: tuple[str, ...]        # requirement ids whose checks exercise it
     warns: tuple[str, ...] = ()     # requirements where a SHOULD warning is the right verdict
     implies: tuple[str, ...] = ()   # variants switched on with it
+    runs: tuple[str, ...] = ()      # check ids that must run (pass or warn, not skip) under it
 
 
 def _v(name: str, touches: str, description: str, allowed_by: str, warns: str = "",
-       implies: str = "") -> tuple[str, Variant]:
+       implies: str = "", runs: str = "") -> tuple[str, Variant]:
     return name, Variant(name, description, allowed_by, tuple(touches.split()), tuple(warns.split()),
-                         tuple(implies.split()))
+                         tuple(implies.split()), tuple(runs.split()))
 
 
 VARIANTS: dict[str, Variant] = dict(
@@ -80,7 +82,31 @@ VARIANTS: dict[str, Variant] = dict(
            "Files download without a token and the manifest says requiresAccessToken: false.",
            "Bulk Data IG export.html#response---complete-status: requiresAccessToken false lets files be "
            "fetched without the access token"),
+        _v("groups-read-only-quantity", "BULK-EXPORT-KICKOFF BULK-EXPORT-MEMBERS BULK-EXPORT-MEMBERS-COUNT BULK-EXPORT-COMPLETE "
+           "BULK-EXPORT-PATIENT BULK-EXPORT-COMPARTMENT",
+           "Groups are read-only (no create or update declared, writes answer 405) and list no member, only "
+           "quantity: the suite must find a group with Group?type=person and judge membership by count.",
+           "Bulk Data IG export.html#endpoint---group-of-patients: the IG defines no way to create groups; "
+           "FHIR R4 group.html: member is 0..*, quantity gives the number of members",
+           runs="export-members-count export-patient-param export-compartment-complete"),
+        _v("export-member-unreadable", "BULK-EXPORT-MEMBERS BULK-EXPORT-MEMBER-ERRORS",
+           "The first member's data of every group export cannot be read: the member is left out and named in an "
+           "OperationOutcome of the manifest's error[].",
+           "Bulk Data IG export.html#response---complete-status: error[] lists OperationOutcome files for errors "
+           "met while exporting; SPEC §4: a member whose data cannot be exported SHOULD appear in error[]",
+           runs="export-members export-member-errors"),
         # Bulk Cohort API (SPEC §5)
+        _v("supported-profile-string", "BULK-COHORT-CAPABILITY BULK-COHORT-CAPABILITY-ARRAY BULK-COHORT-ASYNC-CREATE",
+           "Group's supportedProfile is a lone string instead of an array (the shape departs; the content is "
+           "readable): the suite warns and still detects bulk-cohort.",
+           "The IG's SHALL (list the profile for Group) is met in content; the JSON shape is judged as a SHOULD "
+           "by the kit (BULK-COHORT-CAPABILITY-ARRAY), so a warning is the right verdict",
+           warns="BULK-COHORT-CAPABILITY-ARRAY", runs="cohort-capability-profile cohort-capability-profile-array"),
+        _v("patient-export-undeclared", "BULK-COHORT-ASYNC-CREATE BULK-COHORT-MEMBERSHIP BULK-COHORT-CAPABILITY",
+           "Patient/$export is served but not declared in the CapabilityStatement (the cohort checks' population "
+           "oracle then needs --profile bulk-cohort).",
+           "FHIR R4 capabilitystatement.html: a CapabilityStatement need not list every operation served; "
+           "Bulk Data IG export.html: Patient-level export is optional"),
         _v("cohort-no-member-narrowing", "BULK-COHORT-MEMBER-NARROWING BULK-COHORT-ASYNC-CREATE",
            "A cohort with Group.member is refused with 400 and an OperationOutcome (not-supported).",
            "Bulk Data IG group.html: member is optional; a server SHALL reject what it does not support"),
@@ -118,6 +144,13 @@ VARIANTS: dict[str, Variant] = dict(
            "The patient parameter of a POST kick-off is refused with 400 and an OperationOutcome (not-supported).",
            "Bulk Data IG export.html#query-parameters: patient support is optional; an unsupported parameter "
            "SHOULD be an error with an OperationOutcome"),
+        _v("no-practitioners-with-create", "CANVAS-TASK-CREATE CANVAS-TASK-SEARCH-OWNER CANVAS-TASK-SEARCH-REQUESTER "
+           "CANVAS-GROUP-CREATE",
+           "No Practitioner in the data (so no fixture team), but Practitioner create and delete are declared: the "
+           "suite creates the Practitioners its checks need and deletes them at the end.",
+           "FHIR R4 http.html#create: a server may hold any data; which interactions it supports is its own "
+           "choice, declared in the CapabilityStatement",
+           runs="task-search-owner-status task-create-valid"),
         # Which server this is, and its access control (SPEC §0)
         _v("generic-fhir", "FHIR-CREATE-201 FHIR-UPDATE-200 FHIR-UPDATE-ID FHIR-RESOURCE-TYPE FHIR-NOT-FOUND "
            "FHIR-ERROR-OUTCOME FHIR-IF-MATCH FHIR-SEARCH-PAGING CANVAS-GROUP-CREATE CANVAS-TASK-CREATE",

@@ -10,6 +10,7 @@ __all__ = [
     "cohort_filters_ored", "cohort_member_narrowing_ignored", "cohort_unsupported_param_ignored",
     "cohort_date_ge_as_gt", "cohort_poll_201", "cohort_batch_response_no_location", "cohort_token_system_ignored",
     "cohort_comma_anded", "cohort_name_not_required", "cohort_delete_not_deleting", "cohort_search_name_ignored",
+    "cohort_sync_invalid_filter_500",
 ]
 
 
@@ -63,3 +64,7 @@ def cohort_delete_not_deleting(c):
 def cohort_search_name_ignored(c):
     c.post("/Group", json=cohort("Patient?gender=female", name="Unfindable cohort"), headers=auth())
     assert c.get("/Group?name=Unfindable", headers=auth()).get_json()["total"] == 0
+
+
+def cohort_sync_invalid_filter_500(c):
+    assert c.post("/Group", json=cohort("Patient?gender=female&name=Smith"), headers=auth()).status_code == 500

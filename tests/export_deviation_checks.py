@@ -3,8 +3,9 @@ deviation, named after it, that passes only when the deviation is on)."""
 from __future__ import annotations
 
 import json
+import time
 
-from conftest import auth
+from conftest import PRACTITIONERS, auth, patient_group
 from test_mock_export import MEMBERS, PERSON_GROUP, files, kickoff, local, wait
 
 __all__ = [
@@ -14,6 +15,8 @@ __all__ = [
     "export_output_url_relative", "export_wrong_line_type", "export_unknown_group_accepted",
     "export_output_format_strict", "export_kickoff_auth_not_enforced", "export_file_content_type_wrong",
     "export_invalid_binding", "export_invariant_broken",
+    "export_unknown_type_accepted", "export_malformed_since_accepted", "export_empty_group_stuck",
+    "export_unreadable_member_silent", "export_drops_tasks",
 ]
 
 
@@ -110,3 +113,35 @@ def export_invalid_binding(c):
 def export_invariant_broken(c):
     observations = _raw(c, _manifest(c, "?_type=Observation"))["Observation"]
     assert observations and all("dataAbsentReason" in o and "valueQuantity" in o for o in observations)
+
+
+def export_unknown_type_accepted(c):
+    assert _manifest(c, "?_type=FhirckNoSuchType")["output"] == []
+
+
+def export_malformed_since_accepted(c):
+    assert _manifest(c, "?_since=yesterday")["output"] == []
+
+
+def export_empty_group_stuck(c):
+    r = c.post("/Group", json=patient_group("Empty"), headers=auth())
+    location = kickoff(c, gid=r.headers["Location"].rsplit("/", 1)[-1]).headers["Content-Location"]
+    for _ in range(8):          # the conforming mock completes within export_min_seconds (0.3 s)
+        time.sleep(0.2)
+        assert c.get(local(location), headers=auth()).status_code == 202
+
+
+def export_unreadable_member_silent(c):
+    manifest = _manifest(c)
+    exported = {p["id"] for p in _raw(c, manifest)["Patient"]}
+    assert len(exported) == len(MEMBERS) - 1 and manifest["error"] == []
+
+
+def export_drops_tasks(c):
+    member = min(MEMBERS)
+    for n in range(2):
+        task = {"resourceType": "Task", "status": "requested", "intent": "unknown", "description": f"t{n}",
+                "requester": {"reference": f"Practitioner/{PRACTITIONERS[0]['id']}"},
+                "for": {"reference": f"Patient/{member}"}}
+        assert c.post("/Task", json=task, headers=auth()).status_code == 201
+    assert len(_raw(c, _manifest(c, "?_type=Task")).get("Task", [])) == 1

@@ -169,6 +169,11 @@ def last_modified_missing(c):
     assert r.status_code == 200 and "Last-Modified" not in r.headers
 
 
+def if_match_malformed_ignored(c):
+    gid = _create(c, patient_group(name="Tagged"))
+    assert _put(c, gid, patient_group(name="Tagged again"), **{"If-Match": "1"}).status_code == 200
+
+
 def wrong_json_types_accepted(c):
     assert c.post("/Group", json=team(actual="true"), headers=auth()).status_code == 201
 

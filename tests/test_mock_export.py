@@ -102,6 +102,7 @@ def test_post_parameters_patient_type_since_until_elements(client):
 
 
 @pytest.mark.parametrize("query", ["?_outputFormat=text/csv", "?_since=yesterday", "?_type=not-a-type",
+                                   "?_type=Patient,FhirckNoSuchType", "?_since=2024-13-01T00:00:00Z",
                                    "?_typeFilter=Patient%3Factive%3Dtrue", "?includeAssociatedData=LatestProvenanceResources",
                                    "?patient=Patient/x"])
 def test_invalid_or_unsupported_parameters_are_400(client, query):

@@ -20,12 +20,24 @@ from mock_server.variants import VARIANTS, expand
 from suite_runner import TOKEN, TOKENS, run_suite, smart_client, smart_env
 
 
+def known_checks() -> set[str]:
+    """Every stable check id (without parameters), from the check modules' sources."""
+    import re
+    from pathlib import Path
+
+    import conformance
+
+    sources = "".join(p.read_text() for p in (Path(conformance.__file__).parent / "checks").glob("test_*.py"))
+    return set(re.findall(r'@check\("([^"]+)"', sources))
+
+
 def test_every_variant_names_catalogued_requirements_and_known_variants():
     for variant in VARIANTS.values():
         assert variant.touches and set(variant.touches) <= set(catalogue()), variant
         assert set(variant.warns) <= set(variant.touches), variant
         assert all(catalogue()[r].strength != "SHALL" for r in variant.warns), variant
         assert set(variant.implies) <= set(VARIANTS), variant
+        assert set(variant.runs) <= known_checks(), variant
         assert variant.allowed_by, variant
 
 
@@ -71,6 +83,12 @@ def test_suite_passes_the_variant(name, tmp_path, record_property):
     assert not wrong_warnings, f"variant {name}: unexpected warnings {sorted(wrong_warnings)}\n{run.output[-2000:]}"
     counts = {k: sum(p.get(k, 0) for p in run.summary["profiles"].values()) for k in ("passed", "warnings")}
     assert counts["passed"] + counts["warnings"] > 0, f"variant {name}: nothing was tested\n{run.output[-2000:]}"
+    outcomes: dict[str, set[str]] = {}
+    for c in run.summary["checks"]:
+        outcomes.setdefault(c["id"].split("[")[0], set()).add(c["outcome"])
+    not_run = {cid: sorted(outcomes.get(cid, {"not selected"})) for cid in variant.runs
+               if not outcomes.get(cid) or not outcomes[cid] <= {"passed", "warning"}}
+    assert not not_run, f"variant {name}: checks that must run did not: {not_run}\n{run.output[-2000:]}"
 
 
 @pytest.mark.slow
@@ -104,6 +122,8 @@ def test_a_404_post_kickoff_blocks_its_check_instead_of_polling_none(tmp_path):
     assert checks["export-kickoff-post"]["outcome"] == "skipped", checks["export-kickoff-post"]
     assert run.verdicts()["BULK-EXPORT-STATUS"] == "pass"
     assert "/None" not in (run.report_dir / "report.html").read_text()
+    # the group exported is said, in the summary and on the console
+    assert "created by this run" in run.summary["export_group"] and "exported: Group/" in run.output
 
 
 def test_every_variant_changes_the_mock_somewhere():
@@ -131,3 +151,37 @@ def test_smart_backend_is_skipped_with_the_reason_on_an_open_server(tmp_path):
         assert verdicts[rid]["verdict"] == "skip", verdicts[rid]
         assert "publishes neither .well-known/smart-configuration" in verdicts[rid]["reason"], verdicts[rid]
     assert verdicts["FHIR-CREATE-201"]["verdict"] == "pass"
+
+
+@pytest.mark.slow
+def test_missing_practitioners_are_created_and_deleted(tmp_path):
+    """Variant no-practitioners-with-create: the Practitioner-needing checks run (not skip) on Practitioners
+    the suite creates, and clean-up deletes every one of them (the target declares delete)."""
+    import httpx
+
+
+    config = MockConfig(db=":memory:", tokens=TOKENS, variants=frozenset({"no-practitioners-with-create"}))
+    with run_in_thread(config) as base_url:
+        run = run_suite(tmp_path / "reports", "--seed", "3", "--examples", "2", "--check", "task-search-owner-status",
+                        target=base_url)
+        left = httpx.get(f"{base_url}/Practitioner", params={"_count": 100},
+                         headers={"Authorization": f"Bearer {TOKEN}"}).json()
+    checks = {c["id"]: c for c in run.summary["checks"]}
+    assert run.exit_code == 0, run.output[-3000:]
+    assert checks["task-search-owner-status"]["outcome"] == "passed", checks["task-search-owner-status"]
+    assert left["total"] == 0, f"Practitioners left behind: {[e['resource']['id'] for e in left.get('entry', [])]}"
+    assert not run.summary["cleanup_problems"], run.summary["cleanup_problems"]
+
+
+@pytest.mark.slow
+def test_undeclared_patient_export_is_tried_when_the_profile_is_forced(tmp_path):
+    """Variant patient-export-undeclared: with --profile bulk-cohort the cohort checks read the population
+    through the undeclared Patient/$export, and the summary reports it as undeclared."""
+    config = MockConfig(db=":memory:", tokens=TOKENS, variants=frozenset({"patient-export-undeclared"}))
+    with run_in_thread(config) as base_url:
+        run = run_suite(tmp_path / "reports", "--seed", "3", "--examples", "1", "--check", "cohort-create-async",
+                        "--profile", "bulk-cohort", "--profile", "bulk-export", target=base_url)
+    checks = {c["id"]: c for c in run.summary["checks"]}
+    assert run.exit_code == 0, run.output[-3000:]
+    assert checks["cohort-create-async"]["outcome"] == "passed", checks
+    assert "operation '$export' on Patient" in run.summary["missing_declarations"]

@@ -38,6 +38,17 @@ def test_capability_lists_the_profile(conformance_run, fhir):
            f"rest.resource[Group].supportedProfile is {sorted(profiles)}, without {BULK_COHORT_PROFILE}")
 
 
+@check("cohort-capability-profile-array", "BULK-COHORT-CAPABILITY-ARRAY")
+def test_supported_profile_is_an_array(conformance_run):
+    group = conformance_run.capabilities.resources.get("Group", {})
+    if "supportedProfile" not in group:
+        pytest.skip("rest.resource[Group] has no supportedProfile (judged by cohort-capability-profile)")
+    value = group["supportedProfile"]
+    expect("BULK-COHORT-CAPABILITY-ARRAY", isinstance(value, list),
+           f"rest.resource[Group].supportedProfile is a JSON {type(value).__name__} ({str(value)[:120]!r}), "
+           "expected an array; the suite read it as one profile")
+
+
 @check("cohort-capability-documentation", "BULK-COHORT-DOCUMENTATION")
 def test_capability_documents_membership_and_parameters(conformance_run):
     group = conformance_run.capabilities.resources.get("Group", {})
@@ -93,6 +104,26 @@ def test_invalid_cohort_is_refused(cohorts: CohortApi, population, violation, da
            f"{outcome.status} (at {outcome.where})", outcome.exchange)
     expect("FHIR-ERROR-OUTCOME", is_operation_outcome(outcome.body),
            f"{what}: HTTP {outcome.status} without an OperationOutcome", outcome.exchange)
+
+
+FILTER_VIOLATIONS = [v for v in cohort_violations() if v.requirement == "BULK-COHORT-REJECT-UNSUPPORTED"]
+
+
+@pytest.mark.parametrize("violation", [pytest.param(v, id=v.name) for v in FILTER_VIOLATIONS])
+@check("cohort-create-invalid-sync", "BULK-COHORT-REJECT-SYNC")
+@needs("Group", interaction="create")
+@given(data=st.data())
+def test_invalid_filter_refused_in_sync_create(cohorts: CohortApi, population, violation, data):
+    """The same rule in the synchronous form: a client's mistake is a 4xx OperationOutcome, never a 500."""
+    invalid = data.draw(invalid_cohort(population, cohorts.name("invalid"), violation), label="invalid cohort")
+    response, gid = cohorts.create_sync(invalid.payload)
+    what = f"synchronous create of a cohort with {violation.description} ({violation.name})"
+    if gid is not None:
+        cohorts.delete(gid)
+    expect("BULK-COHORT-REJECT-SYNC", 400 <= response.status_code < 500,
+           f"{what}: expected {REJECTED} (a 4xx), got {response.status_code}", last_exchange(cohorts.fhir))
+    expect("FHIR-ERROR-OUTCOME", is_operation_outcome(json_or_none(response)),
+           f"{what}: HTTP {response.status_code} without an OperationOutcome", last_exchange(cohorts.fhir))
 
 
 @check("cohort-search-name", "BULK-COHORT-SEARCH-NAME")

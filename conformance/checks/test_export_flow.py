@@ -8,13 +8,16 @@ from urllib.parse import parse_qsl, unquote, urlsplit
 
 import pytest
 
-from conformance.bulk import BulkClient, parameters_body, retry_after_seconds
+from conformance.bulk import BulkClient, ExportTimeout, parameters_body, retry_after_seconds
 from conformance.client import json_or_none
 from conformance.expectations import expect_error, is_operation_outcome
 from conformance.markers import check, needs, profile
 from conformance.rules.bulk_export import FILE_MEDIA_TYPES, MANIFEST_MEDIA_TYPE, NDJSON, OUTPUT_FORMATS, PARAMETERS
+from conformance.rules.group import PATIENT_GROUP_TYPE
+from conformance.target import iterate_search
 from conformance.verdicts import expect
 
+from .support.api import create_patient_group
 from .support.export import CompletedExport, ExportGroup, require_complete, require_kickoff
 
 pytestmark = [profile("bulk-export"), needs("Group", operation="export")]
@@ -203,3 +206,67 @@ def test_unsupported_parameter_refused_or_lenient(bulk: BulkClient, export_group
     expect("BULK-EXPORT-LENIENT", lenient.status_code == 202,
            f"kick-off with _typeFilter and Prefer: handling=lenient answered {lenient.status_code}, expected 202",
            fhir.recorder.last)
+
+
+UNKNOWN_TYPE = "FhirckNoSuchType"        # a type no server exports (real servers MAY export any real type)
+INVALID_PARAMETERS = {                     # case -> (name, value[x] key in a POST, value)
+    "type-unknown": ("_type", PARAMETERS["_type"].type, UNKNOWN_TYPE),
+    "since-not-a-date": ("_since", PARAMETERS["_since"].type, "yesterday"),
+    "since-impossible-date": ("_since", PARAMETERS["_since"].type, "2024-13-01T00:00:00Z"),
+}
+
+
+@check("export-invalid-parameter", "BULK-EXPORT-INVALID-PARAM")
+@pytest.mark.parametrize("form", ("get", "post"))
+@pytest.mark.parametrize("case", sorted(INVALID_PARAMETERS))
+def test_invalid_parameter_value_refused(case: str, form: str, bulk: BulkClient, export_group: ExportGroup, fhir):
+    """Each malformed value in each parameter form (query string, Parameters body): an error, not a 202."""
+    name, key, value = INVALID_PARAMETERS[case]
+    if form == "post":
+        response, location = bulk.kickoff(export_group.id, parameters=parameters_body([(name, key, value)]))
+    else:
+        response, location = bulk.kickoff(export_group.id, {name: value})
+    if location:
+        bulk.delete(location)
+    if form == "post" and response.status_code in NOT_SUPPORTED:    # POST kick-off is a MAY
+        pytest.skip(f"the target does not support POST kick-off (HTTP {response.status_code})")
+    expect_error(fhir, response, "BULK-EXPORT-INVALID-PARAM", range(400, 500),
+                 f"{form.upper()} kick-off with {name}={value}")
+
+
+@check("export-empty-group", "BULK-EXPORT-EMPTY-GROUP")
+def test_empty_group_export_ends(bulk: BulkClient, conformance_run, fhir, ledger, target_data):
+    """A group without members: complete (no Patient exported) or failed with an OperationOutcome, within
+    --export-timeout; still in progress then is the departure (servers that wait for members for ever)."""
+    gid = None
+    if "create" in conformance_run.capabilities.interactions("Group"):
+        gid = create_patient_group(fhir, ledger, target_data.run_prefix, "empty export", [])
+    if gid is None:
+        gid = next((g["id"] for g in iterate_search(fhir, "Group", {"type": PATIENT_GROUP_TYPE, "_count": 50}, max_pages=4)
+                    if g.get("id") and g.get("quantity") == 0 and not g.get("member")), None)
+    if gid is None:
+        pytest.skip("no group without members: Group create is not declared (or was refused) and "
+                    "Group?type=person found none with quantity 0")
+    response, location = bulk.kickoff(gid, {"_type": "Patient"})
+    if 400 <= response.status_code < 500 and is_operation_outcome(json_or_none(response)):
+        return     # refused up front with an OperationOutcome: it ended, as the rule asks
+    status_url = require_kickoff(bulk, response, location, f"kick-off of Group/{gid} (no members)")
+    limit = conformance_run.settings.export_timeout
+    try:
+        result = bulk.poll(status_url, timeout=limit)
+    except ExportTimeout as exc:
+        expect("BULK-EXPORT-EMPTY-GROUP", False,
+               f"the export of Group/{gid}, a group without members, was still in progress after --export-timeout "
+               f"{limit:g} s: {exc}", fhir.recorder.last)
+        return
+    finally:
+        bulk.delete(status_url)
+    if result.outcome != "complete":
+        expect("BULK-EXPORT-EMPTY-GROUP", is_operation_outcome(json_or_none(result.response)),
+               f"the export of Group/{gid} (no members) failed with HTTP {result.response.status_code} without an "
+               "OperationOutcome", result.exchange)
+        return
+    patients = [e for e in (result.manifest or {}).get("output", []) or []
+                if isinstance(e, dict) and e.get("type") == "Patient" and e.get("count") not in (0, None)]
+    expect("BULK-EXPORT-EMPTY-GROUP", not patients,
+           f"the export of Group/{gid}, a group without members, lists Patient output {patients[:2]}", result.exchange)

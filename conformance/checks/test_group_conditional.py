@@ -13,6 +13,8 @@ from conformance.expectations import expect_created, expect_error, expect_read, 
 from conformance.markers import check, needs, profile
 from conformance.verdicts import expect
 
+from ._support import MALFORMED_IF_MATCH, judge_malformed_if_match
+
 pytestmark = [profile("canvas"), needs("Group", interaction="update")]
 
 
@@ -59,3 +61,10 @@ def test_stale_if_match_is_refused(groups, target_data, fhir):
     expect("FHIR-UPDATE-200", put.status_code == 200, f"update answered {put.status_code}", last_exchange(fhir))
     put = groups.update(gid, {**body, "name": body["name"] + " v3"}, headers={"If-Match": old_etag})
     expect_error(fhir, put, "FHIR-IF-MATCH", (412,), f"update with stale If-Match {old_etag}")
+
+
+@profile("fhir-core")
+@check("group-update-if-match-malformed", "FHIR-IF-MATCH-MALFORMED")
+@pytest.mark.parametrize("form", sorted(MALFORMED_IF_MATCH))
+def test_malformed_if_match_is_refused_and_not_applied(form, groups, target_data, fhir):
+    judge_malformed_if_match(fhir, groups, _patient_group(target_data.run_prefix), "name", form, "FHIR-CREATE-201")

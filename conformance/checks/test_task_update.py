@@ -21,6 +21,7 @@ from conformance.rules.task import OMISSION
 from conformance.strategies.task import note, valid_task
 from conformance.verdicts import expect
 
+from .support.api import MALFORMED_IF_MATCH, judge_malformed_if_match
 from .support.tasks import content, expect_same, instant, notes, team_of
 
 pytestmark = [profile("canvas"), needs("Task", interaction="update")]
@@ -145,6 +146,15 @@ def test_stale_if_unmodified_since_is_refused(tasks, task_teams, target_data, fh
     after = expect_read(fhir, "Task", tid, "CANVAS-TASK-READ", "read after the refused update")
     expect("FHIR-PRECONDITION-412", after.get("description") == body["description"],
            f"the refused conditional update changed the description to {after.get('description')!r}", last_exchange(fhir))
+
+
+@profile("fhir-core")
+@check("task-update-if-match-malformed", "FHIR-IF-MATCH-MALFORMED")
+@needs("Task", interaction="create")
+@pytest.mark.parametrize("form", sorted(MALFORMED_IF_MATCH))
+def test_malformed_if_match_is_refused_and_not_applied(form, tasks, task_teams, target_data, fhir):
+    body = _simple(target_data.run_prefix, sorted(target_data.practitioner_ids)[0])
+    judge_malformed_if_match(fhir, tasks, body, "description", form, "CANVAS-TASK-READ")
 
 
 @check("task-unknown-id", "FHIR-NOT-FOUND", "FHIR-ERROR-OUTCOME")

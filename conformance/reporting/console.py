@@ -49,6 +49,8 @@ def print_summary(run: ConformanceRun, write: Callable[[str], None]) -> None:
     for kind in ("fail", "warn", "error"):
         for v in by.get(kind, [])[:12]:
             write(f"  {kind.upper():<5} {v['id']} ({v['strength']}): {v['reason'][:150]}")
+    if summary.get("export_group"):
+        write(f"exported: {summary['export_group']}")
     if summary.get("missing_declarations"):
         write("run because of --profile although the target does not declare: "
               + "; ".join(summary["missing_declarations"]))

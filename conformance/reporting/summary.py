@@ -53,6 +53,7 @@ def build_summary(run: ConformanceRun) -> dict[str, Any]:
         run.settings.profiles else [],
         "missing_declarations": sorted(run.missing_declarations),
         "problems": run.problems,
+        "export_group": run.target_data.export_group if "target_data" in run.__dict__ else None,
     }
     if run.settings.baseline:
         comparison = compare(load_summary(run.settings.baseline), verdicts, partial=run.partial)

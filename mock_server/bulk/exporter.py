@@ -159,6 +159,7 @@ class Exporter:
         # the window as stored text, for the owners' queries (export-since-ignored drops the lower bound)
         self.window = (None if deviates("export-since-ignored") else self.params.since, self.params.until)
         self.referenced: set[str] = set()    # variant export-referenced-practitioners: written once each
+        self.unreadable: list[str] = []      # members whose data could not be read (variant export-member-unreadable)
 
     def wanted(self, rtype: str) -> bool:
         if self.params.types is None or deviates("export-type-ignored"):
@@ -233,6 +234,8 @@ class Exporter:
         writer = Writer(directory)
         done = 0
         total = self._member_count()
+        if total == 0 and deviates("export-empty-group-stuck"):
+            raise Interrupted()          # never finishes: the status URL answers 202 for ever
         try:
             first = True
             for batch in self.members():
@@ -246,6 +249,13 @@ class Exporter:
                 with self.database.write() as conn:
                     conn.execute(f"UPDATE {TABLE} SET progress = ? WHERE id = ?",
                                  (progress_text(done, total), self.job["id"]))
+            if not deviates("export-unreadable-member-silent"):
+                for pid in self.unreadable:
+                    writer.write("OperationOutcome", {
+                        "resourceType": "OperationOutcome",
+                        "issue": [{"severity": "error", "code": "exception", "expression": [f"Patient/{pid}"],
+                                   "details": {"text": f"the data of member Patient/{pid} could not be read; "
+                                                       "it is not in this export"}}]})
             if self.params.ignored:
                 for name in self.params.ignored:
                     writer.write("OperationOutcome", {
@@ -293,6 +303,9 @@ class Exporter:
                 patient_ids = [*patient_ids, stranger]
         if first and len(patient_ids) > 1 and deviates("export-missing-member"):
             patient_ids = patient_ids[1:]
+        if first and patient_ids and self.params.scope == "group" and self.params.patients is None and (
+                varies("export-member-unreadable") or deviates("export-unreadable-member-silent")):
+            self.unreadable, patient_ids = patient_ids[:1], patient_ids[1:]
         return patient_ids, by_type.get("Practitioner", [])
 
     def _write_rows(self, writer: Writer, patient_ids: list[str], practitioner_ids: list[str], first: bool) -> None:
@@ -328,7 +341,10 @@ class Exporter:
 
     def _write_tasks(self, conn: Any, writer: Writer, patient_ids: list[str]) -> None:
         """Tasks whose ``for`` is a member, found through the Task index and rendered as a read shows them."""
-        for row in task.for_patients(conn, patient_ids):
+        rows = task.for_patients(conn, patient_ids)
+        if deviates("export-drops-tasks"):
+            rows = rows[1::2]     # every other Task of the batch is left out
+        for row in rows:
             last_updated = row.last_updated.isoformat()
             if self.in_window(last_updated):
                 rendered = task.view(conn, row, self.job["base_url"])

@@ -25,6 +25,7 @@ OUTPUT_FORMATS = (NDJSON, "application/ndjson", "ndjson")   # the three spelling
 EXTRA_OUTPUT_FORMATS = ("text/csv", "application/x-ndjson")  # variant export-extra-output-formats
 TYPE_RE = re.compile(r"^[A-Z][A-Za-z]{1,63}$")
 ELEMENT_RE = re.compile(r"^([A-Z][A-Za-z]+\.)?[a-z][A-Za-z0-9]*$")
+EXPORT_TYPES = ("Patient", "Practitioner", "Condition", "Encounter", "Observation", "Task")  # what an export holds
 UNSUPPORTED = ("_typeFilter", "includeAssociatedData")
 KNOWN = ("_outputFormat", "_type", "_since", "_until", "_elements", "patient", *UNSUPPORTED)
 
@@ -103,9 +104,17 @@ def parse(pairs: list[tuple[str, str]], post: bool, lenient: bool, members: set[
             for t in (s.strip() for s in value.split(",")):
                 if not TYPE_RE.match(t):
                     raise FhirError(400, f"_type '{t}' is not a resource type")
+                if t not in EXPORT_TYPES and not deviates("export-unknown-type-accepted"):
+                    raise FhirError(400, f"_type '{t}' is not a resource type this server exports (it exports "
+                                         f"{', '.join(EXPORT_TYPES)})", "not-supported")
                 types.append(t)
         elif name in ("_since", "_until"):
-            fields[name[1:]] = _instant(name, value)
+            try:
+                fields[name[1:]] = _instant(name, value)
+            except FhirError:
+                if not deviates("export-malformed-since-accepted"):
+                    raise
+                fields["types"] = []     # accepted, and nothing exported: an empty manifest
         elif name == "_elements":
             if varies("export-elements-unsupported"):
                 raise FhirError(400, "parameter _elements is not supported", "not-supported")
@@ -126,7 +135,7 @@ def parse(pairs: list[tuple[str, str]], post: bool, lenient: bool, members: set[
                 raise FhirError(400, f"parameter {name} is not supported (send Prefer: handling=lenient to ignore it)",
                                 "not-supported")
             ignored.append(name)
-    if types:
+    if types and "types" not in fields:
         fields["types"] = list(dict.fromkeys(types))
     if "patients" in fields and members is not None:
         strangers = [p for p in fields["patients"] if p not in members]

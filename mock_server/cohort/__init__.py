@@ -143,9 +143,15 @@ def save(conn: sqlite3.Connection, content: dict[str, Any]) -> str:
 
 def create(body: dict[str, Any]) -> Response:
     """POST /Group with a cohort body (called by the Group blueprint); auth already checked."""
-    content = definition(body)
+    sync = not prefers("respond-async")
+    try:
+        content = definition(body)
+    except FhirError as exc:
+        if sync and exc.status == 400 and deviates("cohort-sync-invalid-filter-500"):
+            raise FhirError(500, f"internal error while creating the group: {exc.text}", "exception") from None
+        raise
     base = base_url()
-    if not prefers("respond-async"):
+    if sync:
         with db.get_store().write() as conn:
             gid = save(conn, content)
             row = db.get(conn, "Group", gid)

@@ -3,19 +3,34 @@ from __future__ import annotations
 
 import sqlite3
 from typing import Any, Iterator
+from uuid import uuid4
 
 from flask import Blueprint, Response
 
 from .. import search, db
 from ..auth import requires
 from ..capabilities import ResourceCapability, declare
-from ..http import fhir_response, get_or_404, resource_headers
+from ..http import FhirError, fhir_response, get_or_404, not_found, resource_headers, written
+from ..payload import read_resource_body
+from ..urls import base_url
+from ..variants import varies
 
 SEARCH_PARAMS = (
     search.SearchParam("_id", "id", "token"),
     search.SearchParam("name", "string", "string"),
 )
 DIRECTORY_TYPES = ("Patient", "Practitioner")
+WRITABLE = ("create", "delete")   # what variant no-practitioners-with-create adds to Practitioner
+
+
+def writable(rtype: str) -> bool:
+    """Practitioners can be created and deleted under variant no-practitioners-with-create; else read-only."""
+    return rtype == "Practitioner" and varies("no-practitioners-with-create")
+
+
+def _writes_allowed(rtype: str) -> None:
+    if not writable(rtype):
+        raise FhirError(405, f"{rtype} is read-only on this server", "not-supported", headers={"Allow": "GET"})
 
 
 def display_name(resource: dict[str, Any]) -> str | None:
@@ -87,7 +102,7 @@ def patient_bodies(conn: sqlite3.Connection) -> Iterator[tuple[str, str]]:
 
 
 def make_blueprint(rtype: str) -> Blueprint:
-    """Same read/search behaviour for each directory type; writes are left to 405."""
+    """Same read/search behaviour for each directory type; writes are 405 (but for variant no-practitioners-with-create)."""
     bp = Blueprint(rtype.lower(), __name__)
     declare(bp, ResourceCapability(rtype, ("read", "search-type"), search.capability(SEARCH_PARAMS)))
 
@@ -97,6 +112,33 @@ def make_blueprint(rtype: str) -> Blueprint:
         with db.get_store().read() as conn:
             row = get_or_404(conn, rtype, rid)
         return fhir_response(render(row), headers=resource_headers(row))
+
+    @bp.post(f"/{rtype}")
+    @requires(rtype, "create")
+    def create() -> Response:
+        _writes_allowed(rtype)
+        body = read_resource_body()
+        if body.get("resourceType") != rtype:
+            raise FhirError(400, f"resourceType must be '{rtype}', got {body.get('resourceType')!r}")
+        names = body.get("name", [])
+        if not isinstance(names, list) or not all(isinstance(n, dict) for n in names):
+            raise FhirError(400, f"{rtype}.name must be an array of HumanName objects")
+        rid = uuid4().hex
+        content = {k: v for k, v in body.items() if k not in ("id", "meta")}
+        with db.get_store().write() as conn:
+            row = db.put(conn, rtype, rid, content, index_for(content))
+        headers = {"ETag": f'W/"{row.version}"', "Location": f"{base_url()}/{rtype}/{rid}"}
+        return written(201, headers, lambda: render(row), f"Created {rtype}/{rid}")
+
+    @bp.delete(f"/{rtype}/<rid>")
+    @requires(rtype, "delete")
+    def delete(rid: str) -> Response:
+        _writes_allowed(rtype)
+        with db.get_store().write() as conn:
+            if not db.exists(conn, rtype, rid):
+                raise not_found(rtype, rid)
+            db.delete(conn, rtype, rid)
+        return Response(status=204)
 
     def answer(post: bool) -> Response:
         return fhir_response(search.run(rtype, search.parse(search.request_params(post), SEARCH_PARAMS), view))

@@ -166,7 +166,7 @@ def render(row: db.Row, displays: dict[str, str]) -> dict[str, Any]:
     out["quantity"] = 0 if deviates("quantity-always-zero") else len(body["member"])
     if body["characteristic"]:
         out["characteristic"] = body["characteristic"]
-    if body["member"]:
+    if body["member"] and not varies("groups-read-only-quantity"):
         out["member"] = [{"entity": _entity(ref, displays.get(ref))} for ref in body["member"]]
         if deviates("read-group-not-actual"):
             out["actual"] = False
@@ -191,9 +191,16 @@ def _fresh_view(row: db.Row) -> dict[str, Any]:
 # ---- interactions --------------------------------------------------------------------
 
 
+def _writable() -> None:
+    """Groups are read-only under variant groups-read-only-quantity (the usual Bulk Data server)."""
+    if varies("groups-read-only-quantity"):
+        raise FhirError(405, "Groups are read-only on this server", "not-supported", headers={"Allow": "GET"})
+
+
 @bp.post("/Group")
 @requires("Group", "create")
 def create() -> Response:
+    _writable()
     body = read_resource_body()
     if cohort.is_cohort_request(body):
         return cohort.create(body)
@@ -220,6 +227,7 @@ def read(gid: str) -> Response:
 @bp.put("/Group/<gid>")
 @requires("Group", "update")
 def update(gid: str) -> Response:
+    _writable()
     group = group_rules.structure(read_resource_body())
     if "id" not in group:
         raise FhirError(400, "Group.id is required on update")

@@ -13,7 +13,9 @@ import pytest
 
 from conformance.rules.group import PATIENT_GROUP, group_body
 from conformance.client import FhirClient, created_id, json_or_none
-from conformance.target import Ledger, TargetData, bundle_resources, next_link
+from conformance.expectations import expect_created, expect_error, expect_read, last_exchange
+from conformance.target import PREREQUISITES, Ledger, TargetData, bundle_resources, next_link
+from conformance.verdicts import expect
 
 DATA_NAMES = {
     "practitioners": ("practitioner_ids", "no Practitioner found on the target (Practitioner search returned none)"),
@@ -27,7 +29,43 @@ def require(data: TargetData, wanted: Iterable[str], at_least: int = 1) -> None:
     for name in wanted:
         attr, reason = DATA_NAMES[name]
         if len(getattr(data, attr)) < at_least:
-            pytest.skip(reason if at_least == 1 else f"{reason} (need {at_least})")
+            why = data.supplier(name, at_least) if data.supplier and name in PREREQUISITES else ""
+            if why is None:
+                continue                  # created, with the run prefix, and in the ledger
+            reason = reason if at_least == 1 else f"{reason} (need {at_least})"
+            pytest.skip(f"{reason} {why}".strip())
+
+
+MALFORMED_IF_MATCH = {       # form -> the header built from the current version's opaque tag
+    "bare-version": lambda v: v,
+    "weak-unquoted": lambda v: f"W/{v}",
+    "not-an-etag": lambda v: "fhirck-not-an-etag",
+}
+
+
+def malformed_if_match(form: str, etag: str) -> str:
+    """An If-Match that is not an entity tag, built from the ETag a read sent (SPEC §1: matches nothing)."""
+    return MALFORMED_IF_MATCH[form](etag.strip().removeprefix("W/").strip('"'))
+
+
+def judge_malformed_if_match(fhir: FhirClient, api: Any, body: dict[str, Any], field: str, form: str,
+                             read_requirement: str) -> None:
+    """Create, read its ETag, update ``field`` with a malformed If-Match: 412 (or 400), and not applied.
+    ``api`` is a GroupApi or TaskApi (create records the ledger); skipped where reads send no ETag."""
+    rtype = body["resourceType"]
+    response, _ = api.create(body)
+    rid = expect_created(fhir, response, rtype, "FHIR-CREATE-201", f"{rtype} create")
+    expect_read(fhir, rtype, rid, read_requirement, f"{rtype} read")
+    etag = last_exchange(fhir).response_headers.get("etag")
+    if not etag:
+        pytest.skip(f"the target sends no ETag on {rtype} read: If-Match is judged only where ETags are sent")
+    header = malformed_if_match(form, etag)
+    put = api.update(rid, {**body, field: body[field] + " malformed"}, headers={"If-Match": header})
+    expect_error(fhir, put, "FHIR-IF-MATCH-MALFORMED", (412, 400), f"{rtype} update with malformed If-Match {header!r}")
+    after = expect_read(fhir, rtype, rid, read_requirement, f"{rtype} read after the refused update")
+    expect("FHIR-IF-MATCH-MALFORMED", after.get(field) == body[field],
+           f"the {rtype} update with malformed If-Match {header!r} was applied: {field} is now {after.get(field)!r}",
+           last_exchange(fhir))
 
 
 class ResourceApi:

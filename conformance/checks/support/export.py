@@ -7,6 +7,8 @@ is deleted by the checks or, at the latest, when the session ends.
 
 from __future__ import annotations
 
+import json
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -25,12 +27,31 @@ from conformance.verdicts import Blocked, expect
 from .api import create_patient_group
 
 GROUP_SIZE = 5
+MAX_ERROR_LINES = 10_000     # OperationOutcomes read from error[] files per export
+PATIENT_REF = re.compile(r"Patient/([A-Za-z0-9\-.]{1,64})")
 
 
 @dataclass
 class ExportGroup:
+    """The group the export checks export, and what the suite knows of its membership.
+
+    ``patient_ids`` are the members the Group lists; a large group may give only ``quantity``
+    (SPEC §4), and membership is then judged by count, the weaker check."""
+
     id: str
     patient_ids: set[str]
+    quantity: int | None = None
+    how: str = ""
+
+    @property
+    def listed(self) -> bool:
+        return bool(self.patient_ids)
+
+    def describe(self) -> str:
+        size = (f"{len(self.patient_ids)} listed members" if self.listed
+                else f"quantity {self.quantity}, members not listed" if self.quantity is not None
+                else "no members listed, no quantity")
+        return f"Group/{self.id} ({size}; {self.how})"
 
 
 @dataclass
@@ -42,12 +63,26 @@ class CompletedExport:
     poll: PollResult
     manifest: dict[str, Any]
     files: list[FileResult] = field(default_factory=list)
+    error_patients: set[str] | None = None   # the patients error[] names, read on first use
 
     def of_type(self, rtype: str) -> list[FileResult]:
         return [f for f in self.files if f.type == rtype]
 
     def ids(self, rtype: str) -> set[str]:
         return {i for f in self.of_type(rtype) for i in f.ids}
+
+    def patients_in_errors(self, bulk: BulkClient) -> set[str]:
+        """The patients the OperationOutcomes of error[] name as ``Patient/<id>`` (files read once)."""
+        if self.error_patients is None:
+            found: set[str] = set()
+            for entry in self.manifest.get("error", []) or []:
+                if isinstance(entry, dict) and isinstance(entry.get("url"), str):
+                    for n, outcome in enumerate(bulk.resources(entry["url"])):
+                        if n >= MAX_ERROR_LINES:
+                            break
+                        found |= set(PATIENT_REF.findall(json.dumps(outcome)))
+            self.error_patients = found
+        return self.error_patients
 
 
 @pytest.fixture(scope="session")
@@ -68,36 +103,62 @@ def _member_patients(group: dict[str, Any]) -> set[str]:
     return out
 
 
-def read_members(fhir: FhirClient, gid: str) -> set[str]:
+def _quantity(group: dict[str, Any]) -> int | None:
+    value = group.get("quantity")
+    return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else None
+
+
+def read_group(fhir: FhirClient, gid: str, how: str) -> ExportGroup:
     response = fhir.read("Group", gid)
     if response.status_code != 200:
         raise RuntimeError(f"could not read Group/{gid} to learn its members: HTTP {response.status_code}")
-    return _member_patients(json_or_none(response) or {})
+    body = json_or_none(response) or {}
+    return ExportGroup(gid, _member_patients(body), _quantity(body), how)
+
+
+def read_members(fhir: FhirClient, gid: str) -> set[str]:
+    return read_group(fhir, gid, "").patient_ids
+
+
+def find_patient_group(fhir: FhirClient) -> ExportGroup | None:
+    """A Group from ``Group?type=person``: the first that lists Patient members, else the largest
+    ``quantity`` (a Bulk Data server's groups are often read-only, and large ones list no members)."""
+    largest: ExportGroup | None = None
+    for found in iterate_search(fhir, "Group", {"type": PATIENT_GROUP_TYPE, "_count": 50}, max_pages=4):
+        gid = found.get("id")
+        if not gid or found.get("type") not in (None, PATIENT_GROUP_TYPE):
+            continue
+        members = _member_patients(found)
+        if members:
+            return ExportGroup(gid, members, _quantity(found), "found with Group?type=person (it lists its members)")
+        quantity = _quantity(found)
+        if quantity and (largest is None or quantity > (largest.quantity or 0)):
+            largest = ExportGroup(gid, set(), quantity,
+                                  "found with Group?type=person: no group lists members, the largest quantity")
+    return largest
 
 
 @pytest.fixture(scope="session")
 def export_group(conformance_run: ConformanceRun, fhir: FhirClient, target_data: TargetData,
                  ledger: Ledger) -> ExportGroup:
-    """A patient group of our own (created from patients found) or, failing that, an existing one."""
+    """--export-group; else a patient group of our own (created from patients found); else one found."""
     group = None
     caps = conformance_run.capabilities
     chosen_id = conformance_run.settings.export_group
     if chosen_id:
-        group = ExportGroup(chosen_id, read_members(fhir, chosen_id))
-    elif "create" in caps.interactions("Group") and len(target_data.patient_ids) >= 2:
+        group = read_group(fhir, chosen_id, "named with --export-group")
+    elif "create" in caps.interactions("Group") and (
+            len(target_data.patient_ids) >= 2 or (target_data.supplier and target_data.supplier("patients", 2) is None)):
         gid = create_patient_group(fhir, ledger, target_data.run_prefix, "export cohort",
                                    target_data.patient_ids[:GROUP_SIZE])
         if gid:
-            group = ExportGroup(gid, read_members(fhir, gid))
+            group = read_group(fhir, gid, "created by this run")
     if group is None:
-        for found in iterate_search(fhir, "Group", {"type": PATIENT_GROUP_TYPE, "_count": 50}, max_pages=4):
-            members = _member_patients(found)
-            if found.get("id") and members:
-                group = ExportGroup(found["id"], members)
-                break
+        group = find_patient_group(fhir)
     if group is None:
-        pytest.skip("no patient group to export: Group create failed and no Group of type person with "
-                    "Patient members was found")
+        pytest.skip("no patient group to export: Group create is not declared or failed, no --export-group was "
+                    "given, and Group?type=person found no group listing Patient members or giving a quantity")
+    target_data.export_group = group.describe()
     return group
 
 

@@ -7,9 +7,7 @@ from typing import Any
 
 import httpx
 
-from conformance import settings as cfg
-from conformance.checks._export import find_patient_group
-from conformance.cli import _parser
+from conformance.checks.support.export import find_patient_group
 from conformance.target import Ledger, Supplier, TargetData
 
 
@@ -59,15 +57,6 @@ def test_without_member_lists_the_largest_quantity_is_chosen_and_said():
     assert chosen.id == "b" and not chosen.listed and chosen.quantity == 40
     assert "quantity 40, members not listed" in chosen.describe() and "largest quantity" in chosen.describe()
     assert find_patient_group(FakeClient(_bundle(_group("empty"), _group("zero", quantity=0)))) is None
-
-
-def test_export_group_reads_from_option_environment_and_file(tmp_path):
-    assert _parser().parse_args(["run", "--export-group", "g1"]).export_group == "g1"
-    assert cfg.load({}, {"FHIR_CONFORMANCE_EXPORT_GROUP": "g2"}, tmp_path / "none.toml").export_group == "g2"
-    (tmp_path / "conformance.toml").write_text('export_group = "g3"\n')
-    assert cfg.load({}, {}, tmp_path / "conformance.toml").export_group == "g3"
-    assert cfg.load({"export_group": "g4"}, {"FHIR_CONFORMANCE_EXPORT_GROUP": "g2"},
-                    tmp_path / "conformance.toml").export_group == "g4"
 
 
 def test_missing_practitioners_are_created_with_the_prefix_and_deleted_where_declared():

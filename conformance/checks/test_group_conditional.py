@@ -13,7 +13,7 @@ from conformance.expectations import expect_created, expect_error, expect_read, 
 from conformance.markers import check, needs, profile
 from conformance.verdicts import expect
 
-from ._support import MALFORMED_IF_MATCH, judge_malformed_if_match
+from .support.api import MALFORMED_IF_MATCH, judge_malformed_if_match
 
 pytestmark = [profile("canvas"), needs("Group", interaction="update")]
 

@@ -15,7 +15,7 @@ from pathlib import Path
 import httpx
 
 from .capabilities import Capabilities
-from .client import FhirClient, Politeness, Recorder, Redactor, TokenSource, json_or_none, tls_context
+from .http import FhirClient, Politeness, Recorder, Redactor, TokenSource, json_or_none, open_http, tls_context
 from .settings import Settings, max_body_bytes
 from .target import Ledger, TargetData, discover, new_run_prefix
 
@@ -74,10 +74,11 @@ class ConformanceRun:
 
     @cached_property
     def http(self) -> httpx.Client:
-        """One connection pool for the run, with its TLS setup and bounded redirects."""
+        """One connection pool for the run behind its politeness, recording and bounds (``conformance.http``)."""
         s = self.settings
-        return httpx.Client(timeout=s.timeout, follow_redirects=True, max_redirects=s.max_redirects,
-                            verify=tls_context(s.ca_bundle, s.client_cert, s.client_key, s.insecure))
+        return open_http(self.polite, self.recorder, self.redact, timeout=s.timeout, max_body=max_body_bytes(s),
+                         max_redirects=s.max_redirects,
+                         verify=tls_context(s.ca_bundle, s.client_cert, s.client_key, s.insecure))
 
     def new_client(self, tokens: TokenSource) -> FhirClient:
         s = self.settings

@@ -66,11 +66,12 @@ def test_error_answers_that_are_not_json_are_left_to_the_checks():
     transport error; .json() on it still raises a one-line NotJson and json_or_none() gives None."""
     import httpx
 
-    response = httpx.Response(404, headers={"content-type": "text/html"}, content=b"<h1>Not Found</h1>",
-                              request=httpx.Request("GET", "http://t/Group/x"))
-    from conformance.client import _guard_json, _not_json_problem
-    assert _not_json_problem(response, "GET /Group/x") is None
-    _guard_json(response, "GET /Group/x")
+    from conformance.http import not_json_problem
+    from conformance.http._transport import FhirResponse
+
+    response = FhirResponse(404, headers={"content-type": "text/html"}, content=b"<h1>Not Found</h1>",
+                            request=httpx.Request("GET", "http://t/Group/x"))
+    assert not_json_problem(response, "GET /Group/x") is None
     assert json_or_none(response) is None
     with pytest.raises(NotJson, match=r"404 with a body that is not JSON \(text/html"):
         response.json()

@@ -130,6 +130,11 @@ VARIANTS: dict[str, Variant] = dict(
            "Bulk Data IG: a server SHOULD implement OAuth 2.0 access management (SHOULD, not SHALL); "
            "only Canvas requires 401",
            warns="BULK-EXPORT-AUTH", implies="generic-fhir"),
+        _v("rate-limited", "CANVAS-GROUP-CREATE CANVAS-GROUP-SEARCH-TYPE CANVAS-TASK-CREATE BULK-EXPORT-KICKOFF "
+           "BULK-EXPORT-FILE-LINES",
+           "Every 40th request is answered 429 with IETF RateLimit / RateLimit-Policy headers and no Retry-After.",
+           "RFC 6585 §4 (429 Too Many Requests); draft-ietf-httpapi-ratelimit-headers: a server MAY limit "
+           "request rates and say so in RateLimit fields instead of Retry-After"),
     ]
 )
 

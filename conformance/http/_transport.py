@@ -30,6 +30,7 @@ DEFAULT_MAX_BODY = 20 * 1024 * 1024
 GONE_STATUSES = (502, 503, 504)   # "the target is not there" as the breaker counts it (500 is one bug)
 MIN_RATE = 0.2                # requests per second the adaptive rate never goes below
 RAISE_AFTER = 50              # answers without a 429 before the adaptive rate is raised again
+MAX_ADAPTIVE_RATE = 100.0     # past it (and no --max-rps), the adaptive rate is lifted altogether
 
 
 class FhirResponse(httpx.Response):
@@ -71,6 +72,7 @@ class Politeness:
         self._clock, self._sleep, self._wall = clock, sleep, wall
         self._sent: deque[float] = deque(maxlen=20)
         self._calm = 0
+        self._slowed = float("-inf")
         self.failures = 0
         self.last_failure = ""
         self.rate_limited = 0           # 429s met
@@ -127,19 +129,27 @@ class Politeness:
         self.defer(wait)
 
     def _slow_down(self, allowed: float | None) -> None:
-        sent = list(self._sent)
-        observed = (len(sent) - 1) / (sent[-1] - sent[0]) if len(sent) > 2 and sent[-1] > sent[0] else None
-        current = self.rate or observed or 10.0
-        new = max(MIN_RATE, current / 2)
+        """The rate the target's ``RateLimit-Policy`` allows; else half the current one, once per second."""
+        now = self._clock()
         if allowed:
-            new = min(new, allowed) if self.rate else allowed
-        self.rate = min(new, self.max_rps) if self.max_rps else new
+            self.rate = min(allowed, self.max_rps) if self.max_rps else allowed
+        elif now - self._slowed >= 1.0:
+            sent = list(self._sent)
+            observed = (len(sent) - 1) / (sent[-1] - sent[0]) if len(sent) > 2 and sent[-1] > sent[0] else None
+            self.rate = max(MIN_RATE, (self.rate or observed or 10.0) / 2)
+        self._slowed = now
 
     def _speed_up(self) -> None:
+        """After ``RAISE_AFTER`` answers without a 429, a quarter faster (up to ``max_rps``, or unlimited)."""
         self._calm += 1
-        if self._calm >= RAISE_AFTER and self.rate and self.rate != self.max_rps and self.rate_limited:
-            self._calm = 0
-            self.rate = min(self.rate * 1.25, self.max_rps) if self.max_rps else self.rate * 1.25
+        if self._calm < RAISE_AFTER or not self.rate_limited or self.rate == self.max_rps:
+            return
+        self._calm = 0
+        faster = (self.rate or MAX_ADAPTIVE_RATE) * 1.25
+        if self.max_rps:
+            self.rate = min(faster, self.max_rps)
+        else:
+            self.rate = None if faster > MAX_ADAPTIVE_RATE else faster
 
     # -- circuit breaker ---------------------------------------------------------
     def answered(self, request: httpx.Request) -> None:

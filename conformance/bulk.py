@@ -22,7 +22,7 @@ from typing import Any, Callable, Iterable, Iterator, Mapping
 
 import httpx
 
-from .http import Exchange, FhirClient, json_or_none, retry_after_seconds  # noqa: F401 (re-exported)
+from .http import Exchange, FhirClient, judge_retry_after, json_or_none, retry_after_seconds  # noqa: F401 (re-exported)
 
 NDJSON = "application/fhir+ndjson"
 FIRST_POLL = 0.0
@@ -187,7 +187,8 @@ class BulkClient:
             retry = response.headers.get("retry-after")
             polls.append(Poll(response.status_code, retry, response.headers.get("x-progress"),
                               self.clock() - started))
-            asked = retry_after_seconds(retry)
+            asked, problem = judge_retry_after(retry)
+            self.fhir.polite.judged_retry_after(response, problem)   # an absurd value: reported, not obeyed
             if response.status_code == 200:
                 return PollResult("complete", response, exchange, polls)
             if response.status_code in (202, 429) or (response.status_code >= 500

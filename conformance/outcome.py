@@ -3,6 +3,8 @@
 The console, summary.json, the HTML banner and JUnit all show what ``judge`` says;
 none of them computes a verdict of its own. The rules:
 
+- a check that could not be judged because the target rate-limited the suite: RATE LIMITED,
+  exit 3, whatever else failed (a run cut short by 429s is never headlined FAIL);
 - a SHALL-level failure (any failure with --strict): FAIL, exit 1;
 - a check the suite could not run (its own error, an unusable target): BROKEN, exit 3;
 - no check executed at all (every one skipped or deselected): NOTHING TESTED, exit 3,
@@ -20,6 +22,7 @@ from typing import Any, Iterable, Protocol
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_BROKEN = 0, 1, 2, 3
 EXECUTED = ("passed", "warning", "failed")
+RATE_LIMITED = "RateLimited: "      # how a check the target rate-limited out of its verdict reads
 
 
 class Outcome(Protocol):
@@ -30,7 +33,7 @@ class Outcome(Protocol):
 @dataclass(frozen=True)
 class RunVerdict:
     exit_code: int
-    label: str      # PASS | FAIL | BROKEN | NOTHING TESTED | NOT A FHIR SERVER | TOKEN REFUSED
+    label: str      # PASS | FAIL | RATE LIMITED | BROKEN | NOTHING TESTED | NOT A FHIR SERVER | TOKEN REFUSED
     reason: str = ""
 
     def line(self) -> str:
@@ -57,6 +60,11 @@ def judge(requirement_verdicts: Iterable[dict[str, Any]], results: Iterable[Outc
     """The run's verdict from its requirement verdicts and check outcomes."""
     results = list(results)
     failed = [v["id"] for v in requirement_verdicts if v["verdict"] == "fail"]
+    limited = [r for r in results if r.outcome == "error" and r.message.startswith(RATE_LIMITED)]
+    if limited:
+        also = f"; {len(failed)} requirement(s) failed among the checks that could run" if failed else ""
+        return RunVerdict(EXIT_BROKEN, "RATE LIMITED", f"{len(limited)} check(s) could not be judged: the target "
+                          f"kept answering 429 (try a lower --max-rps){also}")
     if failed:
         return RunVerdict(EXIT_FAILED, "FAIL", f"{len(failed)} requirement(s) failed: {', '.join(failed[:5])}"
                           + (" …" if len(failed) > 5 else ""))

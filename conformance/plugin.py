@@ -81,7 +81,8 @@ def pytest_configure(config: pytest.Config) -> None:
     for line in ("conformance(id, requirements): a conformance check and the requirements it verifies",
                  "verifies(*ids): requirements verified by one parametrized case",
                  "needs(resource, interaction, search_param, operation): what the target must declare",
-                 "profile(name): the profile a check belongs to"):
+                 "profile(name): the profile a check belongs to",
+                 "run_last: a check that judges what the whole run met (runs after the others)"):
         config.addinivalue_line("markers", line)
 
 
@@ -168,6 +169,7 @@ def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config
     checks = [i for i in items if _is_check(i)]
     if not checks:
         return
+    items.sort(key=lambda i: i.get_closest_marker("run_last") is not None)   # stable: the rest keep their order
     for item in checks:               # -k matches stable check ids too (collection filters -k after this hook)
         item.extra_keyword_matches.update({item_check_id(item), item_base_check_id(item)})
     settings = ensure_run(config).settings
@@ -245,6 +247,7 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
     item.user_properties += [("check_id", record.check_id), ("requirements", " ".join(record.requirements)),
                              ("strength", item_strength(item)), ("profile", item_profile(item))]
     run.recorder.clear()
+    run.polite.current_check = record.check_id      # a target that dies is named with the check that saw it
     _mark_examples(item, run)
     verdicts.begin(record, run.settings.strict)
     reason = _skip_reason(run, item)
@@ -322,11 +325,11 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo) -> Itera
 
 def _note_problems(item: pytest.Item, run: ConformanceRun, rep: pytest.TestReport, result: CheckResult) -> None:
     """Problems that make the rest of the run doubtful, announced the moment they are known."""
+    if run.polite.gone:
+        run.problem(f"{run.polite.gone} ({run.polite.failures} requests in a row failed, last: "
+                    f"{run.polite.last_failure}); the remaining checks report errors", first=True)
     if result.outcome == "error" and rep.when == "setup":
         run.problem(f"set-up failed for {result.check_id} (and checks sharing its set-up): {result.message}")
-    if run.polite.tripped:
-        run.problem(f"the target stopped answering: {run.polite.failures} requests in a row failed "
-                    f"(last: {run.polite.last_failure}); the remaining checks report errors")
     from .progress import Progress
 
     for plugin in item.config.pluginmanager.get_plugins():

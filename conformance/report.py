@@ -294,6 +294,8 @@ def build_summary(run: ConformanceRun) -> dict[str, Any]:
                     "warned_requirements": sorted(r.warned_requirements), "message": r.message,
                     "duration": round(r.duration, 3)} for r in run.results],
         "cleanup_problems": run.cleanup_problems,
+        "cleanup": run.cleaned.as_dict(),
+        "politeness": run.polite.as_dict(),
         "active_profiles": sorted(run.active_profiles()[0]) if "capabilities" in run.__dict__ or
         run.settings.profiles else [],
         "missing_declarations": sorted(run.missing_declarations),
@@ -369,8 +371,14 @@ def print_summary(run: ConformanceRun, write: Callable[[str], None]) -> None:
     if summary.get("missing_declarations"):
         write("run because of --profile although the target does not declare: "
               + "; ".join(summary["missing_declarations"]))
-    if summary["cleanup_problems"]:
-        write("clean-up problems: " + "; ".join(summary["cleanup_problems"]))
+    left = summary["cleanup"]["left_behind"]
+    if left:
+        write(f"left behind on the target: {len(left)} resource(s): "
+              + "; ".join(f"{item['reference']} ({item['why']})" for item in left[:20])
+              + (f"; … {len(left) - 20} more in summary.json" if len(left) > 20 else ""))
+    others = [p for p in summary["cleanup_problems"] if not p.startswith("could not remove ")]
+    if others:
+        write("clean-up problems: " + "; ".join(others))
     if "baseline" in summary:
         render_comparison(summary["baseline"], write, limit=12)
     written = [str(p) for p in report_files(run) if p.is_file()]

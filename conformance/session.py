@@ -17,7 +17,7 @@ import httpx
 from .capabilities import Capabilities
 from .http import FhirClient, Politeness, Recorder, Redactor, TokenSource, json_or_none, open_http, tls_context
 from .settings import Settings, max_body_bytes
-from .target import Ledger, TargetData, discover, new_run_prefix
+from .target import CleanUp, Ledger, TargetData, discover, new_run_prefix
 
 
 class TargetUnreachable(RuntimeError):
@@ -52,6 +52,7 @@ class ConformanceRun:
     recorder: Recorder = field(default_factory=Recorder)
     ledger: Ledger = field(default_factory=Ledger)
     cleanup_problems: list[str] = field(default_factory=list)
+    cleaned: CleanUp = field(default_factory=CleanUp)     # what clean-up removed and what it left behind
     summary: dict[str, Any] | None = None
     missing_declarations: set[str] = field(default_factory=set)   # run anyway because of --profile
     root_causes: dict[int, tuple[str, BaseException]] = field(default_factory=dict)     # id(shared failure) -> first check meeting it
@@ -61,9 +62,10 @@ class ConformanceRun:
     fixture_exchanges: dict[str, list[Any]] = field(default_factory=dict)  # what shared fixtures sent
     problems: list[str] = field(default_factory=list)   # set-up problems, a target gone: shown at once and on top
 
-    def problem(self, text: str) -> None:
+    def problem(self, text: str, first: bool = False) -> None:
+        """Note a problem once; ``first``: it explains the others (a target gone), so it leads."""
         if text not in self.problems:
-            self.problems.append(text)
+            self.problems.insert(0 if first else len(self.problems), text)
 
     def __post_init__(self) -> None:
         self.run_prefix = self.settings.run_prefix or new_run_prefix()
@@ -131,9 +133,11 @@ class ConformanceRun:
         return self.capabilities.declared_profiles(), "declared in the target's CapabilityStatement"
 
     def cleanup(self) -> None:
+        """Remove what the run created (``Ledger.clean_up``), with a fresh budget for waiting out 429s."""
         if "client" not in self.__dict__:
             return
-        try:
-            self.cleanup_problems += self.ledger.release_all(self.client)
-        except httpx.HTTPError as exc:
-            self.cleanup_problems.append(f"clean-up interrupted: {type(exc).__name__}: {exc}")
+        self.polite.waited = 0.0
+        caps = self.__dict__.get("capabilities")
+        self.cleaned = self.ledger.clean_up(self.client, lambda rtype: caps is not None
+                                            and "delete" in caps.interactions(rtype))
+        self.cleanup_problems += self.cleaned.problems()

@@ -30,6 +30,7 @@ DEFAULT_MAX_BODY = 20 * 1024 * 1024
 GONE_STATUSES = (502, 503, 504)   # "the target is not there" as the breaker counts it (500 is one bug)
 MIN_RATE = 0.2                # requests per second the adaptive rate never goes below
 RAISE_AFTER = 50              # answers without a 429 before the adaptive rate is raised again
+MAX_KEPT = 20                 # problems with headers kept for the report
 MAX_ADAPTIVE_RATE = 100.0     # past it (and no --max-rps), the adaptive rate is lifted altogether
 
 
@@ -77,7 +78,8 @@ class Politeness:
         self.last_failure = ""
         self.rate_limited = 0           # 429s met
         self.waited = 0.0               # seconds spent waiting for 429s, run-wide
-        self.header_problems: list[tuple[str, str]] = []   # (problem, request) for bad rate-limit headers
+        self.header_problems: list[tuple[str, Any]] = []   # (problem, its exchange): unbelievable Retry-After
+        self.retry_afters = 0           # Retry-After headers judged (429s and export polls)
         self.last_answered = ""         # "GET /Group/x": the last request the target answered
         self.current_check = ""         # set by the plugin: which check is sending
         self.gone: str = ""             # set once: who saw the target go, and after what
@@ -108,10 +110,7 @@ class Politeness:
     def on_429(self, response: httpx.Response, request: httpx.Request, attempt: int) -> None:
         """Wait as the answer asks (or back off), slow the run down; ``RateLimited`` past the budget."""
         asked = asked_by(response.headers, self._wall())
-        if asked.problem:
-            with self._lock:
-                if len(self.header_problems) < 20:
-                    self.header_problems.append((asked.problem, where(request)))
+        self.judged_retry_after(response, asked.problem)
         wait = asked.wait if asked.wait is not None else min(2.0 ** attempt, self.max_retry_wait)
         with self._lock:
             self.rate_limited += 1
@@ -127,6 +126,22 @@ class Politeness:
                               f"budget for waiting on {where(request)}")
         self.waited += wait
         self.defer(wait)
+
+    def judged_retry_after(self, response: httpx.Response, problem: str | None) -> None:
+        """Count a Retry-After the suite read; keep its problem (and exchange) for the report."""
+        if "retry-after" not in response.headers:
+            return
+        with self._lock:
+            self.retry_afters += 1
+            if problem and len(self.header_problems) < MAX_KEPT:
+                self.header_problems.append((f"{problem} on {where(response.request)}",
+                                             response.extensions.get("conformance.exchange")))
+
+    def as_dict(self) -> dict[str, Any]:
+        """What the run met, for summary.json."""
+        return {"answered_429": self.rate_limited, "waited_s": round(self.waited, 1),
+                "rate_at_end": round(self.rate, 2) if self.rate else None, "retry_after_seen": self.retry_afters,
+                "retry_after_problems": [p for p, _ in self.header_problems]}
 
     def _slow_down(self, allowed: float | None) -> None:
         """The rate the target's ``RateLimit-Policy`` allows; else half the current one, once per second."""

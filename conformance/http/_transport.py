@@ -119,13 +119,13 @@ class Politeness:
         if wait > self.max_retry_wait:
             raise RateLimited(f"target rate-limited the suite (429) and asked to wait {wait:.0f} s, more than the "
                               f"{self.max_retry_wait:g} s cap, on {where(request)}")
-        if attempt >= self.max_retries:
-            raise RateLimited(f"target still answered 429 after {attempt} waits on {where(request)}")
         if self.waited + wait > self.rate_limit_budget:
             raise RateLimited(f"target rate-limited the suite (429) past the run's {self.rate_limit_budget:g} s "
                               f"budget for waiting on {where(request)}")
         self.waited += wait
-        self.defer(wait)
+        self.defer(wait)                # every request of the run waits, even if this one gives up now
+        if attempt >= self.max_retries:
+            raise RateLimited(f"target still answered 429 after {attempt} waits on {where(request)}")
 
     def judged_retry_after(self, response: httpx.Response, problem: str | None) -> None:
         """Count a Retry-After the suite read; keep its problem (and exchange) for the report."""

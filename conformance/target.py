@@ -131,6 +131,9 @@ class Ledger:
         for _ in range(CLEANUP_PASSES):
             retry = []
             for rtype, rid in todo:
+                if client.polite.tripped:
+                    outcome.left_behind[f"{rtype}/{rid}"] = "not tried: the target stopped answering"
+                    continue
                 try:
                     why = self._remove(client, rtype, rid, can_delete(rtype), outcome)
                 except (httpx.HTTPError, RuntimeError) as exc:

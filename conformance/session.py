@@ -14,6 +14,7 @@ from pathlib import Path
 
 import httpx
 
+from .brief import Brief
 from .capabilities import Capabilities
 from .http import FhirClient, Politeness, Recorder, Redactor, TokenSource, json_or_none, open_http, tls_context
 from .settings import Settings, max_body_bytes
@@ -43,8 +44,8 @@ class CheckResult:
     traceback: str = ""              # pytest's long representation (suite-internal detail)
 
 
-@dataclass
-class ConformanceRun:
+@dataclass(repr=False)
+class ConformanceRun(Brief):
     settings: Settings
     seed: int | None = None
     started: str = field(default_factory=lambda: dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"))
@@ -61,6 +62,9 @@ class ConformanceRun:
     junit_path: Path | None = None
     fixture_exchanges: dict[str, list[Any]] = field(default_factory=dict)  # what shared fixtures sent
     problems: list[str] = field(default_factory=list)   # set-up problems, a target gone: shown at once and on top
+
+    def __repr__(self) -> str:
+        return f"ConformanceRun({self.settings.target!r}, {len(self.results)} results)"
 
     def problem(self, text: str, first: bool = False) -> None:
         """Note a problem once; ``first``: it explains the others (a target gone), so it leads."""

@@ -13,6 +13,8 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, Mapping
 
+from .brief import Brief
+
 ENV_PREFIX = "FHIR_CONFORMANCE_"
 CONFIG_FILE = "conformance.toml"
 PROFILES = ("fhir-core", "canvas", "bulk-export", "bulk-cohort")
@@ -23,7 +25,7 @@ class SettingsError(ValueError):
 
 
 @dataclass(frozen=True)
-class Settings:
+class Settings(Brief):          # Brief: a fixture of @given checks, printed as its repr (no secrets)
     target: str | None = None
     token: str | None = field(default=None, repr=False)
     client_id: str | None = None

@@ -16,6 +16,7 @@ from typing import Any, Callable, Iterator
 
 import httpx
 
+from .brief import Brief
 from .client import FhirClient, json_or_none
 from .profiles.group import RESPONSIBILITIES
 
@@ -69,7 +70,7 @@ def responsibilities_of(group: dict[str, Any]) -> set[str]:
 
 
 @dataclass(repr=False)
-class TargetData:
+class TargetData(Brief):
     """Ids and free responsibilities found on the target, and the run prefix."""
 
     run_prefix: str
@@ -77,10 +78,6 @@ class TargetData:
     patient_ids: list[str] = field(default_factory=list)
     free_responsibilities: list[str] = field(default_factory=list)
     held_elsewhere: dict[str, str] = field(default_factory=dict)   # responsibility -> group id
-
-    def _repr_pretty_(self, printer: Any, cycle: bool) -> None:
-        """Hypothesis pretty-prints dataclasses field by field; keep falsifying examples short."""
-        printer.text(repr(self))
 
     def __repr__(self) -> str:
         return (f"TargetData(run_prefix={self.run_prefix!r}, {len(self.practitioner_ids)} practitioners, "
@@ -109,11 +106,14 @@ def discover(client: FhirClient, run_prefix: str, own_groups: set[str]) -> Targe
 
 
 @dataclass(repr=False)
-class Ledger:
+class Ledger(Brief):
     """Everything this run created on the target, for clean-up."""
 
     groups: dict[str, dict[str, Any]] = field(default_factory=dict)   # id -> last body we sent
     tasks: dict[str, dict[str, Any]] = field(default_factory=dict)    # id -> body we created it with
+
+    def __repr__(self) -> str:
+        return f"Ledger({len(self.groups)} groups, {len(self.tasks)} tasks)"
 
     def created_group(self, gid: str, body: dict[str, Any]) -> None:
         self.groups[gid] = body

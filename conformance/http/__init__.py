@@ -16,6 +16,7 @@ from urllib.parse import urljoin
 
 import httpx
 
+from ..brief import Brief
 from ..redaction import Redactor
 from ._auth import AuthError, BearerAuth, TokenSource, load_signing_key
 from ._errors import (DEFAULT_MAX_REDIRECTS, NotJson, RateLimited, TargetError,
@@ -56,8 +57,8 @@ def open_http(polite: Politeness, recorder: Recorder, redact: Redactor, *, timeo
     return httpx.Client(transport=transport, timeout=timeout, follow_redirects=True, max_redirects=max_redirects)
 
 
-@dataclass
-class FhirClient:
+@dataclass(repr=False)
+class FhirClient(Brief):
     """A FHIR REST client bound to one base URL and one identity (see the module docstring)."""
 
     base_url: str
@@ -82,10 +83,6 @@ class FhirClient:
             if secret:
                 self.redact.add(secret)
         self.auth = BearerAuth(self.tokens, self.redact)
-
-    def _repr_pretty_(self, printer: Any, cycle: bool) -> None:
-        """Hypothesis pretty-prints dataclasses field by field; keep falsifying examples short."""
-        printer.text(repr(self))
 
     def __repr__(self) -> str:
         return f"FhirClient({self.base_url!r})"

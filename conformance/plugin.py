@@ -16,7 +16,7 @@ import pytest
 
 from . import report, reproduce, verdicts
 from .capabilities import Need
-from .client import FhirClient
+from .http import FhirClient
 from .requirements import catalogue
 from .session import CheckResult, ConformanceRun
 from .settings import Settings, SettingsError, load
@@ -313,6 +313,7 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo) -> Itera
             result.sequence = reproduce.sequence(prelude, run.recorder.own, failing)
             result.traceback = run.redact(report.tail(rep.longreprtext)) if rep.failed else ""
         report.attach(rep, result, record, run)
+        _once_per_requirement(rep, result, run)
         _note_problems(item, run, rep, result)
         if result.outcome == "warning":
             item.user_properties.append(("warnings", result.message))
@@ -335,6 +336,23 @@ def _note_problems(item: pytest.Item, run: ConformanceRun, rep: pytest.TestRepor
     for plugin in item.config.pluginmanager.get_plugins():
         if isinstance(plugin, Progress):
             plugin.announce(run.problems)
+
+
+def _once_per_requirement(rep: pytest.TestReport, result: CheckResult, run: ConformanceRun) -> None:
+    """The first failing check of a requirement is shown in full; the next ones in one line each, so
+    that a target failing everything keeps the console and junit.xml readable (report.html has all)."""
+    breached = (*result.failed_requirements, *result.warned_requirements)
+    if result.outcome not in ("failed", "warning") or not breached or not rep.failed:
+        return
+    shown = run.shown_in_full
+    if all(rid in shown for rid in breached):
+        first = shown[breached[0]]
+        rep.longrepr = (f"{result.message.splitlines()[0][:300] if result.message else breached[0]} "
+                        f"(like {first}, shown in full above; every exchange in report.html)")
+        rep.sections = [(name, text) for name, text in rep.sections if name != "conformance"]
+        return
+    for rid in breached:
+        shown.setdefault(rid, result.check_id)
 
 
 def _shorten(rep: pytest.TestReport, call: pytest.CallInfo) -> None:

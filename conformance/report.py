@@ -19,7 +19,7 @@ from typing import Any, Callable, Iterable
 
 import pytest
 
-from .client import AuthError, TargetError
+from .http import AuthError, TargetError
 from .outcome import EXIT_BROKEN, EXIT_FAILED, EXIT_OK, EXIT_USAGE, RunVerdict, judge  # noqa: F401 (re-exported)
 from .requirements import Requirement, catalogue
 from .session import CheckResult, ConformanceRun, TargetUnreachable

@@ -62,6 +62,7 @@ class ConformanceRun(Brief):
     junit_path: Path | None = None
     fixture_exchanges: dict[str, list[Any]] = field(default_factory=dict)  # what shared fixtures sent
     problems: list[str] = field(default_factory=list)   # set-up problems, a target gone: shown at once and on top
+    shown_in_full: dict[str, str] = field(default_factory=dict)   # requirement -> the check whose failure shows it
 
     def __repr__(self) -> str:
         return f"ConformanceRun({self.settings.target!r}, {len(self.results)} results)"

@@ -17,7 +17,7 @@ from typing import Any, Callable, Iterator
 import httpx
 
 from .brief import Brief
-from .client import FhirClient, json_or_none
+from .http import FhirClient, json_or_none
 from .profiles.group import RESPONSIBILITIES
 
 log = logging.getLogger(__name__)

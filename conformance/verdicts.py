@@ -10,14 +10,29 @@ into pytest outcomes and the report into per-requirement verdicts.
 from __future__ import annotations
 
 import contextvars
+import json
 from dataclasses import dataclass, field
 from typing import Any
 
-from .client import Exchange
+from .http import Exchange
 from .requirements import get as requirement
 
 _current: contextvars.ContextVar["CheckRecord | None"] = contextvars.ContextVar("check_record", default=None)
 _strict: contextvars.ContextVar[bool] = contextvars.ContextVar("strict", default=False)
+
+
+def server_text(exchange: Exchange, limit: int = 300) -> str:
+    """The error text of an answer (its OperationOutcome's diagnostics/details), on one line."""
+    if exchange.status is None or exchange.status < 400 or not exchange.response_body:
+        return ""
+    try:
+        body = json.loads(exchange.response_body)
+    except ValueError:
+        return " ".join(exchange.response_body.split())[:limit]
+    issues = body.get("issue", []) if isinstance(body, dict) else []
+    texts = [str(i.get("diagnostics") or (i.get("details") or {}).get("text") or i.get("code") or "")
+             for i in issues if isinstance(i, dict)]
+    return "; ".join(t for t in texts if t)[:limit]
 
 
 class RequirementFailed(AssertionError):
@@ -30,6 +45,9 @@ class RequirementFailed(AssertionError):
         text = f"[{requirement_id}] {message}"
         if exchange is not None:
             text += f"\n  request: {exchange.method} {exchange.url} -> {exchange.status}"
+            said = server_text(exchange)
+            if said:
+                text += f"\n  the server said: {said}"
             text += f"\n  reproduce: {exchange.curl()}"
         super().__init__(text)
 

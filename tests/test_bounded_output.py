@@ -44,10 +44,10 @@ def test_fixtures_print_as_one_short_line_in_falsifying_examples(fixture):
     assert "a-secret-token-value" not in shown and "patient-00042" not in shown
 
 
-# one deviation or two per profile, all at once: most checks fail
-DEVIATIONS_AT_ONCE = ("responsibility-not-unique", "type-enum-not-enforced", "search-ignores-type",
-                      "errors-not-operationoutcome", "task-owner-kept-when-omitted", "task-label-search-ignored",
-                      "export-type-ignored", "export-wrong-line-type", "cohort-filters-ored", "cohort-date-ge-as-gt")
+# two or three deviations per profile, all at once: every profile fails
+DEVIATIONS_AT_ONCE = ("count-ignored", "paging-next-on-last-page", "responsibility-not-unique",
+                      "type-enum-not-enforced", "search-ignores-type", "task-owner-kept-when-omitted",
+                      "task-label-search-ignored", "export-type-ignored", "export-wrong-line-type", "cohort-filters-ored")
 
 
 @pytest.mark.slow
@@ -57,10 +57,10 @@ def test_many_deviations_at_once_keep_the_output_bounded(tmp_path):
     selection = [arg for rid in broken for arg in ("--requirement", rid)]
     reports = tmp_path / "reports"
     with run_in_thread(config) as base_url:
-        run = run_suite(reports, "--seed", "7", "--examples", "5", *selection, target=base_url)
+        run = run_suite(reports, "--seed", "7", "--examples", "3", "--no-shrink", *selection, target=base_url)
     failing = [r for r in run.summary["requirements"] if r["verdict"] in ("fail", "warn")]
     profiles = {r["profile"] for r in failing}
-    assert len(failing) >= 8 and {"canvas", "bulk-export", "bulk-cohort"} <= profiles, (
+    assert len(failing) >= 7 and {"fhir-core", "canvas", "bulk-export"} <= profiles, (
         [(r["id"], r["verdict"]) for r in run.summary["requirements"]], run.output[-2000:])
     lines = run.output.splitlines()
     assert len(lines) <= 50 * len(failing), f"{len(lines)} console lines for {len(failing)} failing requirements"
@@ -70,4 +70,4 @@ def test_many_deviations_at_once_keep_the_output_bounded(tmp_path):
     junit = (reports / "junit.xml").read_text()
     for text in (run.output, junit):
         assert "patient_ids=" not in text and "population=" not in text      # no fixture printed field by field
-    assert "Falsifying example" in junit                                     # the shrunk payload is shown
+    assert "Falsifying example" in junit                                     # the failing payload is shown

@@ -70,4 +70,4 @@ def test_many_deviations_at_once_keep_the_output_bounded(tmp_path):
     junit = (reports / "junit.xml").read_text()
     for text in (run.output, junit):
         assert "patient_ids=" not in text and "population=" not in text      # no fixture printed field by field
-    assert "Falsifying example" in junit                                     # the failing payload is shown
+    assert "Draw 1 (invalid): InvalidPayload(payload=" in junit          # the failing payload is shown

@@ -26,8 +26,8 @@ from ._recording import BODY_PREVIEW, Exchange, Recorder, RecordingTransport
 from ._transport import DEFAULT_MAX_BODY, BoundedTransport, Politeness, PoliteTransport
 
 __all__ = ["AuthError", "BODY_PREVIEW", "Exchange", "FhirClient", "NotJson", "Politeness", "RateLimited",
-           "Recorder", "Redactor", "TargetError", "TokenSource", "created_id", "json_or_none",
-           "judge_retry_after", "load_signing_key", "not_json_problem", "open_http", "retry_after_seconds", "tls_context"]
+           "Recorder", "Redactor", "TargetError", "TokenSource", "created_id", "json_or_none", "judge_retry_after",
+           "load_signing_key", "not_json_problem", "open_http", "retry_after_seconds", "tls_context"]
 
 FHIR_JSON = "application/fhir+json"
 

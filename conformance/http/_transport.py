@@ -152,7 +152,7 @@ class Politeness:
             sent = list(self._sent)
             observed = (len(sent) - 1) / (sent[-1] - sent[0]) if len(sent) > 2 and sent[-1] > sent[0] else None
             self.rate = max(MIN_RATE, (self.rate or observed or 10.0) / 2)
-        self._slowed = now
+            self._slowed = now
 
     def _speed_up(self) -> None:
         """After ``RAISE_AFTER`` answers without a 429, a quarter faster (up to ``max_rps``, or unlimited)."""

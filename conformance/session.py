@@ -138,10 +138,10 @@ class ConformanceRun(Brief):
         return self.capabilities.declared_profiles(), "declared in the target's CapabilityStatement"
 
     def cleanup(self) -> None:
-        """Remove what the run created (``Ledger.clean_up``), with a fresh budget for waiting out 429s."""
+        """Remove what the run created (``Ledger.clean_up``), with a budget of its own for waiting out 429s."""
         if "client" not in self.__dict__:
             return
-        self.polite.waited = 0.0
+        self.polite.rate_limit_budget += self.polite.waited     # clean-up gets a whole budget of its own
         caps = self.__dict__.get("capabilities")
         self.cleaned = self.ledger.clean_up(self.client, lambda rtype: caps is not None
                                             and "delete" in caps.interactions(rtype))

@@ -71,6 +71,9 @@ def test_suite_passes_the_variant(name, tmp_path, record_property):
     assert not wrong_warnings, f"variant {name}: unexpected warnings {sorted(wrong_warnings)}\n{run.output[-2000:]}"
     counts = {k: sum(p.get(k, 0) for p in run.summary["profiles"].values()) for k in ("passed", "warnings")}
     assert counts["passed"] + counts["warnings"] > 0, f"variant {name}: nothing was tested\n{run.output[-2000:]}"
+    assert run.summary["cleanup"]["left_behind"] == [], f"variant {name}: clean-up left resources behind"
+    if name == "rate-limited":        # the 429s happened, were waited out, and cost no verdict
+        assert run.summary["politeness"]["answered_429"] > 0, run.summary["politeness"]
 
 
 @pytest.mark.slow

@@ -13,6 +13,7 @@ from typing import Any
 import httpx
 import pytest
 
+from conformance.brief import Brief
 from conformance.rules.bulk_export import NDJSON
 from conformance.rules.group import PATIENT_GROUP_TYPE
 from conformance.bulk import BulkClient, FileResult, PollResult
@@ -27,14 +28,17 @@ from .api import create_patient_group
 GROUP_SIZE = 5
 
 
-@dataclass
-class ExportGroup:
+@dataclass(repr=False)
+class ExportGroup(Brief):
     id: str
     patient_ids: set[str]
 
+    def __repr__(self) -> str:
+        return f"ExportGroup({self.id!r}, {len(self.patient_ids)} patients)"
 
-@dataclass
-class CompletedExport:
+
+@dataclass(repr=False)
+class CompletedExport(Brief):
     """A finished export: the poll result, its manifest and every file checked."""
 
     status_url: str
@@ -42,6 +46,9 @@ class CompletedExport:
     poll: PollResult
     manifest: dict[str, Any]
     files: list[FileResult] = field(default_factory=list)
+
+    def __repr__(self) -> str:
+        return f"CompletedExport({self.status_url!r}, {len(self.files)} files)"
 
     def of_type(self, rtype: str) -> list[FileResult]:
         return [f for f in self.files if f.type == rtype]

@@ -152,3 +152,50 @@ def test_a_429_on_a_bulk_download_is_waited_out_like_any_request():
     fhir, seen = client([too_many(**{"RateLimit-Reset": "2"}), NDJSON], time)
     result = BulkClient(fhir, sleep=time.sleep, clock=time.clock).download("Patient", "http://target/f.ndjson")
     assert result.ids == {"a"} and [t for t, _ in seen] == [0.0, 2.0]
+
+
+# -- what issue 11 reports, on the issue-9 layout (results.judge, results.RequirementFailed, reporting.console)
+
+def _finished_with(exc: BaseException):
+    from conformance.results import Finished, one_line
+    return Finished("call", "failed", error=exc, error_line=one_line(exc))
+
+
+def test_a_rate_limited_check_headlines_the_run_rate_limited_even_when_others_failed():
+    from conformance.results import EXIT_BROKEN, CheckRecord, classify, judge
+    record = CheckRecord("n", "group-create", ("CANVAS-GROUP-CREATE",))
+    limited = classify(_finished_with(RateLimited("429 past the run's 300 s budget for waiting on GET /Group")),
+                       "group-create", "n", "canvas", record, strict=False)
+    assert limited.outcome == "error" and limited.message.startswith("RateLimited: ")
+    verdict = judge([{"id": "CANVAS-TASK-CREATE", "verdict": "fail"}], [limited])
+    assert (verdict.label, verdict.exit_code) == ("RATE LIMITED", EXIT_BROKEN)
+    assert "1 check(s) could not be judged" in verdict.reason and "1 requirement(s) failed" in verdict.reason
+    other = classify(_finished_with(TargetError("target answered nothing")), "g", "n", "canvas", record, False)
+    assert judge([], [other]).label == "BROKEN"                   # only 429s make a run RATE LIMITED
+
+
+def test_a_failure_shows_what_the_server_said():
+    from conformance.http import Exchange
+    from conformance.results import RequirementFailed
+    said = Exchange("POST", "http://t/Group", {}, "", 422, {}, '{"resourceType": "OperationOutcome", "issue": '
+                    '[{"severity": "error", "code": "invalid", "diagnostics": "type is required"}]}', 1.0)
+    assert "\n  the server said: type is required\n" in str(RequirementFailed("CANVAS-GROUP-CREATE", "refused", said))
+    ok = Exchange("GET", "http://t/Group", {}, "", 200, {}, '{"resourceType": "Bundle"}', 1.0)
+    assert "the server said" not in str(RequirementFailed("CANVAS-GROUP-CREATE", "wrong", ok))
+
+
+def test_the_console_lists_what_clean_up_left_behind_by_id():
+    from conformance.options import Settings
+    from conformance.reporting.console import print_summary
+    from conformance.reporting.summary import build_summary
+    from conformance.session import ConformanceRun
+    run = ConformanceRun(Settings(target="http://t"))
+    run.cleaned.left_behind["Group/g1"] = "releasing its responsibilities answered HTTP 500"
+    run.cleanup_problems += run.cleaned.problems()
+    lines: list[str] = []
+    print_summary(run, lines.append)
+    assert "left behind on the target: 1 resource(s): Group/g1 (releasing its responsibilities answered HTTP 500)" \
+        in lines
+    assert not any(line.startswith("clean-up problems:") for line in lines)   # shown once, by id
+    assert build_summary(run)["cleanup"] == {"deleted": 0, "released": 0, "cancelled": 0, "left_behind": [
+        {"reference": "Group/g1", "why": "releasing its responsibilities answered HTTP 500"}]}

@@ -1,8 +1,9 @@
 """The Bulk Data export flow as a client sees it: kick-off, polling, downloads, cancel.
 
-Built on ``FhirClient.request`` (every kick-off, poll and delete is recorded, redacted,
-reproducible with curl) and on its ``http`` client for streaming downloads, so a file of
-any size is checked line by line without being held in memory.
+Built on ``FhirClient`` alone: kick-offs, polls and deletes are ``request``s, downloads are
+``stream``s (a file of any size is checked line by line without being held in memory); all
+of them take the one path of ``conformance.http`` (auth and token refresh, rate limit,
+concurrency cap, 429 handling, circuit breaker, deadline, recording).
 
 Polling obeys ``Retry-After`` (seconds or HTTP-date), backs off exponentially when it is
 absent, retries a 5xx whose OperationOutcome says ``transient``, and gives up after the
@@ -17,14 +18,14 @@ import json
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from email.utils import parsedate_to_datetime
 from typing import Any, Callable, Iterable, Iterator, Mapping
 
 import httpx
 
-from .client import Exchange, FhirClient, _redact_header, json_or_none
+from .http import Exchange, FhirClient, judge_retry_after, json_or_none, retry_after_seconds  # noqa: F401 (re-exported)
 from .rules.bulk_export import NDJSON, PATIENT_REFERENCE_FIELDS
 from .validation import ValidationLog
+
 FIRST_POLL = 0.0
 MIN_POLL = 0.1          # Retry-After: 0 means 'now'; a short pause keeps polling from spinning
 BACKOFF_START, BACKOFF_MAX = 0.5, 10.0
@@ -33,22 +34,6 @@ PROBLEMS_KEPT = 3
 
 class ExportTimeout(RuntimeError):
     """The export did not finish within the configured time: the suite cannot conclude."""
-
-
-def retry_after_seconds(value: str | None, now: datetime | None = None) -> float | None:
-    """Seconds to wait from a Retry-After header (delta-seconds or HTTP-date); None if absent/invalid."""
-    if value is None or not value.strip():
-        return None
-    value = value.strip()
-    if value.isdigit():
-        return float(value)
-    try:
-        when = parsedate_to_datetime(value)
-    except (TypeError, ValueError, IndexError):
-        return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=timezone.utc)
-    return max(0.0, (when - (now or datetime.now(timezone.utc))).total_seconds())
 
 
 def is_transient(body: Any) -> bool:
@@ -180,7 +165,8 @@ class BulkClient:
             retry = response.headers.get("retry-after")
             polls.append(Poll(response.status_code, retry, response.headers.get("x-progress"),
                               self.clock() - started))
-            asked = retry_after_seconds(retry)
+            asked, problem = judge_retry_after(retry)
+            self.fhir.polite.judged_retry_after(response, problem)   # an absurd value: reported, not obeyed
             if response.status_code == 200:
                 return PollResult("complete", response, exchange, polls)
             if response.status_code in (202, 429) or (response.status_code >= 500
@@ -217,26 +203,13 @@ class BulkClient:
     # -- files -----------------------------------------------------------------------
     def download(self, rtype: str, url: str, *, auth: bool = True, check_lines: bool = True) -> FileResult:
         """Stream one output file; check every line (JSON, resourceType; R4 validity for the first N)."""
-        headers = {"Accept": NDJSON}
-        if auth:
-            token = self.fhir.tokens.get(self.fhir.http, self.fhir.redact)
-            if token:
-                headers["Authorization"] = f"Bearer {token}"
-        request = self.fhir.http.build_request("GET", self.fhir.url(url), headers=headers)
-        started = time.perf_counter()
         result = FileResult(rtype, url, None, "", None)
-        try:
-            response = self.fhir.http.send(request, stream=True)
-        except httpx.HTTPError as exc:
-            result.exchange = self._exchange(request, None, started, "", f"{type(exc).__name__}: {exc}")
-            self.fhir.recorder.add(result.exchange)
-            raise
+        response = self.fhir.stream(url, accept=NDJSON, auth=auth)
         try:
             result.status = response.status_code
             result.content_type = response.headers.get("content-type", "")
             if response.status_code != 200 or not check_lines:
-                body = response.read()
-                preview = body[:2000].decode("utf-8", "replace")
+                preview = response.read()[:2000].decode("utf-8", "replace")
             else:
                 for number, line in enumerate(response.iter_lines(), 1):
                     if line.strip():
@@ -244,17 +217,15 @@ class BulkClient:
                 preview = f"({result.lines} NDJSON lines streamed and checked)"
         finally:
             response.close()
-        result.exchange = self._exchange(request, response, started, preview)
-        self.fhir.recorder.add(result.exchange)
+        result.exchange = response.extensions.get("conformance.exchange")
+        if result.exchange is not None:
+            result.exchange.response_body = self.fhir.redact(preview)
         return result
 
     def resources(self, url: str) -> Iterator[dict[str, Any]]:
         """Every resource of one output file, streamed (for reading a population, not for checking it)."""
-        headers = {"Accept": NDJSON}
-        token = self.fhir.tokens.get(self.fhir.http, self.fhir.redact)
-        if token:
-            headers["Authorization"] = f"Bearer {token}"
-        with self.fhir.http.stream("GET", self.fhir.url(url), headers=headers) as response:
+        response = self.fhir.stream(url, accept=NDJSON)
+        try:
             if response.status_code != 200:
                 raise RuntimeError(f"could not download {url}: HTTP {response.status_code}")
             for line in response.iter_lines():
@@ -262,6 +233,8 @@ class BulkClient:
                     resource = json.loads(line)
                     if isinstance(resource, dict):
                         yield resource
+        finally:
+            response.close()
 
     def _check_line(self, result: FileResult, number: int, line: str) -> None:
         result.lines += 1
@@ -301,16 +274,6 @@ class BulkClient:
                         found = True
             if not found:
                 result.unreferenced += 1
-
-    def _exchange(self, request: httpx.Request, response: httpx.Response | None, started: float,
-                  preview: str, error: str | None = None) -> Exchange:
-        redact = self.fhir.redact
-        return Exchange(
-            method=request.method, url=redact(str(request.url)),
-            request_headers={k: redact(_redact_header(k, v)) for k, v in request.headers.items()},
-            request_body="", status=response.status_code if response is not None else None,
-            response_headers={k: redact(v) for k, v in (response.headers.items() if response is not None else [])},
-            response_body=redact(preview), elapsed_ms=(time.perf_counter() - started) * 1000, error=error)
 
 
 def parse_instant(value: str) -> datetime | None:

@@ -6,7 +6,7 @@ from typing import Any, Iterable
 
 import httpx
 
-from .client import Exchange, FhirClient, created_id, json_or_none
+from .http import Exchange, FhirClient, created_id, json_or_none
 from .rules.model import REFUSED, Violation
 from .validation import INVARIANT, SCHEMA, ValidationLog
 from .verdicts import expect

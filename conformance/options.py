@@ -19,6 +19,8 @@ from dataclasses import dataclass, field, make_dataclass
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
+from .brief import Brief
+
 ENV_PREFIX = "FHIR_CONFORMANCE_"
 CONFIG_FILE = "conformance.toml"
 PYTEST_PREFIX = "--fhir-"
@@ -203,6 +205,7 @@ def _annotation(o: Option) -> Any:
 
 Settings = make_dataclass(
     "Settings", [(o.name, _annotation(o), field(default=o.default, repr=not o.secret)) for o in OPTIONS],
+    bases=(Brief,),      # Brief: a fixture of @given checks, printed as its repr (no secrets)
     frozen=True, namespace={"secrets": _secrets, "validated": _validated,
                             "__doc__": "The settings of one run (fields: conformance.options.OPTIONS)."})
 Settings.__module__ = __name__

@@ -17,7 +17,7 @@ import pytest
 
 from . import reproduce, results, smart
 from .capabilities import Need
-from .client import FhirClient
+from .http import FhirClient
 from .options import Settings, SettingsError, add_pytest_options, from_pytest, load
 from .reporting import console, html, junit, summary as summary_files
 from .results import CheckRecord, CheckResult, Finished
@@ -46,7 +46,8 @@ def pytest_configure(config: pytest.Config) -> None:
     for line in ("conformance(id, requirements): a conformance check and the requirements it verifies",
                  "verifies(*ids): requirements verified by one parametrized case",
                  "needs(resource, interaction, search_param, operation): what the target must declare",
-                 "profile(name): the profile a check belongs to"):
+                 "profile(name): the profile a check belongs to",
+                 "run_last: a check that judges what the whole run met (runs after the others)"):
         config.addinivalue_line("markers", line)
 
 
@@ -126,6 +127,7 @@ def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config
     checks = [i for i in items if is_check(i)]
     if not checks:
         return
+    items.sort(key=lambda i: i.get_closest_marker("run_last") is not None)   # stable: the rest keep their order
     for item in checks:               # -k matches stable check ids too (collection filters -k after this hook)
         item.extra_keyword_matches.update({item_check_id(item), item_base_check_id(item)})
     settings = ensure_run(config).settings
@@ -208,6 +210,7 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
     item.user_properties += [("check_id", record.check_id), ("requirements", " ".join(record.requirements)),
                              ("strength", item_strength(item)), ("profile", item_profile(item))]
     run.recorder.clear()
+    run.polite.current_check = record.check_id      # a target that dies is named with the check that saw it
     _mark_examples(item, run)
     results.begin(record, run.settings.strict)
     reason = _skip_reason(run, item)
@@ -273,6 +276,7 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo) -> Itera
             result.sequence = reproduce.sequence(prelude, run.recorder.own, failing)
             result.traceback = run.redact(tail(rep.longreprtext)) if rep.failed else ""
         attach(rep, result, run)
+        _once_per_requirement(rep, result, run)
         _note_problems(item, run, rep, result)
         if result.outcome == "warning":
             item.user_properties.append(("warnings", result.message))
@@ -318,16 +322,33 @@ def attach(rep: pytest.TestReport, result: CheckResult, run: ConformanceRun) -> 
 
 def _note_problems(item: pytest.Item, run: ConformanceRun, rep: pytest.TestReport, result: CheckResult) -> None:
     """Problems that make the rest of the run doubtful, announced the moment they are known."""
+    if run.polite.gone:
+        run.problem(f"{run.polite.gone} ({run.polite.failures} requests in a row failed, last: "
+                    f"{run.polite.last_failure}); the remaining checks report errors", first=True)
     if result.outcome == "error" and rep.when == "setup":
         run.problem(f"set-up failed for {result.check_id} (and checks sharing its set-up): {result.message}")
-    if run.polite.tripped:
-        run.problem(f"the target stopped answering: {run.polite.failures} requests in a row failed "
-                    f"(last: {run.polite.last_failure}); the remaining checks report errors")
     from .progress import Progress
 
     for plugin in item.config.pluginmanager.get_plugins():
         if isinstance(plugin, Progress):
             plugin.announce(run.problems)
+
+
+def _once_per_requirement(rep: pytest.TestReport, result: CheckResult, run: ConformanceRun) -> None:
+    """The first failing check of a requirement is shown in full; the next ones in one line each, so
+    that a target failing everything keeps the console and junit.xml readable (report.html has all)."""
+    breached = (*result.failed_requirements, *result.warned_requirements)
+    if result.outcome not in ("failed", "warning") or not breached or not rep.failed:
+        return
+    shown = run.shown_in_full
+    if all(rid in shown for rid in breached):
+        first = shown[breached[0]]
+        rep.longrepr = (f"{result.message.splitlines()[0][:300] if result.message else breached[0]} "
+                        f"(like {first}, shown in full above; every exchange in report.html)")
+        rep.sections = [(name, text) for name, text in rep.sections if name != "conformance"]
+        return
+    for rid in breached:
+        shown.setdefault(rid, result.check_id)
 
 
 def _shorten(rep: pytest.TestReport, call: pytest.CallInfo) -> None:

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import httpx
 
-from .client import AuthError, json_or_none
+from .http import AuthError, json_or_none
 from .results import EXIT_BROKEN, EXIT_USAGE, RunVerdict, not_fhir, token_refused
 from .rules.catalogue import catalogue
 from .session import ConformanceRun
@@ -54,7 +54,7 @@ def check_target(settings: Settings) -> RunVerdict | None:
     """None when the run may start, else the verdict that ends it."""
     run = ConformanceRun(settings)
     try:
-        from .client import TokenSource
+        from .http import TokenSource
 
         try:
             response = run.new_client(TokenSource(None)).get("metadata", auth=False)

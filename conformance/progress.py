@@ -47,7 +47,7 @@ class Progress:
         self.finished_groups: list[str] = []
         self.last_line = self.clock()
         self.started = self.clock()
-        self.shown_problems = 0
+        self.shown_problems: set[str] = set()
         self.live: Any = None
         self._saved_writer: Any = None
 
@@ -119,13 +119,13 @@ class Progress:
     # -- problems, the moment they are known ---------------------------------------------------
     def announce(self, problems: list[str]) -> None:
         """Print problems not shown yet (called by the plugin after each check)."""
-        for problem in problems[self.shown_problems:]:
+        for problem in [p for p in problems if p not in self.shown_problems]:
+            self.shown_problems.add(problem)
             line = f"PROBLEM: {problem}"
             if self.live is not None:
                 self.live.console.print(line, style="bold red", markup=False, highlight=False)
             else:
                 print(line, file=self.stream, flush=True)
-        self.shown_problems = len(problems)
 
     # -- drawing -----------------------------------------------------------------------------------
     def _refresh(self) -> None:

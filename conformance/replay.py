@@ -17,6 +17,7 @@ from typing import Any
 import httpx
 
 from . import reproduce
+from .http import FhirClient, TokenSource
 from .results import EXIT_BROKEN, EXIT_FAILED, EXIT_OK, EXIT_USAGE
 
 TOKEN_ENV = "FHIR_CONFORMANCE_TOKEN"
@@ -41,18 +42,22 @@ def replay_command(report_dir: Path, check_id: str, target: str | None, timeout:
         return EXIT_USAGE
     print(f"replaying {len(rep.steps)} request(s) of {check_id} against {target or rep.target}")
     print(f"  the run found: [{rep.requirement}] {rep.message.splitlines()[0] if rep.message else ''}")
-    with httpx.Client(timeout=timeout, verify=not insecure, follow_redirects=True) as http:
+    fhir = FhirClient(target or rep.target, TokenSource(None), timeout=timeout, verify=not insecure)
+    try:
         def send(method: str, url: str, headers: dict[str, str], body: str) -> tuple[int | None, Any, str]:
             if token and "Authorization" in {k.title() for k in headers}:
                 headers = {k: v for k, v in headers.items() if k.lower() != "authorization"}
                 headers["Authorization"] = f"Bearer {token}"
             try:
-                response = http.request(method, url, headers=headers, content=body.encode() if body else None)
+                response = fhir.request(method, url, headers=headers, content=body.encode() if body else None,
+                                        auth=False)
             except httpx.HTTPError as exc:
                 return None, {}, f"{type(exc).__name__}: {exc}"
             return response.status_code, response.headers, response.text
 
         answers = reproduce.replay(rep, send, target)
+    finally:
+        fhir.close()
     for i, (step, status, _) in enumerate(answers, 1):
         mark = "   <- the failing request" if i == len(answers) else ""
         print(f"  {i}. {step.method} {step.url[:110]} -> {status if status is not None else 'no answer'} "

@@ -22,7 +22,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Iterable
 
-from .client import BODY_PREVIEW, Exchange
+from .http import BODY_PREVIEW, Exchange
 
 SKIP_HEADERS = {"content-length", "host", "accept-encoding", "connection", "user-agent"}
 REPRODUCTION_FILE = "reproduction.json"

@@ -7,8 +7,10 @@
 - ``classify`` turns one check's outcome (plain values: no pytest objects) into a
   ``CheckResult``; ``requirement_verdicts`` gives each requirement its verdict from the
   results tied to it; ``judge`` gives the run its verdict and exit code (SPEC §0, §6):
-  FAIL (1) for a SHALL-level failure (any with --strict), BROKEN (3) when a check could
-  not run, NOTHING TESTED (3) when no check executed, else PASS (0).
+  RATE LIMITED (3) when a check could not be judged because the target kept answering 429
+  (whatever else failed: a run cut short by 429s is never headlined FAIL), FAIL (1) for a
+  SHALL-level failure (any with --strict), BROKEN (3) when a check could not run, NOTHING
+  TESTED (3) when no check executed, else PASS (0).
 - ``compare`` and ``gated_exit_code`` judge a run against a baseline summary.
 
 The plugin (pytest), the reports and the CLI only ever show what these functions say.
@@ -23,7 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Protocol
 
-from .client import AuthError, Exchange, TargetError
+from .http import AuthError, Exchange, TargetError
 from .rules.catalogue import Requirement, catalogue
 from .rules.catalogue import get as requirement
 from .session import TargetUnreachable
@@ -31,6 +33,7 @@ from .session import TargetUnreachable
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_BROKEN = 0, 1, 2, 3
 EXECUTED = ("passed", "warning", "failed")
 OUTCOMES = ("passed", "failed", "warning", "skipped", "error")
+RATE_LIMITED = "RateLimited: "      # how a check the target rate-limited out of its verdict reads
 
 
 def breaks_run(req: Requirement, strict: bool) -> bool:
@@ -40,6 +43,20 @@ def breaks_run(req: Requirement, strict: bool) -> bool:
 
 _current: contextvars.ContextVar["CheckRecord | None"] = contextvars.ContextVar("check_record", default=None)
 _strict: contextvars.ContextVar[bool] = contextvars.ContextVar("strict", default=False)
+
+
+def server_text(exchange: Exchange, limit: int = 300) -> str:
+    """The error text of an answer (its OperationOutcome's diagnostics/details), on one line."""
+    if exchange.status is None or exchange.status < 400 or not exchange.response_body:
+        return ""
+    try:
+        body = json.loads(exchange.response_body)
+    except ValueError:
+        return " ".join(exchange.response_body.split())[:limit]
+    issues = body.get("issue", []) if isinstance(body, dict) else []
+    texts = [str(i.get("diagnostics") or (i.get("details") or {}).get("text") or i.get("code") or "")
+             for i in issues if isinstance(i, dict)]
+    return "; ".join(t for t in texts if t)[:limit]
 
 
 class RequirementFailed(AssertionError):
@@ -52,6 +69,9 @@ class RequirementFailed(AssertionError):
         text = f"[{requirement_id}] {message}"
         if exchange is not None:
             text += f"\n  request: {exchange.method} {exchange.url} -> {exchange.status}"
+            said = server_text(exchange)
+            if said:
+                text += f"\n  the server said: {said}"
             text += f"\n  reproduce: {exchange.curl()}"
         super().__init__(text)
 
@@ -352,7 +372,7 @@ class Outcome(Protocol):
 @dataclass(frozen=True)
 class RunVerdict:
     exit_code: int
-    label: str      # PASS | FAIL | BROKEN | NOTHING TESTED | NOT A FHIR SERVER | TOKEN REFUSED
+    label: str      # PASS | FAIL | RATE LIMITED | BROKEN | NOTHING TESTED | NOT A FHIR SERVER | TOKEN REFUSED
     reason: str = ""
 
     def line(self) -> str:
@@ -379,6 +399,11 @@ def judge(requirement_verdicts: Iterable[dict[str, Any]], results: Iterable[Outc
     """The run's verdict from its requirement verdicts and check outcomes."""
     results = list(results)
     failed = [v["id"] for v in requirement_verdicts if v["verdict"] == "fail"]
+    limited = [r for r in results if r.outcome == "error" and r.message.startswith(RATE_LIMITED)]
+    if limited:
+        also = f"; {len(failed)} requirement(s) failed among the checks that could run" if failed else ""
+        return RunVerdict(EXIT_BROKEN, "RATE LIMITED", f"{len(limited)} check(s) could not be judged: the target "
+                          f"kept answering 429 (try a lower --max-rps){also}")
     if failed:
         return RunVerdict(EXIT_FAILED, "FAIL", f"{len(failed)} requirement(s) failed: {', '.join(failed[:5])}"
                           + (" …" if len(failed) > 5 else ""))

@@ -14,10 +14,11 @@ from pathlib import Path
 
 import httpx
 
+from .brief import Brief
 from .capabilities import Capabilities
-from .client import FhirClient, Politeness, Recorder, Redactor, TokenSource, json_or_none, tls_context
+from .http import FhirClient, Politeness, Recorder, Redactor, TokenSource, json_or_none, open_http, tls_context
 from .options import Settings, max_body_bytes
-from .target import Ledger, TargetData, discover, new_run_prefix
+from .target import CleanUp, Ledger, TargetData, discover, new_run_prefix
 
 if TYPE_CHECKING:
     from .results import CheckResult
@@ -27,8 +28,8 @@ class TargetUnreachable(RuntimeError):
     """The target did not answer at all: the run cannot say anything about it."""
 
 
-@dataclass
-class ConformanceRun:
+@dataclass(repr=False)
+class ConformanceRun(Brief):
     settings: Settings
     seed: int | None = None
     started: str = field(default_factory=lambda: dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"))
@@ -36,6 +37,7 @@ class ConformanceRun:
     recorder: Recorder = field(default_factory=Recorder)
     ledger: Ledger = field(default_factory=Ledger)
     cleanup_problems: list[str] = field(default_factory=list)
+    cleaned: CleanUp = field(default_factory=CleanUp)     # what clean-up removed and what it left behind
     summary: dict[str, Any] | None = None
     missing_declarations: set[str] = field(default_factory=set)   # run anyway because of --profile
     root_causes: dict[int, tuple[str, BaseException]] = field(default_factory=dict)     # id(shared failure) -> first check meeting it
@@ -44,10 +46,15 @@ class ConformanceRun:
     junit_path: Path | None = None
     fixture_exchanges: dict[str, list[Any]] = field(default_factory=dict)  # what shared fixtures sent
     problems: list[str] = field(default_factory=list)   # set-up problems, a target gone: shown at once and on top
+    shown_in_full: dict[str, str] = field(default_factory=dict)   # requirement -> the check whose failure shows it
 
-    def problem(self, text: str) -> None:
+    def __repr__(self) -> str:
+        return f"ConformanceRun({self.settings.target!r}, {len(self.results)} results)"
+
+    def problem(self, text: str, first: bool = False) -> None:
+        """Note a problem once; ``first``: it explains the others (a target gone), so it leads."""
         if text not in self.problems:
-            self.problems.append(text)
+            self.problems.insert(0 if first else len(self.problems), text)
 
     def __post_init__(self) -> None:
         self.run_prefix = self.settings.run_prefix or new_run_prefix()
@@ -58,10 +65,11 @@ class ConformanceRun:
 
     @cached_property
     def http(self) -> httpx.Client:
-        """One connection pool for the run, with its TLS setup and bounded redirects."""
+        """One connection pool for the run behind its politeness, recording and bounds (``conformance.http``)."""
         s = self.settings
-        return httpx.Client(timeout=s.timeout, follow_redirects=True, max_redirects=s.max_redirects,
-                            verify=tls_context(s.ca_bundle, s.client_cert, s.client_key, s.insecure))
+        return open_http(self.polite, self.recorder, self.redact, timeout=s.timeout, max_body=max_body_bytes(s),
+                         max_redirects=s.max_redirects,
+                         verify=tls_context(s.ca_bundle, s.client_cert, s.client_key, s.insecure))
 
     def new_client(self, tokens: TokenSource) -> FhirClient:
         s = self.settings
@@ -114,9 +122,11 @@ class ConformanceRun:
         return self.capabilities.declared_profiles(), "declared in the target's CapabilityStatement"
 
     def cleanup(self) -> None:
+        """Remove what the run created (``Ledger.clean_up``), with a budget of its own for waiting out 429s."""
         if "client" not in self.__dict__:
             return
-        try:
-            self.cleanup_problems += self.ledger.release_all(self.client)
-        except httpx.HTTPError as exc:
-            self.cleanup_problems.append(f"clean-up interrupted: {type(exc).__name__}: {exc}")
+        self.polite.rate_limit_budget += self.polite.waited     # clean-up gets a whole budget of its own
+        caps = self.__dict__.get("capabilities")
+        self.cleaned = self.ledger.clean_up(self.client, lambda rtype: caps is not None
+                                            and "delete" in caps.interactions(rtype))
+        self.cleanup_problems += self.cleaned.problems()

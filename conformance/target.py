@@ -2,8 +2,9 @@
 
 Safe on a shared vendor server: everything created carries the run prefix; the
 suite only ever claims responsibilities that were free when it looked (never one
-held by a team it did not create), and on exit it releases every responsibility
-its own teams hold, whatever happened to the checks.
+held by a team it did not create), and on exit it deletes what it created where the
+target declares delete, else releases every responsibility its own teams hold and cancels
+its tasks, whatever happened to the checks; what it could not remove is reported by id.
 """
 
 from __future__ import annotations
@@ -13,11 +14,15 @@ import secrets
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator
 
-from .client import FhirClient, created_id, json_or_none
+import httpx
+
+from .brief import Brief
+from .http import FhirClient, created_id, json_or_none
 from .rules.group import RESPONSIBILITIES, RESPONSIBILITY_UNIQUE, responsibilities_of
 
 log = logging.getLogger(__name__)
 MAX_DISCOVERY_PAGES = 50
+CLEANUP_PASSES = 3    # a resource the target rate-limited or failed on is tried again, twice
 
 
 def new_run_prefix() -> str:
@@ -56,7 +61,7 @@ def iterate_search(client: FhirClient, resource_type: str, params: dict[str, Any
 
 
 @dataclass(repr=False)
-class TargetData:
+class TargetData(Brief):
     """Ids and free responsibilities found on the target, and the run prefix."""
 
     run_prefix: str
@@ -66,10 +71,6 @@ class TargetData:
     export_group: str | None = None    # which Group the export checks export, and how it was chosen
     # creates missing prerequisites (kind, how many in all) and returns None, or why it could not
     supplier: Callable[[str, int], str | None] | None = field(default=None, compare=False)
-
-    def _repr_pretty_(self, printer: Any, cycle: bool) -> None:
-        """Hypothesis pretty-prints dataclasses field by field; keep falsifying examples short."""
-        printer.text(repr(self))
 
     def __repr__(self) -> str:
         return (f"TargetData(run_prefix={self.run_prefix!r}, {len(self.practitioner_ids)} practitioners, "
@@ -116,7 +117,6 @@ class Supplier:
         ids: list[str] = getattr(self.data, attr)
         if "create" not in self.interactions(rtype):
             return f"and the target does not declare create on {rtype}, so the suite cannot add them"
-        deletable = "delete" in self.interactions(rtype)
         while len(ids) < at_least:
             body = {"resourceType": rtype, "active": True,
                     "name": [{"family": self.data.run_prefix, "given": [f"Check{len(ids) + 1}"]}]}
@@ -124,37 +124,25 @@ class Supplier:
             rid = created_id(response, rtype) if response.status_code < 300 else None
             if rid is None:
                 return f"and creating one failed: HTTP {response.status_code}"
-            self.ledger.created_resource(rtype, rid, deletable)
+            self.ledger.created_resource(rtype, rid)
             ids.append(rid)
         return None
 
 
 @dataclass(repr=False)
-class Ledger:
+class Ledger(Brief):
     """Everything this run created on the target, for clean-up."""
 
     groups: dict[str, dict[str, Any]] = field(default_factory=dict)   # id -> last body we sent
     tasks: dict[str, dict[str, Any]] = field(default_factory=dict)    # id -> body we created it with
-    resources: dict[str, bool] = field(default_factory=dict)          # "Type/id" -> the target declares delete
+    resources: list[str] = field(default_factory=list)   # "Type/id" of prerequisites we created
 
-    def created_resource(self, rtype: str, rid: str, deletable: bool) -> None:
+    def created_resource(self, rtype: str, rid: str) -> None:
         """A prerequisite this run created (a Practitioner, a Patient): deleted at the end where allowed."""
-        self.resources[f"{rtype}/{rid}"] = deletable
+        self.resources.append(f"{rtype}/{rid}")
 
-    def delete_resources(self, client: FhirClient) -> list[str]:
-        """Delete the prerequisites we created, newest first; say which stay behind and why."""
-        problems = []
-        for ref, deletable in reversed(list(self.resources.items())):
-            if not deletable:
-                problems.append(f"left {ref} on the target (created by this run; the target does not declare "
-                                "delete on it)")
-                continue
-            response = client.delete(ref)
-            if response.status_code < 300 or response.status_code in (404, 410):
-                del self.resources[ref]
-            else:
-                problems.append(f"could not delete {ref}: HTTP {response.status_code}")
-        return problems
+    def __repr__(self) -> str:
+        return f"Ledger({len(self.groups)} groups, {len(self.tasks)} tasks)"
 
     def created_group(self, gid: str, body: dict[str, Any]) -> None:
         self.groups[gid] = body
@@ -162,38 +150,87 @@ class Ledger:
     def created_task(self, tid: str, body: dict[str, Any]) -> None:
         self.tasks[tid] = body
 
-    def release_all(self, client: FhirClient) -> list[str]:
-        """Drop the responsibilities of every team we created; returns problems met."""
-        problems = []
-        for gid in list(self.groups):
-            response = client.read("Group", gid)
-            if response.status_code != 200:
-                continue
-            current = json_or_none(response) or {}
-            if not current.get("characteristic"):
-                continue
-            body = {k: v for k, v in current.items() if k not in ("characteristic", "meta", "quantity")}
-            body["id"] = gid
-            put = client.update(body, gid)
-            if put.status_code >= 300:
-                problems.append(f"could not release responsibilities of Group/{gid}: HTTP {put.status_code}")
-        problems += self.cancel_tasks(client)
-        problems += self.delete_resources(client)
-        return problems
+    def clean_up(self, client: FhirClient, can_delete: Callable[[str], bool]) -> CleanUp:
+        """Remove what the run created: DELETE where the target declares it, else release the teams'
+        responsibilities and cancel the tasks. Each resource is tried on its own (one failure does
+        not stop the rest); those the target rate-limited or failed on are tried again in a second
+        pass; what still stands is reported with its id."""
+        outcome = CleanUp()
+        # teams and tasks first (they may point at the prerequisites), then the prerequisites, newest first
+        todo = ([("Group", gid) for gid in self.groups] + [("Task", tid) for tid in self.tasks]
+                + [(ref.split("/", 1)[0], ref.split("/", 1)[1]) for ref in reversed(self.resources)])
+        for _ in range(CLEANUP_PASSES):
+            retry = []
+            for rtype, rid in todo:
+                if client.polite.tripped:
+                    outcome.left_behind[f"{rtype}/{rid}"] = "not tried: the target stopped answering"
+                    continue
+                try:
+                    why = self._remove(client, rtype, rid, can_delete(rtype), outcome)
+                except (httpx.HTTPError, RuntimeError) as exc:
+                    why = f"{type(exc).__name__}: {str(exc)[:160]}"
+                    retry.append((rtype, rid))
+                if why:
+                    outcome.left_behind[f"{rtype}/{rid}"] = why
+                else:
+                    outcome.left_behind.pop(f"{rtype}/{rid}", None)
+            todo = retry
+            if not todo:
+                break
+        return outcome
 
-    def cancel_tasks(self, client: FhirClient) -> list[str]:
-        """Leave every task this run created ``cancelled``, keeping its other content."""
-        problems = []
-        for tid in list(self.tasks):
-            response = client.read("Task", tid)
-            if response.status_code != 200:
-                continue
-            current = json_or_none(response) or {}
+    @staticmethod
+    def _remove(client: FhirClient, rtype: str, rid: str, delete: bool, outcome: "CleanUp") -> str | None:
+        """None when ``rtype/rid`` is gone or harmless; else why it still stands."""
+        if delete:
+            answer = client.delete(f"{rtype}/{rid}")
+            if answer.status_code < 300 or answer.status_code in (404, 410):
+                outcome.deleted.append(f"{rtype}/{rid}")
+                return None
+            if rtype not in MUTABLE:
+                return f"DELETE answered HTTP {answer.status_code}"
+        elif rtype not in MUTABLE:
+            return f"created by this run; the target does not declare delete on {rtype}"
+        response = client.read(rtype, rid)
+        if response.status_code in (404, 410):
+            return None
+        if response.status_code != 200:
+            return f"read answered HTTP {response.status_code}"
+        current = json_or_none(response) or {}
+        if rtype == "Group":
+            if not current.get("characteristic"):
+                return None
+            body = {k: v for k, v in current.items() if k not in ("characteristic", "meta", "quantity")}
+            body["id"] = rid
+            done, what = client.update(body, rid), outcome.released
+        else:
             if current.get("status") == "cancelled":
-                continue
+                return None
             body = {k: v for k, v in current.items() if k not in ("meta", "lastModified", "note")}
-            body.update(id=tid, status="cancelled")
-            put = client.update(body, tid)
-            if put.status_code >= 300:
-                problems.append(f"could not cancel Task/{tid}: HTTP {put.status_code}")
-        return problems
+            body.update(id=rid, status="cancelled")
+            done, what = client.update(body, rid), outcome.cancelled
+        if done.status_code >= 300:
+            verb = "releasing its responsibilities" if rtype == "Group" else "cancelling it"
+            return f"{verb} answered HTTP {done.status_code}"
+        what.append(f"{rtype}/{rid}")
+        return None
+
+
+MUTABLE = ("Group", "Task")     # what clean-up can leave harmless without DELETE (release, cancel)
+
+
+@dataclass
+class CleanUp:
+    """What clean-up did, and what it could not remove (reference -> why)."""
+
+    deleted: list[str] = field(default_factory=list)
+    released: list[str] = field(default_factory=list)      # teams whose responsibilities were dropped
+    cancelled: list[str] = field(default_factory=list)
+    left_behind: dict[str, str] = field(default_factory=dict)
+
+    def problems(self) -> list[str]:
+        return [f"could not remove {ref}: {why}" for ref, why in self.left_behind.items()]
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"deleted": len(self.deleted), "released": len(self.released), "cancelled": len(self.cancelled),
+                "left_behind": [{"reference": ref, "why": why} for ref, why in self.left_behind.items()]}

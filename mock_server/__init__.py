@@ -10,7 +10,8 @@ __all__ = ["MockConfig", "create_app"]
 
 def create_app(config: MockConfig | None = None) -> Flask:
     """Application factory: storage, fixtures, auth, resource blueprints, error handlers."""
-    from . import access_log, auth, bulk, db, capabilities, cohort, limits, http, jobs, loader, payload, population
+    from . import (access_log, auth, bulk, capabilities, cohort, db, http, jobs, limits, loader, payload, population,
+                   rate_limit)
     from .resources import directory, group, task
 
     config = config or MockConfig()
@@ -23,6 +24,7 @@ def create_app(config: MockConfig | None = None) -> Flask:
 
     if config.access_log:
         access_log.install(app, config.access_log)
+    rate_limit.install(app)            # the rate-limited variant, before anything else answers
     app.before_request(auth.authenticate_unrouted)
     app.before_request(payload.check_request)
     app.before_request(limits.check_query_string)

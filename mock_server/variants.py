@@ -167,6 +167,12 @@ VARIANTS: dict[str, Variant] = dict(
         _v("token-invalid-client-400", "SMART-TOKEN-INVALID-CLIENT SMART-TOKEN-JTI-REPLAY SMART-TOKEN-EXP-LIMIT",
            "A refused client assertion is answered 400 invalid_client instead of 401.",
            "RFC 6749 §5.2: invalid_client is 400, or 401 where the client authenticated through a header"),
+        # Rate limits (issue 11)
+        _v("rate-limited", "CANVAS-GROUP-CREATE CANVAS-GROUP-SEARCH-TYPE CANVAS-TASK-CREATE BULK-EXPORT-KICKOFF "
+           "BULK-EXPORT-FILE-LINES",
+           "Every 40th request is answered 429 with IETF RateLimit / RateLimit-Policy headers and no Retry-After.",
+           "RFC 6585 §4 (429 Too Many Requests); draft-ietf-httpapi-ratelimit-headers: a server MAY limit "
+           "request rates and say so in RateLimit fields instead of Retry-After"),
     ]
 )
 

@@ -15,13 +15,12 @@ NOW = datetime(2026, 1, 1, tzinfo=timezone.utc)
 
 def test_retry_after_seconds_and_http_date():
     assert retry_after_seconds("7") == 7.0
-    assert retry_after_seconds(format_datetime(NOW + timedelta(seconds=30), usegmt=True), NOW) == 30.0
+    assert retry_after_seconds(format_datetime(NOW + timedelta(seconds=30), usegmt=True), NOW.timestamp()) == 30.0
     assert retry_after_seconds(None) is None and retry_after_seconds("soon") is None
 
 
 def _client(answers: list[httpx.Response]) -> tuple[BulkClient, list[float]]:
     script = iter(answers)
-    http = httpx.Client(transport=httpx.MockTransport(lambda request: next(script)))
     sleeps: list[float] = []
     clock = [0.0]
 
@@ -29,7 +28,8 @@ def _client(answers: list[httpx.Response]) -> tuple[BulkClient, list[float]]:
         sleeps.append(s)
         clock[0] += s
 
-    fhir = FhirClient("http://target", TokenSource("t"), http=http)
+    fhir = FhirClient("http://target", TokenSource("t"),
+                      network=httpx.MockTransport(lambda request: next(script)))
     return BulkClient(fhir, timeout=30, sleep=sleep, clock=lambda: clock[0]), sleeps
 
 

@@ -89,6 +89,9 @@ def test_suite_passes_the_variant(name, tmp_path, record_property):
     not_run = {cid: sorted(outcomes.get(cid, {"not selected"})) for cid in variant.runs
                if not outcomes.get(cid) or not outcomes[cid] <= {"passed", "warning"}}
     assert not not_run, f"variant {name}: checks that must run did not: {not_run}\n{run.output[-2000:]}"
+    assert run.summary["cleanup"]["left_behind"] == [], f"variant {name}: clean-up left resources behind"
+    if name == "rate-limited":        # the 429s happened, were waited out, and cost no verdict
+        assert run.summary["politeness"]["answered_429"] > 0, run.summary["politeness"]
 
 
 @pytest.mark.slow

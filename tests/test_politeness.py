@@ -1,5 +1,5 @@
-"""Politeness, measured on a real server: the global rate limit (request spacing), the
-concurrency cap, 429 Retry-After (seconds and HTTP-date) honoured run-wide with a cap, and no
+"""Politeness: the global rate limit (request spacing, on an injected clock), the concurrency cap
+(on a real server), 429 Retry-After (seconds and HTTP-date) honoured run-wide with a cap, and no
 fixed sleeps anywhere in the suite."""
 
 from __future__ import annotations
@@ -7,7 +7,6 @@ from __future__ import annotations
 import ast
 import email.utils
 import threading
-import time
 from pathlib import Path
 
 import pytest
@@ -15,6 +14,8 @@ import pytest
 from conformance.client import FhirClient, Politeness, TargetError, TokenSource, retry_after_seconds
 
 from misbehaving import Misbehaving
+from fake_network import NOW, OK, FakeTime, too_many
+from fake_network import client as fake_client
 
 SUITE = Path(__file__).resolve().parents[1] / "conformance"
 
@@ -23,38 +24,24 @@ def client(url: str, polite: Politeness) -> FhirClient:
     return FhirClient(url, TokenSource("tok"), timeout=5, polite=polite)
 
 
-def gaps(arrivals: list[tuple[float, str]]) -> list[float]:
-    times = sorted(t for t, _ in arrivals)
-    return [b - a for a, b in zip(times, times[1:])]
-
-
-def test_rate_limit_spaces_requests_across_clients_and_threads():
-    """10 rps shared by two identities on two threads: arrivals at least ~0.1 s apart."""
-    polite = Politeness(max_rps=10, max_concurrency=4)
-    with Misbehaving("ok") as srv:
-        a = client(srv.url, polite)
-        b = a.with_token("other")          # another identity shares the run's limiter
-        threads = [threading.Thread(target=lambda c=c: [c.get("Group") for _ in range(4)]) for c in (a, b)]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
-        spacing = gaps(srv.arrivals)
-    assert len(srv.arrivals) == 8
-    # sends are 0.1 s apart; arrivals carry the server's scheduling jitter (a loaded CI box)
-    assert sum(spacing) >= 0.65, spacing
-    assert min(a + b for a, b in zip(spacing, spacing[1:])) >= 0.16, spacing
-    assert min(spacing) >= 0.05, spacing
+def test_rate_limit_spaces_requests_across_identities():
+    """10 rps shared by two identities: sends exactly 0.1 s apart on the run's clock."""
+    time_ = FakeTime()
+    a, seen = fake_client(lambda request: OK, time_, max_rps=10)
+    b = a.with_token("other")          # another identity shares the run's limiter
+    for _ in range(4):
+        a.get("Group")
+        b.get("Group")
+    assert [t for t, _ in seen] == pytest.approx([0.1 * n for n in range(8)])
 
 
 def test_without_a_rate_limit_the_same_requests_are_not_spaced():
     """The control for the test above: it would fail without the limiter."""
-    with Misbehaving("ok") as srv:
-        fhir = client(srv.url, Politeness())
-        for _ in range(8):
-            fhir.get("Group")
-        spacing = gaps(srv.arrivals)
-    assert sum(spacing) < 0.65 and min(spacing) < 0.05, spacing
+    time_ = FakeTime()
+    fhir, seen = fake_client(lambda request: OK, time_)
+    for _ in range(8):
+        fhir.get("Group")
+    assert time_.sleeps == [] and len(seen) == 8
 
 
 def test_concurrency_cap_bounds_requests_in_flight():
@@ -71,51 +58,37 @@ def test_concurrency_cap_bounds_requests_in_flight():
 
 
 def test_429_retry_after_seconds_is_honoured_then_the_request_retried():
-    with Misbehaving("429", retry_after="1") as srv:
-        fhir = client(srv.url, Politeness(max_retry_wait=5))
-        response = fhir.get("Group")
-        spacing = gaps(srv.arrivals)
-    assert response.status_code == 200
-    assert len(srv.arrivals) == 2 and 0.95 <= spacing[0] < 2.0, spacing
+    time_ = FakeTime()
+    fhir, seen = fake_client([too_many(**{"Retry-After": "1"}), OK], time_, max_retry_wait=5)
+    assert fhir.get("Group").status_code == 200
+    assert [t for t, _ in seen] == [0.0, 1.0]
 
 
 def test_429_retry_after_http_date_is_honoured():
-    def in_two_seconds() -> str:
-        return email.utils.formatdate(time.time() + 2, usegmt=True)
-
-    with Misbehaving("429", retry_after=in_two_seconds) as srv:
-        fhir = client(srv.url, Politeness(max_retry_wait=5))
-        assert fhir.get("Group").status_code == 200
-        spacing = gaps(srv.arrivals)
-    assert 0.9 <= spacing[0] < 3.0, spacing      # an HTTP-date has one-second resolution
+    time_ = FakeTime()
+    when = email.utils.formatdate(NOW + 2, usegmt=True)
+    fhir, seen = fake_client([too_many(**{"Retry-After": when}), OK], time_, max_retry_wait=5)
+    assert fhir.get("Group").status_code == 200
+    assert seen[1][0] == pytest.approx(2.0, abs=1)             # an HTTP-date has one-second resolution
 
 
 def test_429_wait_applies_to_every_request_of_the_run():
-    """While one request waits out a Retry-After, another client of the run does not send either."""
-    polite = Politeness(max_retry_wait=5)
-    with Misbehaving("429", retry_after="1") as srv:
-        first = client(srv.url, polite)
-        other = first.with_token(None)
-        waiting = threading.Thread(target=first.get, args=("Group",))
-        waiting.start()
-        deadline = time.monotonic() + 5
-        while polite._next <= time.monotonic() and time.monotonic() < deadline:
-            threading.Event().wait(0.01)              # poll until the 429 has been received
-        other.get("Patient", auth=False)
-        waiting.join()
-        t0 = srv.arrivals[0][0]
-        patient = next(t for t, path in srv.arrivals if path.startswith("/Patient"))
-    assert patient - t0 >= 0.95, srv.arrivals
+    """A Retry-After holds every client of the run, even when the request that met it gives up."""
+    time_ = FakeTime()
+    first, seen = fake_client([too_many(**{"Retry-After": "1"}), OK], time_, max_retries=0)
+    other = first.with_token(None)
+    with pytest.raises(TargetError, match="still answered 429"):
+        first.get("Group")
+    other.get("Patient", auth=False)
+    assert seen == [(0.0, "/Group"), (1.0, "/Patient")]
 
 
 def test_429_asking_for_longer_than_the_cap_is_reported_not_waited():
-    with Misbehaving("429", retry_after="120") as srv:
-        fhir = client(srv.url, Politeness(max_retry_wait=2))
-        started = time.monotonic()
-        with pytest.raises(TargetError, match=r"asked to wait 120 s, more than the 2 s cap, on GET /Group"):
-            fhir.get("Group")
-        assert time.monotonic() - started < 0.5
-        assert len(srv.arrivals) == 1
+    time_ = FakeTime()
+    fhir, seen = fake_client([too_many(**{"Retry-After": "120"})], time_, max_retry_wait=2)
+    with pytest.raises(TargetError, match=r"asked to wait 120 s, more than the 2 s cap, on GET /Group"):
+        fhir.get("Group")
+    assert time_.sleeps == [] and len(seen) == 1
 
 
 def test_retry_after_parsing():

@@ -3,6 +3,7 @@ the export group's choice, its settings, and the ledger's prerequisites. A fake 
 
 from __future__ import annotations
 
+from types import SimpleNamespace
 from typing import Any
 
 import httpx
@@ -23,6 +24,7 @@ class FakeClient:
         self.answer, self.delete_status = search, delete_status
         self.posted: list[dict[str, Any]] = []
         self.deleted: list[str] = []
+        self.polite = SimpleNamespace(tripped=False)    # the client's circuit breaker: never tripped here
 
     def search(self, rtype: str, params: dict[str, Any]) -> httpx.Response:
         return self.answer
@@ -65,8 +67,9 @@ def test_missing_practitioners_are_created_with_the_prefix_and_deleted_where_dec
     assert supply("practitioners", 3) is None
     assert data.practitioner_ids == ["p0", "c1", "c2"]
     assert all(b["name"][0]["family"] == "fhirck-t" for b in client.posted)
-    assert ledger.delete_resources(client) == [] and client.deleted == ["Practitioner/c2", "Practitioner/c1"]
-    assert ledger.resources == {}
+    outcome = ledger.clean_up(client, can_delete=lambda rtype: True)
+    assert outcome.left_behind == {} and client.deleted == ["Practitioner/c2", "Practitioner/c1"]
+    assert outcome.deleted == ["Practitioner/c2", "Practitioner/c1"]
 
 
 def test_without_create_the_reason_is_given_and_without_delete_what_stays_is_named():
@@ -75,5 +78,5 @@ def test_without_create_the_reason_is_given_and_without_delete_what_stays_is_nam
     assert reason and "does not declare create on Patient" in reason and data.patient_ids == []
     client, ledger = FakeClient(), Ledger()
     assert Supplier(client, ledger, lambda rtype: {"create"}, data)("patients", 1) is None
-    problems = ledger.delete_resources(client)
-    assert client.deleted == [] and problems and "Patient/c1" in problems[0] and "delete" in problems[0]
+    outcome = ledger.clean_up(client, can_delete=lambda rtype: False)
+    assert client.deleted == [] and "does not declare delete on Patient" in outcome.left_behind["Patient/c1"]

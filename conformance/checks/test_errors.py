@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import secrets
 
+import pytest
+
 from conformance.rules.group import PATIENT_GROUP, group_body
 from conformance.client import json_or_none
 from conformance.expectations import expect_created, expect_error, expect_read, last_exchange
@@ -88,3 +90,16 @@ def test_delete_of_group_is_405(fhir, groups, target_data):
     delete = fhir.delete(f"Group/{gid}")
     expect_error(fhir, delete, "CANVAS-GROUP-NO-DELETE", (405,), "DELETE of a Group", code="not-supported")
     expect_read(fhir, "Group", gid, "CANVAS-GROUP-NO-DELETE", "read after the refused DELETE")
+
+
+@check("retry-after-valid", "HTTP-RETRY-AFTER-VALID")
+@pytest.mark.run_last
+def test_retry_after_values_are_believable(conformance_run):
+    """Every Retry-After the run met (429s, export polls) asked for a wait the suite could obey."""
+    polite = conformance_run.polite
+    if not polite.retry_afters:
+        pytest.skip("the target sent no Retry-After during the run (no 429, no export in progress)")
+    problems = polite.header_problems
+    expect("HTTP-RETRY-AFTER-VALID", not problems,
+           f"{len(problems)} of {polite.retry_afters} Retry-After value(s) could not be obeyed (the suite backed off "
+           f"on its own): " + "; ".join(p for p, _ in problems[:3]), problems[0][1] if problems else None)

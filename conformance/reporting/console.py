@@ -54,8 +54,14 @@ def print_summary(run: ConformanceRun, write: Callable[[str], None]) -> None:
     if summary.get("missing_declarations"):
         write("run because of --profile although the target does not declare: "
               + "; ".join(summary["missing_declarations"]))
-    if summary["cleanup_problems"]:
-        write("clean-up problems: " + "; ".join(summary["cleanup_problems"]))
+    left = summary["cleanup"]["left_behind"]
+    if left:
+        write(f"left behind on the target: {len(left)} resource(s): "
+              + "; ".join(f"{item['reference']} ({item['why']})" for item in left[:20])
+              + (f"; … {len(left) - 20} more in summary.json" if len(left) > 20 else ""))
+    others = [p for p in summary["cleanup_problems"] if not p.startswith("could not remove ")]
+    if others:
+        write("clean-up problems: " + "; ".join(others))
     if "baseline" in summary:
         render_comparison(summary["baseline"], write, limit=12)
     written = [str(p) for p in report_files(run) if p.is_file()]

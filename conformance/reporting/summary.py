@@ -49,6 +49,8 @@ def build_summary(run: ConformanceRun) -> dict[str, Any]:
                     "warned_requirements": sorted(r.warned_requirements), "message": r.message,
                     "duration": round(r.duration, 3)} for r in run.results],
         "cleanup_problems": run.cleanup_problems,
+        "cleanup": run.cleaned.as_dict(),
+        "politeness": run.polite.as_dict(),
         "active_profiles": sorted(run.active_profiles()[0]) if "capabilities" in run.__dict__ or
         run.settings.profiles else [],
         "missing_declarations": sorted(run.missing_declarations),

@@ -20,6 +20,7 @@ from urllib.parse import quote
 
 from hypothesis import strategies as st
 
+from ..brief import Brief
 from ..cohort.evaluate import codings
 from ..cohort.filters import Filter, parse
 from ..cohort.oracle import Population, expected_members
@@ -44,7 +45,7 @@ def _get(resource: dict[str, Any], path: str) -> Any:
 
 
 @dataclass(repr=False)
-class Facts:
+class Facts(Brief):
     """What the population offers to filters: values actually present, per (type, parameter)."""
 
     population: Population

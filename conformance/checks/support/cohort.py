@@ -14,6 +14,7 @@ from typing import Any
 import httpx
 import pytest
 
+from conformance.brief import BriefDict
 from conformance.bulk import BulkClient
 from conformance.client import FhirClient, created_id, json_or_none
 from conformance.cohort.filters import Filter
@@ -221,7 +222,7 @@ def population(conformance_run: ConformanceRun, bulk: BulkClient) -> Facts:
 def narrowing_groups(conformance_run: ConformanceRun, fhir: FhirClient, population: Facts,
                      ledger: Ledger, target_data: TargetData) -> dict[str, set[str]]:
     """A Patient Group of our own (every other patient) that cohorts may name as member; {} if none can be made."""
-    groups: dict[str, set[str]] = {}
+    groups: dict[str, set[str]] = BriefDict()       # a fixture of @given checks: prints as its size
     if "create" in conformance_run.capabilities.interactions("Group"):
         chosen = population.patient_ids[::2][:NARROWING_GROUP_SIZE]
         gid = create_patient_group(fhir, ledger, target_data.run_prefix, "cohort base", chosen)

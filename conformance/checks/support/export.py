@@ -15,6 +15,7 @@ from typing import Any
 import httpx
 import pytest
 
+from conformance.brief import Brief
 from conformance.rules.bulk_export import NDJSON
 from conformance.rules.group import PATIENT_GROUP_TYPE
 from conformance.bulk import BulkClient, FileResult, PollResult
@@ -31,8 +32,8 @@ MAX_ERROR_LINES = 10_000     # OperationOutcomes read from error[] files per exp
 PATIENT_REF = re.compile(r"Patient/([A-Za-z0-9\-.]{1,64})")
 
 
-@dataclass
-class ExportGroup:
+@dataclass(repr=False)
+class ExportGroup(Brief):
     """The group the export checks export, and what the suite knows of its membership.
 
     ``patient_ids`` are the members the Group lists; a large group may give only ``quantity``
@@ -53,9 +54,12 @@ class ExportGroup:
                 else "no members listed, no quantity")
         return f"Group/{self.id} ({size}; {self.how})"
 
+    def __repr__(self) -> str:
+        return f"ExportGroup({self.id!r}, {len(self.patient_ids)} patients)"
 
-@dataclass
-class CompletedExport:
+
+@dataclass(repr=False)
+class CompletedExport(Brief):
     """A finished export: the poll result, its manifest and every file checked."""
 
     status_url: str
@@ -64,6 +68,9 @@ class CompletedExport:
     manifest: dict[str, Any]
     files: list[FileResult] = field(default_factory=list)
     error_patients: set[str] | None = None   # the patients error[] names, read on first use
+
+    def __repr__(self) -> str:
+        return f"CompletedExport({self.status_url!r}, {len(self.files)} files)"
 
     def of_type(self, rtype: str) -> list[FileResult]:
         return [f for f in self.files if f.type == rtype]

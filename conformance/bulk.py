@@ -55,7 +55,6 @@ class Poll:
     status: int
     retry_after: str | None
     progress: str | None
-    waited: float
 
 
 @dataclass
@@ -86,7 +85,6 @@ class FileResult:
     problem_count: int = 0
     ids: set[str] = field(default_factory=set)
     patient_refs: list[tuple[str, str]] = field(default_factory=list)   # (resource id, Patient id referenced)
-    unreferenced: int = 0                                               # resources without a patient reference
     last_updated: list[tuple[str, str]] = field(default_factory=list)   # (resource id, meta.lastUpdated)
     subsetted: int = 0
     types_seen: set[str] = field(default_factory=set)
@@ -163,8 +161,7 @@ class BulkClient:
             response = self.fhir.request("GET", status_url, headers={"Accept": "application/json"})
             exchange = self.fhir.recorder.last
             retry = response.headers.get("retry-after")
-            polls.append(Poll(response.status_code, retry, response.headers.get("x-progress"),
-                              self.clock() - started))
+            polls.append(Poll(response.status_code, retry, response.headers.get("x-progress")))
             asked, problem = judge_retry_after(retry)
             self.fhir.polite.judged_retry_after(response, problem)   # an absurd value: reported, not obeyed
             if response.status_code == 200:
@@ -264,16 +261,12 @@ class BulkClient:
         if any(isinstance(t, dict) and t.get("code") == "SUBSETTED" for t in meta.get("tag", []) or []):
             result.subsetted += 1
         if rtype != "Patient":
-            found = False
             for name in PATIENT_REFERENCE_FIELDS:
                 ref = resource.get(name)
                 if isinstance(ref, dict) and isinstance(ref.get("reference"), str):
                     pid = patient_id_of(ref["reference"])
                     if pid is not None:
                         result.patient_refs.append((rid, pid))
-                        found = True
-            if not found:
-                result.unreferenced += 1
 
 
 def parse_instant(value: str) -> datetime | None:

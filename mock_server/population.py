@@ -281,7 +281,8 @@ def add_population(app: Flask, n: int, seed: int = POPULATION_SEED) -> str | Non
                  for v in (body["name"][0]["family"], *body["name"][0]["given"])])
             _insert_compartment(conn, [body for _, _, body in batch])
     gid = f"population-{seed}-{n}"
-    body = {"resourceType": "Group", "type": "person", "actual": True, "name": f"Generated population of {n}",
+    body = {"resourceType": "Group", "type": group_rules.PATIENT_GROUP, "actual": True,
+            "name": f"Generated population of {n}",
             "member": [{"entity": {"reference": f"Patient/{pid}"}} for pid, _, _ in generated_patients(n, seed)]}
     with app.app_context(), database.write() as conn:
         try:

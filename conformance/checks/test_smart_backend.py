@@ -13,6 +13,7 @@ import pytest
 from conformance import smart
 from conformance.client import FhirClient, created_id, json_or_none
 from conformance.markers import check, needs, profile
+from conformance.rules.group import PATIENT_GROUP, group_body
 from conformance.session import ConformanceRun
 from conformance.target import Ledger, TargetData
 from conformance.verdicts import expect
@@ -196,8 +197,7 @@ def test_read_only_token_cannot_create(conformance_run: ConformanceRun, fhir: Fh
         pytest.skip(f"asked for {scope!r}, the token endpoint granted {granted!r}, which includes writes")
     fhir.redact.add(body["access_token"])
     reader = fhir.with_token(body["access_token"])
-    created = reader.create({"resourceType": "Group", "type": "person", "actual": True,
-                             "name": f"{target_data.run_prefix} read-only scope {secrets.token_hex(4)}"})
+    created = reader.create(group_body(PATIENT_GROUP, f"{target_data.run_prefix} read-only scope {secrets.token_hex(4)}"))
     if created.status_code == 201 and created_id(created, "Group"):
         ledger.created_group(created_id(created, "Group"), {})
     expect("SMART-SCOPE-ENFORCED", created.status_code == 403,

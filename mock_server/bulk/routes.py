@@ -19,6 +19,7 @@ from ..auth import authorize
 from ..capabilities import ResourceCapability, declare
 from ..deviations import deviates
 from ..http import FhirError, fhir_response, not_found, operation_outcome, prefers
+from ..resources.group_rules import PATIENT_GROUP
 from ..resources import directory, group
 from ..urls import base_url, request_url
 from ..variants import varies
@@ -43,7 +44,7 @@ def _all_patients() -> set[str]:
 def _kickoff(gid: str, post: bool, scope: str = "group") -> Response:
     if not deviates("export-kickoff-auth-not-enforced"):
         authorize("Group", "read") if scope == "group" else authorize("Patient", "read")
-    found = _group_members(gid) if scope == "group" else ("person", _all_patients() if post else set())
+    found = _group_members(gid) if scope == "group" else (PATIENT_GROUP, _all_patients() if post else set())
     if found is None and not deviates("export-unknown-group-accepted"):
         raise not_found("Group", gid)
     lenient = prefers("handling=lenient")

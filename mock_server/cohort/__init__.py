@@ -29,6 +29,7 @@ from ..variants import varies
 from ..http import FhirError, fhir_response, operation_outcome, prefers, written
 from . import members as membership
 from ..resources import directory
+from ..resources.group_rules import PATIENT_GROUP
 from .query import PARAMETERS, parse
 from ..urls import base_url
 
@@ -88,7 +89,7 @@ def definition(body: dict[str, Any]) -> dict[str, Any]:
         raise FhirError(400, "Group.member (narrowing a cohort) is not supported", "not-supported")
     if "characteristic" in body:
         raise FhirError(400, "Group.characteristic is not allowed in a bulk-cohort-group (use member-filter)")
-    if body.get("type") != "person":
+    if body.get("type") != PATIENT_GROUP:
         raise FhirError(400, f"Group.type {body.get('type')!r} is not supported for cohorts: only person "
                              "(patient cohorts)", "not-supported")
     if not isinstance(body.get("actual"), bool):
@@ -119,7 +120,7 @@ def definition(body: dict[str, Any]) -> dict[str, Any]:
             raise FhirError(400, f"Group.member[{i}].entity.reference {ref!r}: a cohort's members must be "
                                  "Patient/<id> or Group/<id>")
         references.append(ref)
-    return {"kind": "cohort", "type": "person", "name": name, "actual": body["actual"], "member": references,
+    return {"kind": "cohort", "type": PATIENT_GROUP, "name": name, "actual": body["actual"], "member": references,
             "filters": filters, "characteristic": []}
 
 
@@ -134,7 +135,7 @@ def save(conn: sqlite3.Connection, content: dict[str, Any]) -> str:
     _check_members(conn, content)
     gid = uuid.uuid4().hex
     strings = [] if deviates("cohort-search-name-ignored") or not content["name"] else [("name", content["name"])]
-    db.put(conn, "Group", gid, content, db.Index(strings=strings, tokens=[("type", "person")]))
+    db.put(conn, "Group", gid, content, db.Index(strings=strings, tokens=[("type", PATIENT_GROUP)]))
     return gid
 
 

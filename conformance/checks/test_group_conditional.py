@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import datetime as dt
 import secrets
-from email.utils import format_datetime, parsedate_to_datetime
 
 import pytest
 
@@ -13,7 +11,7 @@ from conformance.expectations import expect_created, expect_error, expect_read, 
 from conformance.markers import check, needs, profile
 from conformance.verdicts import expect
 
-from .support.api import MALFORMED_IF_MATCH, judge_malformed_if_match
+from .support.api import MALFORMED_IF_MATCH, judge_malformed_if_match, judge_stale_if_unmodified_since
 
 pytestmark = [profile("canvas"), needs("Group", interaction="update")]
 
@@ -24,27 +22,8 @@ def _patient_group(prefix: str) -> dict:
 
 @check("group-update-if-unmodified-since", "FHIR-PRECONDITION-412", "FHIR-LAST-MODIFIED")
 def test_stale_if_unmodified_since_is_refused(groups, target_data, fhir):
-    body = _patient_group(target_data.run_prefix)
-    response, gid = groups.create(body)
-    gid = expect_created(fhir, response, "Group", "CANVAS-GROUP-CREATE", "create")
-    expect_read(fhir, "Group", gid, "CANVAS-GROUP-READ", "read")
-    ex = last_exchange(fhir)
-    header = ex.response_headers.get("last-modified")
-    expect("FHIR-LAST-MODIFIED", header, "read sent no Last-Modified header", ex)
-    try:
-        modified = parsedate_to_datetime(header)
-    except (TypeError, ValueError):
-        expect("FHIR-LAST-MODIFIED", False, f"Last-Modified {header!r} is not an HTTP-date", ex)
-    stale = format_datetime((modified - dt.timedelta(hours=1)).astimezone(dt.timezone.utc), usegmt=True)
-    put = groups.update(gid, {**body, "name": body["name"] + " stale"}, headers={"If-Unmodified-Since": stale})
-    expect_error(fhir, put, "FHIR-PRECONDITION-412", (412,), f"update with If-Unmodified-Since {stale}")
-    after = expect_read(fhir, "Group", gid, "CANVAS-GROUP-READ", "read after the refused update")
-    expect("FHIR-PRECONDITION-412", after.get("name") == body["name"],
-           f"the refused conditional update changed the name to {after.get('name')!r}", last_exchange(fhir))
-    put = groups.update(gid, {**body, "name": body["name"] + " fresh"}, headers={"If-Unmodified-Since": header})
-    expect("FHIR-PRECONDITION-412", put.status_code == 200,
-           f"update with the current Last-Modified as If-Unmodified-Since answered {put.status_code}",
-           last_exchange(fhir))
+    judge_stale_if_unmodified_since(fhir, groups, _patient_group(target_data.run_prefix), "name",
+                                    "CANVAS-GROUP-CREATE", "CANVAS-GROUP-READ")
 
 
 @profile("fhir-core")

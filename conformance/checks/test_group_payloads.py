@@ -10,17 +10,15 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from conformance.client import json_or_none
 from conformance.expectations import expect_created, expect_read, expect_rejected, last_exchange
 from conformance.markers import check, needs, profile, verifies
 from conformance.rules.group import MEMBER_KIND, responsibilities_of
 from conformance.rules.model import PROFILE_RULE, REFUSED
 from conformance.strategies.group import (PATIENT_GROUP, TEAM, invalid_group, needs as violation_needs,
                                           valid_group, violation_base, violations)
-from conformance.target import bundle_resources
 from conformance.verdicts import expect
 
-from .support.api import require
+from .support.api import expect_nothing_stored, require
 
 pytestmark = profile("canvas")
 VARIANTS = [TEAM, PATIENT_GROUP]
@@ -160,11 +158,7 @@ def test_rejected_create_stores_nothing(violation, data, groups, target_data, fh
     try:
         expect(violation.requirement, response.status_code in REFUSED,
                f"create with {violation.description} answered {response.status_code}", last_exchange(fhir))
-        search = fhir.search("Group", {"name": marker})
-        found = [g for g in bundle_resources(json_or_none(search)) if g.get("name") == marker]
-        expect("FHIR-REJECT-NOTHING-STORED", search.status_code == 200 and not found,
-               f"after a rejected create ({violation.description}) a search by its name found "
-               f"{[g.get('id') for g in found]}", last_exchange(fhir))
+        expect_nothing_stored(fhir, "Group", "name", marker, violation.description)
     finally:
         if gid:
             groups.release(gid, invalid.payload)

@@ -12,16 +12,14 @@ from hypothesis import given, settings as hsettings
 from hypothesis import strategies as st
 
 from conformance.rules.group import TEAM, group_body
-from conformance.client import json_or_none
 from conformance.expectations import expect_created, expect_read, expect_rejected, last_exchange
 from conformance.rules.model import PROFILE_RULE, REFUSED
 from conformance.markers import check, needs, profile, verifies
 from conformance.rules.task import GROUP_EXT, PERMALINK_EXT
 from conformance.strategies.task import invalid_task, needs as violation_needs, valid_task, violations
-from conformance.target import bundle_resources
 from conformance.verdicts import expect
 
-from .support.api import require
+from .support.api import expect_nothing_stored, require
 from .support.tasks import content, expect_same, instant, labels, notes, permalink, team_value
 
 pytestmark = profile("canvas")
@@ -186,11 +184,7 @@ def test_rejected_create_stores_nothing(violation, data, tasks, task_teams, targ
     response, _ = tasks.create(invalid.payload)
     expect(violation.requirement, response.status_code in REFUSED,
            f"create with {violation.description} answered {response.status_code}", last_exchange(fhir))
-    search = fhir.search("Task", {"description": marker})
-    found = [t for t in bundle_resources(json_or_none(search)) if t.get("description") == marker]
-    expect("FHIR-REJECT-NOTHING-STORED", search.status_code == 200 and not found,
-           f"after a rejected create ({violation.description}) a search by its description found "
-           f"{[t.get('id') for t in found]}", last_exchange(fhir))
+    expect_nothing_stored(fhir, "Task", "description", marker, violation.description)
 
 
 @check("task-update-invalid", "FHIR-ERROR-OUTCOME", "FHIR-REJECT-STATUS", "FHIR-REJECT-NOTHING-STORED")

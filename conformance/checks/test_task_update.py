@@ -4,9 +4,7 @@ a full update round trip, conditional update and unknown ids."""
 
 from __future__ import annotations
 
-import datetime as dt
 import secrets
-from email.utils import format_datetime, parsedate_to_datetime
 from typing import Any
 
 import pytest
@@ -21,7 +19,7 @@ from conformance.rules.task import OMISSION
 from conformance.strategies.task import note, valid_task
 from conformance.verdicts import expect
 
-from .support.api import MALFORMED_IF_MATCH, judge_malformed_if_match
+from .support.api import MALFORMED_IF_MATCH, judge_malformed_if_match, judge_stale_if_unmodified_since
 from .support.tasks import content, expect_same, instant, notes, team_of
 
 pytestmark = [profile("canvas"), needs("Task", interaction="update")]
@@ -131,21 +129,8 @@ def _simple(prefix: str, practitioner: str) -> dict[str, Any]:
 @check("task-update-if-unmodified-since", "FHIR-PRECONDITION-412", "FHIR-LAST-MODIFIED")
 @needs("Task", interaction="create")
 def test_stale_if_unmodified_since_is_refused(tasks, task_teams, target_data, fhir):
-    body = _simple(target_data.run_prefix, sorted(target_data.practitioner_ids)[0])
-    response, tid = tasks.create(body)
-    tid = expect_created(fhir, response, "Task", "CANVAS-TASK-CREATE", "create")
-    expect_read(fhir, "Task", tid, "CANVAS-TASK-READ", "read")
-    ex = last_exchange(fhir)
-    header = ex.response_headers.get("last-modified")
-    expect("FHIR-LAST-MODIFIED", header, "Task read sent no Last-Modified header", ex)
-    stale = format_datetime((parsedate_to_datetime(header) - dt.timedelta(hours=1)).astimezone(dt.timezone.utc),
-                            usegmt=True)
-    put = tasks.update(tid, {**body, "description": body["description"] + " stale"},
-                       headers={"If-Unmodified-Since": stale})
-    expect_error(fhir, put, "FHIR-PRECONDITION-412", (412,), f"Task update with If-Unmodified-Since {stale}")
-    after = expect_read(fhir, "Task", tid, "CANVAS-TASK-READ", "read after the refused update")
-    expect("FHIR-PRECONDITION-412", after.get("description") == body["description"],
-           f"the refused conditional update changed the description to {after.get('description')!r}", last_exchange(fhir))
+    judge_stale_if_unmodified_since(fhir, tasks, _simple(target_data.run_prefix, sorted(target_data.practitioner_ids)[0]),
+                                    "description", "CANVAS-TASK-CREATE", "CANVAS-TASK-READ")
 
 
 @profile("fhir-core")

@@ -5,7 +5,9 @@ fixtures), so that helper modules can import them without importing conftest.py.
 from __future__ import annotations
 
 import copy
+import datetime as dt
 import secrets
+from email.utils import format_datetime, parsedate_to_datetime
 from typing import Any, Iterable
 
 import httpx
@@ -46,6 +48,43 @@ MALFORMED_IF_MATCH = {       # form -> the header built from the current version
 def malformed_if_match(form: str, etag: str) -> str:
     """An If-Match that is not an entity tag, built from the ETag a read sent (SPEC §1: matches nothing)."""
     return MALFORMED_IF_MATCH[form](etag.strip().removeprefix("W/").strip('"'))
+
+
+def judge_stale_if_unmodified_since(fhir: FhirClient, api: Any, body: dict[str, Any], field: str,
+                                    create_requirement: str, read_requirement: str) -> None:
+    """Create, read its Last-Modified, update ``field`` with an If-Unmodified-Since an hour older: 412
+    and not applied; the same update with the current Last-Modified then succeeds (200)."""
+    rtype = body["resourceType"]
+    response, _ = api.create(body)
+    rid = expect_created(fhir, response, rtype, create_requirement, f"{rtype} create")
+    expect_read(fhir, rtype, rid, read_requirement, f"{rtype} read")
+    ex = last_exchange(fhir)
+    header = ex.response_headers.get("last-modified")
+    expect("FHIR-LAST-MODIFIED", header, f"{rtype} read sent no Last-Modified header", ex)
+    try:
+        modified = parsedate_to_datetime(header)
+    except (TypeError, ValueError):
+        modified = None
+    expect("FHIR-LAST-MODIFIED", modified is not None, f"Last-Modified {header!r} is not an HTTP-date", ex)
+    stale = format_datetime((modified - dt.timedelta(hours=1)).astimezone(dt.timezone.utc), usegmt=True)
+    put = api.update(rid, {**body, field: body[field] + " stale"}, headers={"If-Unmodified-Since": stale})
+    expect_error(fhir, put, "FHIR-PRECONDITION-412", (412,), f"{rtype} update with If-Unmodified-Since {stale}")
+    after = expect_read(fhir, rtype, rid, read_requirement, f"{rtype} read after the refused update")
+    expect("FHIR-PRECONDITION-412", after.get(field) == body[field],
+           f"the refused conditional update changed the {field} to {after.get(field)!r}", last_exchange(fhir))
+    put = api.update(rid, {**body, field: body[field] + " fresh"}, headers={"If-Unmodified-Since": header})
+    expect("FHIR-PRECONDITION-412", put.status_code == 200,
+           f"{rtype} update with the current Last-Modified as If-Unmodified-Since answered {put.status_code}",
+           last_exchange(fhir))
+
+
+def expect_nothing_stored(fhir: FhirClient, rtype: str, field: str, marker: str, violation: str) -> None:
+    """After a refused create whose ``field`` was the unique ``marker``, a search by it finds nothing."""
+    search = fhir.search(rtype, {field: marker})
+    found = [r for r in bundle_resources(json_or_none(search)) if r.get(field) == marker]
+    expect("FHIR-REJECT-NOTHING-STORED", search.status_code == 200 and not found,
+           f"after a rejected create ({violation}) a search by its {field} found {[r.get('id') for r in found]}",
+           last_exchange(fhir))
 
 
 def judge_malformed_if_match(fhir: FhirClient, api: Any, body: dict[str, Any], field: str, form: str,

@@ -158,7 +158,7 @@ class Ledger(Brief):
         outcome = CleanUp()
         # teams and tasks first (they may point at the prerequisites), then the prerequisites, newest first
         todo = ([("Group", gid) for gid in self.groups] + [("Task", tid) for tid in self.tasks]
-                + [(ref.split("/", 1)[0], ref.split("/", 1)[1]) for ref in reversed(self.resources)])
+                + [tuple(ref.split("/", 1)) for ref in reversed(self.resources)])
         for _ in range(CLEANUP_PASSES):
             retry = []
             for rtype, rid in todo:

@@ -36,6 +36,6 @@ def check(old: db.Row, since: datetime | None) -> None:
             if deviates("if-match-malformed-ignored"):
                 return
             raise FhirError(412, f"If-Match {match[:80]} is not a list of entity tags: it matches no version")
-        wanted = {m.strip().removeprefix("W/").strip('"') for m in match.split(",")}
+        wanted = {t.removeprefix("W/").strip('"') for t in tags}
         if "*" not in wanted and str(old.version) not in wanted:
             raise FhirError(412, f"If-Match {match} does not match the current version W/\"{old.version}\"")

@@ -27,7 +27,7 @@ from .rules.bulk_export import NDJSON, PATIENT_REFERENCE_FIELDS
 from .validation import ValidationLog
 
 FIRST_POLL = 0.0
-MIN_POLL = 0.1          # Retry-After: 0 means 'now'; a short pause keeps polling from spinning
+MIN_POLL = 0.05         # Retry-After: 0 means 'now'; a short pause keeps polling from spinning
 BACKOFF_START, BACKOFF_MAX = 0.5, 10.0
 PROBLEMS_KEPT = 3
 

@@ -152,8 +152,9 @@ def bundled_mock(settings: Settings) -> Iterator[Settings]:
                # --token=VALUE: a token_urlsafe value may start with '-', which argparse takes for an option
                f"--jwks-client={client_id}:{jwks}", f"--token={limited}:system/*.read",
                # a development server on loopback: exports say "poll again now" instead of making every
-               # export check sleep a second (the suite still checks that Retry-After is present and valid)
-               "--retry-after", "0"]
+               # export check sleep a second (the suite still checks that Retry-After is present and valid),
+               # and stay in progress 50 ms, not 300 (the first poll, sent at once, still sees the 202)
+               "--retry-after", "0", "--export-min-seconds", "0.05"]
         proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         try:
             url = _await_listening(proc)

@@ -127,6 +127,8 @@ class ConformanceRun(Brief):
             return
         self.polite.rate_limit_budget += self.polite.waited     # clean-up gets a whole budget of its own
         caps = self.__dict__.get("capabilities")
-        self.cleaned = self.ledger.clean_up(self.client, lambda rtype: caps is not None
-                                            and "delete" in caps.interactions(rtype))
+        self.cleaned = self.ledger.clean_up(
+            self.client, can_delete=lambda rtype: caps is not None and "delete" in caps.interactions(rtype),
+            can_search_ids=lambda rtype: caps is not None and "search-type" in caps.interactions(rtype)
+            and "_id" in caps.search_params(rtype))
         self.cleanup_problems += self.cleaned.problems()

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import secrets
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator
 
@@ -150,53 +151,82 @@ class Ledger(Brief):
     def created_task(self, tid: str, body: dict[str, Any]) -> None:
         self.tasks[tid] = body
 
-    def clean_up(self, client: FhirClient, can_delete: Callable[[str], bool]) -> CleanUp:
+    def clean_up(self, client: FhirClient, can_delete: Callable[[str], bool],
+                 can_search_ids: Callable[[str], bool] = lambda rtype: False) -> CleanUp:
         """Remove what the run created: DELETE where the target declares it, else release the teams'
         responsibilities and cancel the tasks. Each resource is tried on its own (one failure does
         not stop the rest); those the target rate-limited or failed on are tried again in a second
-        pass; what still stands is reported with its id."""
+        pass; what still stands is reported with its id.
+
+        Without DELETE, what a team or task is now is learnt by ``_id`` searches of up to
+        ``CLEANUP_BATCH`` ids where the target declares ``_id`` (one request, not one read each);
+        a resource the searches did not return is read on its own. A type whose DELETE answered
+        405 is not sent another DELETE."""
         outcome = CleanUp()
-        # teams and tasks first (they may point at the prerequisites), then the prerequisites, newest first
-        todo = ([("Group", gid) for gid in self.groups] + [("Task", tid) for tid in self.tasks]
-                + [tuple(ref.split("/", 1)) for ref in reversed(self.resources)])
-        for _ in range(CLEANUP_PASSES):
-            retry = []
-            for rtype, rid in todo:
-                if client.polite.tripped:
-                    outcome.left_behind[f"{rtype}/{rid}"] = "not tried: the target stopped answering"
-                    continue
-                try:
-                    why = self._remove(client, rtype, rid, can_delete(rtype), outcome)
-                except (httpx.HTTPError, RuntimeError) as exc:
-                    why = f"{type(exc).__name__}: {str(exc)[:160]}"
-                    retry.append((rtype, rid))
-                if why:
-                    outcome.left_behind[f"{rtype}/{rid}"] = why
-                else:
-                    outcome.left_behind.pop(f"{rtype}/{rid}", None)
-            todo = retry
-            if not todo:
-                break
+        # teams and tasks first (they may point at the prerequisites), then the prerequisites
+        phases = [[("Group", gid) for gid in self.groups] + [("Task", tid) for tid in self.tasks],
+                  [tuple(ref.split("/", 1)) for ref in reversed(self.resources)]]
+        # within a phase nothing refers to anything else: up to the run's concurrency cap at once
+        with ThreadPoolExecutor(max_workers=client.polite.max_concurrency,
+                                thread_name_prefix="fhir-cleanup") as pool:
+            searched = [ref for ref in phases[0] if can_search_ids(ref[0])]
+            known: dict[str, dict[str, Any]] = {}
+            for found in pool.map(lambda batch: _current(client, batch), _batches(searched)):
+                known.update(found)
+            for todo in phases:
+                for _ in range(CLEANUP_PASSES):
+                    failed = [ref for ref, retry in zip(todo, pool.map(
+                        lambda ref: self._try_remove(client, ref, can_delete, outcome, known), todo)) if retry]
+                    todo = failed
+                    if not todo:
+                        break
         return outcome
 
+    def _try_remove(self, client: FhirClient, ref: tuple[str, str], can_delete: Callable[[str], bool],
+                    outcome: "CleanUp", known: dict[str, dict[str, Any]]) -> bool:
+        """One resource's clean-up, its result in ``outcome``; True when worth another pass."""
+        rtype, rid = ref
+        if client.polite.tripped:
+            outcome.left_behind[f"{rtype}/{rid}"] = "not tried: the target stopped answering"
+            return False
+        retry = False
+        try:
+            # a searched state is used once: a second pass reads afresh
+            why = self._remove(client, rtype, rid, can_delete(rtype) and rtype not in outcome.delete_refused,
+                               outcome, known.pop(f"{rtype}/{rid}", None))
+        except (httpx.HTTPError, RuntimeError) as exc:
+            why, retry = f"{type(exc).__name__}: {str(exc)[:160]}", True
+        if why:
+            outcome.left_behind[f"{rtype}/{rid}"] = why
+        else:
+            outcome.left_behind.pop(f"{rtype}/{rid}", None)
+        return retry
+
     @staticmethod
-    def _remove(client: FhirClient, rtype: str, rid: str, delete: bool, outcome: "CleanUp") -> str | None:
-        """None when ``rtype/rid`` is gone or harmless; else why it still stands."""
+    def _remove(client: FhirClient, rtype: str, rid: str, delete: bool, outcome: "CleanUp",
+                current: dict[str, Any] | None = None) -> str | None:
+        """None when ``rtype/rid`` is gone or harmless; else why it still stands. ``current``: the
+        resource as a search just returned it (else it is read)."""
         if delete:
             answer = client.delete(f"{rtype}/{rid}")
             if answer.status_code < 300 or answer.status_code in (404, 410):
                 outcome.deleted.append(f"{rtype}/{rid}")
                 return None
+            if answer.status_code == 405:
+                # the target declares delete, but not for what this run makes (Canvas deletes cohorts,
+                # not teams): the rest of this type are left harmless without asking again
+                outcome.delete_refused.add(rtype)
             if rtype not in MUTABLE:
                 return f"DELETE answered HTTP {answer.status_code}"
         elif rtype not in MUTABLE:
             return f"created by this run; the target does not declare delete on {rtype}"
-        response = client.read(rtype, rid)
-        if response.status_code in (404, 410):
-            return None
-        if response.status_code != 200:
-            return f"read answered HTTP {response.status_code}"
-        current = json_or_none(response) or {}
+        if current is None:
+            response = client.read(rtype, rid)
+            if response.status_code in (404, 410):
+                return None
+            if response.status_code != 200:
+                return f"read answered HTTP {response.status_code}"
+            current = json_or_none(response) or {}
         if rtype == "Group":
             if not current.get("characteristic"):
                 return None
@@ -217,6 +247,33 @@ class Ledger(Brief):
 
 
 MUTABLE = ("Group", "Task")     # what clean-up can leave harmless without DELETE (release, cancel)
+CLEANUP_BATCH = 50              # ids per clean-up search (a URL of about 2 kB)
+
+
+def _batches(refs: list[tuple[str, str]]) -> Iterator[tuple[str, list[str]]]:
+    """``(type, ids)`` in groups of at most ``CLEANUP_BATCH``."""
+    by_type: dict[str, list[str]] = {}
+    for rtype, rid in refs:
+        by_type.setdefault(rtype, []).append(rid)
+    for rtype, ids in by_type.items():
+        for start in range(0, len(ids), CLEANUP_BATCH):
+            yield rtype, ids[start:start + CLEANUP_BATCH]
+
+
+def _current(client: FhirClient, batch: tuple[str, list[str]]) -> dict[str, dict[str, Any]]:
+    """What ``Type?_id=a,b,...`` returns of those ids, by reference; nothing when the search fails."""
+    rtype, ids = batch
+    wanted, found = set(ids), {}
+    if client.polite.tripped:
+        return found
+    try:
+        for resource in iterate_search(client, rtype, {"_id": ",".join(ids), "_count": str(len(ids))},
+                                       max_pages=len(ids)):
+            if resource.get("resourceType") == rtype and resource.get("id") in wanted:
+                found[f"{rtype}/{resource['id']}"] = resource
+    except (httpx.HTTPError, RuntimeError):
+        return {}
+    return found
 
 
 @dataclass
@@ -227,6 +284,7 @@ class CleanUp:
     released: list[str] = field(default_factory=list)      # teams whose responsibilities were dropped
     cancelled: list[str] = field(default_factory=list)
     left_behind: dict[str, str] = field(default_factory=dict)
+    delete_refused: set[str] = field(default_factory=set)   # types whose DELETE answered 405 (not tried again)
 
     def problems(self) -> list[str]:
         return [f"could not remove {ref}: {why}" for ref, why in self.left_behind.items()]

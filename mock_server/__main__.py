@@ -80,6 +80,16 @@ def _non_negative(value: str) -> int:
     return int(value)
 
 
+def _non_negative_float(value: str) -> float:
+    try:
+        seconds = float(value)
+    except ValueError:
+        seconds = -1.0
+    if not 0 <= seconds < float("inf"):
+        raise argparse.ArgumentTypeError(f"expected a number of seconds >= 0, got '{value}'")
+    return seconds
+
+
 def _positive(value: str) -> int:
     if not value.isdigit() or int(value) < 1:
         raise argparse.ArgumentTypeError(f"expected a positive integer, got '{value}'")
@@ -118,7 +128,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help=f"simulate an export fault (repeatable): {', '.join(sorted(FAULTS))}")
     p.add_argument("--retry-after", type=_non_negative, metavar="S",
                    help="Retry-After seconds of running exports (default 1; 0: poll again at once)")
-    p.add_argument("--poll-min", type=float, metavar="S", help="answer 429 to status polls closer than S seconds")
+    p.add_argument("--poll-min", type=_non_negative_float, metavar="S", help="answer 429 to status polls closer than S seconds")
+    p.add_argument("--export-min-seconds", type=_non_negative_float, metavar="S",
+                   help="an export stays in progress at least S seconds, so clients see a 202 first (default 0.3)")
     p.add_argument("--threads", type=_positive, default=8, help="waitress worker threads")
     return p
 
@@ -161,6 +173,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         kwargs["export_retry_after"] = args.retry_after
     if args.poll_min is not None:
         kwargs["export_poll_min"] = args.poll_min
+    if args.export_min_seconds is not None:
+        kwargs["export_min_seconds"] = args.export_min_seconds
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
     from . import banner, create_app, db

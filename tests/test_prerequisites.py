@@ -3,6 +3,7 @@ the export group's choice, its settings, and the ledger's prerequisites. A fake 
 
 from __future__ import annotations
 
+import threading
 from types import SimpleNamespace
 from typing import Any
 
@@ -24,7 +25,7 @@ class FakeClient:
         self.answer, self.delete_status = search, delete_status
         self.posted: list[dict[str, Any]] = []
         self.deleted: list[str] = []
-        self.polite = SimpleNamespace(tripped=False)    # the client's circuit breaker: never tripped here
+        self.polite = SimpleNamespace(tripped=False, max_concurrency=1)    # never tripped; one request at a time
 
     def search(self, rtype: str, params: dict[str, Any]) -> httpx.Response:
         return self.answer
@@ -80,3 +81,90 @@ def test_without_create_the_reason_is_given_and_without_delete_what_stays_is_nam
     assert Supplier(client, ledger, lambda rtype: {"create"}, data)("patients", 1) is None
     outcome = ledger.clean_up(client, can_delete=lambda rtype: False)
     assert client.deleted == [] and "does not declare delete on Patient" in outcome.left_behind["Patient/c1"]
+
+
+class SlowDeletes(FakeClient):
+    """DELETEs that take a while, counting how many are in flight at once."""
+
+    def __init__(self, concurrency: int):
+        super().__init__()
+        self.polite = SimpleNamespace(tripped=False, max_concurrency=concurrency)
+        self.in_flight = self.most_in_flight = 0
+        self.lock = threading.Lock()
+
+    def delete(self, path: str) -> httpx.Response:
+        with self.lock:
+            self.in_flight += 1
+            self.most_in_flight = max(self.most_in_flight, self.in_flight)
+        threading.Event().wait(0.02)
+        with self.lock:
+            self.in_flight -= 1
+        return super().delete(path)
+
+
+def test_clean_up_sends_up_to_the_concurrency_cap_and_removes_teams_before_their_prerequisites():
+    client, ledger = SlowDeletes(concurrency=3), Ledger()
+    for i in range(9):
+        ledger.created_group(f"g{i}", {"resourceType": "Group"})
+    for i in range(6):
+        ledger.created_resource("Practitioner", f"p{i}")
+    outcome = ledger.clean_up(client, can_delete=lambda rtype: True)
+    assert outcome.left_behind == {} and len(outcome.deleted) == 15
+    assert 1 < client.most_in_flight <= 3          # several at once, never more than the cap
+    kinds = [path.split("/")[0] for path in client.deleted]
+    assert kinds == ["Group"] * 9 + ["Practitioner"] * 6     # a phase ends before the next begins
+
+
+class GroupServer(FakeClient):
+    """Teams that cannot be deleted (405) and answer ``_id`` searches; counts what clean-up sends."""
+
+    def __init__(self, groups: dict[str, dict[str, Any]], id_search: bool = True):
+        super().__init__(delete_status=405)
+        self.groups, self.id_search = groups, id_search
+        self.reads: list[str] = []
+        self.searches: list[dict[str, Any]] = []
+        self.updates: list[dict[str, Any]] = []
+
+    def search(self, rtype: str, params: dict[str, Any]) -> httpx.Response:
+        self.searches.append(params)
+        ids = params["_id"].split(",")
+        return _bundle(*(self.groups[i] for i in ids if i in self.groups and self.id_search))
+
+    def read(self, rtype: str, rid: str) -> httpx.Response:
+        self.reads.append(rid)
+        return httpx.Response(200, json=self.groups[rid])
+
+    def update(self, body: dict[str, Any], rid: str) -> httpx.Response:
+        self.updates.append(body)
+        self.groups[rid] = body
+        return httpx.Response(200, json=body)
+
+
+def _team(gid: str, holds: bool) -> dict[str, Any]:
+    team = {"resourceType": "Group", "id": gid, "type": "practitioner", "actual": True, "name": gid}
+    if holds:
+        team["characteristic"] = [{"code": {"text": "responsibility"}, "valueCodeableConcept": {"text": "x"},
+                                   "exclude": False}]
+    return team
+
+
+def test_clean_up_learns_the_teams_by_id_searches_and_stops_deleting_after_405():
+    teams = {f"g{i}": _team(f"g{i}", holds=i % 10 == 0) for i in range(120)}
+    client, ledger = GroupServer(dict(teams)), Ledger()
+    for gid, team in teams.items():
+        ledger.created_group(gid, team)
+    outcome = ledger.clean_up(client, can_delete=lambda rtype: True, can_search_ids=lambda rtype: True)
+    assert outcome.left_behind == {} and sorted(outcome.released) == sorted(f"Group/g{i}" for i in range(0, 120, 10))
+    assert len(client.searches) == 3 and all(len(p["_id"].split(",")) <= 50 for p in client.searches)
+    assert client.reads == []                           # what each team is now came from the searches
+    assert len(client.deleted) == 1                     # one 405 says it: no DELETE for the other 119
+    assert not any(g.get("characteristic") for g in client.groups.values())
+
+
+def test_clean_up_reads_what_the_searches_did_not_return():
+    teams = {f"g{i}": _team(f"g{i}", holds=True) for i in range(3)}
+    client, ledger = GroupServer(dict(teams), id_search=False), Ledger()
+    for gid, team in teams.items():
+        ledger.created_group(gid, team)
+    outcome = ledger.clean_up(client, can_delete=lambda rtype: False, can_search_ids=lambda rtype: True)
+    assert sorted(client.reads) == ["g0", "g1", "g2"] and len(outcome.released) == 3 and outcome.left_behind == {}

@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import json
 import shlex
+import threading
 import time
 from collections import deque
 from dataclasses import dataclass
-from typing import Mapping
+from typing import Any, Callable, Mapping
 
 import httpx
 
@@ -25,7 +26,12 @@ STREAMED = "(streamed)"
 
 @dataclass
 class Exchange:
-    """One request and its response, already redacted."""
+    """One request and its response, redacted.
+
+    The two bodies may be given as functions (``Exchange.deferred``): they are then shaped and
+    redacted the first time they are read. Most exchanges are never read (only those of a failing
+    check are), and pretty-printing and redacting every body was a tenth of a run's time.
+    """
 
     method: str
     url: str
@@ -37,6 +43,22 @@ class Exchange:
     elapsed_ms: float
     error: str | None = None
     seq: int = 0                 # order within the run (the recorder numbers exchanges)
+
+    @classmethod
+    def deferred(cls, *, request_body: Callable[[], str], response_body: Callable[[], str],
+                 **fields: Any) -> "Exchange":
+        exchange = cls(request_body="", response_body="", **fields)
+        del exchange.request_body, exchange.response_body       # read through __getattr__, once
+        exchange.__dict__["_deferred"] = {"request_body": request_body, "response_body": response_body}
+        return exchange
+
+    def __getattr__(self, name: str) -> Any:
+        """Only called for an attribute not set yet: a deferred body, made now and kept."""
+        make = self.__dict__.get("_deferred", {}).pop(name, None)
+        if make is None:
+            raise AttributeError(name)
+        value = self.__dict__[name] = make()
+        return value
 
     def curl(self) -> str:
         parts = ["curl", "-i", "-X", self.method, shlex.quote(self.url)]
@@ -84,6 +106,7 @@ class Recorder:
         self._before_examples: int | None = None
         self._captures: list[list[Exchange]] = []
         self._seq = 0
+        self._lock = threading.Lock()
 
     def __repr__(self) -> str:
         return f"Recorder({len(self.own)} exchanges)"
@@ -101,14 +124,15 @@ class Recorder:
             del self.own[self._before_examples:]
 
     def add(self, exchange: Exchange) -> None:
-        self._seq += 1
-        exchange.seq = self._seq
-        self.exchanges.append(exchange)
-        self.own.append(exchange)
-        if len(self.own) > self.OWN_LIMIT:
-            del self.own[(self._before_examples or 0):(self._before_examples or 0) + 100]
-        for captured in self._captures:
-            captured.append(exchange)
+        with self._lock:            # clean-up and the concurrency checks send from several threads
+            self._seq += 1
+            exchange.seq = self._seq
+            self.exchanges.append(exchange)
+            self.own.append(exchange)
+            if len(self.own) > self.OWN_LIMIT:
+                del self.own[(self._before_examples or 0):(self._before_examples or 0) + 100]
+            for captured in self._captures:
+                captured.append(exchange)
 
     def capture(self) -> list[Exchange]:
         captured: list[Exchange] = []
@@ -142,22 +166,25 @@ def preview(raw: bytes, headers: Mapping[str, str]) -> str:
 def exchange_of(request: httpx.Request, response: httpx.Response | None, elapsed_ms: float,
                 redact: Redactor, error: str | None = None) -> Exchange:
     """The redacted record of one exchange (structure first, known secret values second)."""
-    body = request.read().decode("utf-8", errors="replace")
+    raw = request.read()
+    request_type = request.headers.get("content-type", "")
     resp_headers = dict(response.headers) if response is not None else {}
-    if response is None:
-        shown = ""
-    elif request.extensions.get("conformance.stream"):
-        shown = STREAMED
-    else:
-        shown = preview(response.content, resp_headers)
-    return Exchange(
+    content = b"" if response is None or request.extensions.get("conformance.stream") else response.content
+    streamed = response is not None and request.extensions.get("conformance.stream")
+
+    def request_body() -> str:
+        return redact(redact_body(raw.decode("utf-8", errors="replace")[:BODY_PREVIEW], request_type))
+
+    def response_body() -> str:
+        shown = STREAMED if streamed else preview(content, resp_headers)
+        return redact(redact_body(shown, resp_headers.get("content-type", "")))
+
+    return Exchange.deferred(
         method=request.method, url=redact(redact_url(str(request.url))),
         request_headers={k: redact(redact_header(k, v)) for k, v in request.headers.items()},
-        request_body=redact(redact_body(body[:BODY_PREVIEW], request.headers.get("content-type", ""))),
-        status=response.status_code if response is not None else None,
+        request_body=request_body, status=response.status_code if response is not None else None,
         response_headers={k: redact(redact_header(k, v)) for k, v in resp_headers.items()},
-        response_body=redact(redact_body(shown, resp_headers.get("content-type", ""))),
-        elapsed_ms=elapsed_ms, error=error)
+        response_body=response_body, elapsed_ms=elapsed_ms, error=error)
 
 
 class RecordingTransport(httpx.BaseTransport):

@@ -67,7 +67,8 @@ class Politeness:
         self.max_retry_wait, self.max_retries = max_retry_wait, max_retries
         self.rate_limit_budget = max(300.0, 10 * max_retry_wait) if rate_limit_budget is None else rate_limit_budget
         self.max_consecutive_failures = max_consecutive_failures
-        self._slots = threading.BoundedSemaphore(max(1, max_concurrency))
+        self.max_concurrency = max(1, max_concurrency)
+        self._slots = threading.BoundedSemaphore(self.max_concurrency)
         self._lock = threading.Lock()
         self._next = 0.0
         self._clock, self._sleep, self._wall = clock, sleep, wall

@@ -26,7 +26,7 @@ from ..cohort.filters import Filter, parse
 from ..cohort.oracle import Population, expected_members
 from ..rules.cohort import cohort_payload
 from ..rules.model import FHIR_DATE_PREFIXES as DATE_PREFIXES, Violation
-from .common import DrawAdapter, InvalidPayload
+from .common import DrawAdapter, InvalidPayload, lists, sampled_from
 
 TOKEN_PATHS = {("Condition", "code"): "code", ("Condition", "clinical-status"): "clinicalStatus",
                ("Condition", "category"): "category", ("Encounter", "class"): "class",
@@ -115,37 +115,37 @@ def _q(text: str) -> str:
 
 @st.composite
 def token_value(draw: st.DrawFn, pairs: list[tuple[str | None, str]]) -> str:
-    system, code = draw(st.sampled_from(pairs))
-    form = draw(st.sampled_from(["system|code", "system|code", "code", "|code", "system|"] if system else ["code"]))
+    system, code = draw(sampled_from(pairs))
+    form = draw(sampled_from(["system|code", "system|code", "code", "|code", "system|"] if system else ["code"]))
     value = {"system|code": f"{system}|{code}", "code": code, "|code": f"|{code}", "system|": f"{system}|"}[form]
     if draw(st.integers(0, 3)) == 0:   # comma: OR with another value
-        s2, c2 = draw(st.sampled_from(pairs))
+        s2, c2 = draw(sampled_from(pairs))
         value += "," + (f"{s2}|{c2}" if s2 and form != "code" else c2)
     return ",".join(_q(v) for v in value.split(","))
 
 
 @st.composite
 def date_value(draw: st.DrawFn, dates: list[str]) -> str:
-    raw = draw(st.sampled_from(dates))
+    raw = draw(sampled_from(dates))
     when = datetime.fromisoformat(raw.replace("Z", "+00:00")) if "T" in raw else datetime.fromisoformat(raw)
-    shift = draw(st.sampled_from([0, 0, 0, 1, -1, 30, -30, 365, -400]))
+    shift = draw(sampled_from([0, 0, 0, 1, -1, 30, -30, 365, -400]))
     when = when + timedelta(days=shift)
-    precision = draw(st.sampled_from(["year", "month", "day", "day", "second"] if "T" in raw
+    precision = draw(sampled_from(["year", "month", "day", "day", "second"] if "T" in raw
                                      else ["year", "month", "day", "day"]))
     text = {"year": f"{when.year:04d}", "month": f"{when.year:04d}-{when.month:02d}",
             "day": when.strftime("%Y-%m-%d"), "second": when.strftime("%Y-%m-%dT%H:%M:%SZ")}[precision]
-    prefix = draw(st.sampled_from(("",) + DATE_PREFIXES))
+    prefix = draw(sampled_from(("",) + DATE_PREFIXES))
     return _q(prefix + text)
 
 
 @st.composite
 def quantity_value(draw: st.DrawFn, values: list[tuple[float, str | None, str | None]]) -> str:
-    number, system, code = draw(st.sampled_from(values))
-    base = Decimal(str(number)) + draw(st.sampled_from([Decimal(0), Decimal(0), Decimal(1), Decimal(-3),
+    number, system, code = draw(sampled_from(values))
+    base = Decimal(str(number)) + draw(sampled_from([Decimal(0), Decimal(0), Decimal(1), Decimal(-3),
                                                          Decimal("0.5"), Decimal(10)]))
-    text = draw(st.sampled_from([str(base), str(base.quantize(Decimal(1))), f"{base:.2f}"]))
-    prefix = draw(st.sampled_from(("",) + QUANTITY_PREFIXES))
-    unit = draw(st.sampled_from(["", "", f"|{system}|{code}" if system and code else "", f"||{code}" if code else ""]))
+    text = draw(sampled_from([str(base), str(base.quantize(Decimal(1))), f"{base:.2f}"]))
+    prefix = draw(sampled_from(("",) + QUANTITY_PREFIXES))
+    unit = draw(sampled_from(["", "", f"|{system}|{code}" if system and code else "", f"||{code}" if code else ""]))
     return _q(prefix + text + unit)
 
 
@@ -156,14 +156,14 @@ def criterion(draw: st.DrawFn, facts: Facts, rtype: str) -> str:
         choices += ["gender"] * bool(facts.genders) + ["_id"]
     if rtype == "Observation" and facts.quantities:
         choices.append("value-quantity")
-    name = draw(st.sampled_from(sorted(choices)))
+    name = draw(sampled_from(sorted(choices)))
     if name == "gender":
-        return f"gender={draw(st.sampled_from(facts.genders))}"
+        return f"gender={draw(sampled_from(facts.genders))}"
     if name == "_id":
-        ids = draw(st.lists(st.sampled_from(facts.patient_ids), min_size=1, max_size=3, unique=True))
+        ids = draw(lists(sampled_from(facts.patient_ids), min_size=1, max_size=3, unique=True))
         return "_id=" + ",".join(_q(i) for i in ids)
     if name == "value-quantity":
-        key = draw(st.sampled_from(sorted(facts.quantities, key=lambda k: (k[0] or "", k[1]))))
+        key = draw(sampled_from(sorted(facts.quantities, key=lambda k: (k[0] or "", k[1]))))
         value = draw(quantity_value(facts.quantities[key]))
         code = f"{key[0]}|{key[1]}" if key[0] else key[1]
         return f"code={_q(code)}&value-quantity={value}"   # a value is read for one kind of observation
@@ -174,7 +174,7 @@ def criterion(draw: st.DrawFn, facts: Facts, rtype: str) -> str:
 
 @st.composite
 def filter_expression(draw: st.DrawFn, facts: Facts) -> str:
-    rtype = draw(st.sampled_from(facts.resource_types()))
+    rtype = draw(sampled_from(facts.resource_types()))
     parts = [draw(criterion(facts, rtype)) for _ in range(draw(st.integers(1, 2)))]
     return f"{rtype}?" + "&".join(parts)
 
@@ -183,13 +183,13 @@ def filter_expression(draw: st.DrawFn, facts: Facts) -> str:
 def narrowing(draw: st.DrawFn, facts: Facts, groups: dict[str, set[str]]) -> tuple[list[str], set[str] | None, str]:
     """(member references, base population, description)."""
     kinds = ["none", "none", "patients"] + (["group"] if groups else [])
-    kind = draw(st.sampled_from(kinds))
+    kind = draw(sampled_from(kinds))
     if kind == "patients" and facts.patient_ids:
-        ids = draw(st.lists(st.sampled_from(facts.patient_ids), min_size=1,
+        ids = draw(lists(sampled_from(facts.patient_ids), min_size=1,
                             max_size=max(1, min(40, len(facts.patient_ids) // 2)), unique=True))
         return [f"Patient/{i}" for i in ids], set(ids) & set(facts.patient_ids), "patients"
     if kind == "group":
-        gid = draw(st.sampled_from(sorted(groups)))
+        gid = draw(sampled_from(sorted(groups)))
         return [f"Group/{gid}"], set(groups[gid]) & set(facts.patient_ids), f"Group/{gid}"
     return [], None, "none"
 

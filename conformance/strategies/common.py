@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import copy
+import functools
 from dataclasses import dataclass
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Mapping, Sequence
 
 from hypothesis import strategies as st
 
@@ -18,9 +19,41 @@ name_text = st.builds(lambda head, tail: (head + tail).rstrip(" -_'.&") or head,
                       st.text(_NAME_ALPHABET, min_size=1, max_size=12), st.text(_NAME_INNER, max_size=12))
 
 
+@functools.lru_cache(maxsize=256)
 def run_name(prefix: str) -> st.SearchStrategy[str]:
     """A name carrying the run prefix, so everything created is recognisable."""
     return name_text.map(lambda text: f"{prefix} {text}")
+
+
+# Strategies built inside composites are built again at every example, and Hypothesis validates
+# each new one on its first draw: that was a tenth of a run. These two build each distinct one once
+# (the same values give the same strategy, so the same seed still draws the same examples).
+
+_SAMPLED: dict[tuple[Any, ...], st.SearchStrategy[Any]] = {}
+_SAMPLED_KEPT = 4096
+
+
+def sampled_from(values: Sequence[Any]) -> st.SearchStrategy[Any]:
+    """``st.sampled_from(values)``, built once per distinct sequence of hashable values (keyed by
+    type too: ``1 == True``, but sampling ``[1]`` is not sampling ``[True]``)."""
+    as_tuple = tuple(values)
+    key = tuple((type(v), v) for v in as_tuple)
+    try:
+        strategy = _SAMPLED.get(key)
+    except TypeError:           # unhashable values (dicts, lists): a fresh strategy
+        return st.sampled_from(as_tuple)
+    if strategy is None:
+        if len(_SAMPLED) >= _SAMPLED_KEPT:
+            _SAMPLED.clear()
+        strategy = _SAMPLED[key] = st.sampled_from(as_tuple)
+    return strategy
+
+
+@functools.lru_cache(maxsize=4096)
+def lists(elements: st.SearchStrategy[Any], *, min_size: int = 0, max_size: int | None = None,
+          unique: bool = False) -> st.SearchStrategy[list[Any]]:
+    """``st.lists``, built once per distinct element strategy and bounds."""
+    return st.lists(elements, min_size=min_size, max_size=max_size, unique=unique)
 
 
 WRONG_TYPE_VALUES: dict[Kind, st.SearchStrategy[Any]] = {
@@ -97,7 +130,7 @@ class DrawAdapter:
         self._draw = draw
 
     def sampled_from(self, values: list[Any]) -> Any:
-        return self._draw(st.sampled_from(values))
+        return self._draw(sampled_from(values))
 
 
 def breach(draw: st.DrawFn, profile: ResourceProfile, violation: Violation, base: dict[str, Any], data: Any,
@@ -119,11 +152,11 @@ def breach(draw: st.DrawFn, profile: ResourceProfile, violation: Violation, base
     if name in ("outside-enum", "not-a-fhir-code"):
         return mutated(base, path, draw(outside(field)))
     if name == "outside-profile-enum":
-        return mutated(base, path, draw(st.sampled_from(sorted(set(field.fhir_codes) - set(field.allowed)))))
+        return mutated(base, path, draw(sampled_from(sorted(set(field.fhir_codes) - set(field.allowed)))))
     if name == "unknown-element":
-        where = draw(st.sampled_from(object_paths(base)))
+        where = draw(sampled_from(object_paths(base)))
         key = draw(unknown_element_name)
-        return mutated(base, f"{where}.{key}" if where else key, draw(st.sampled_from(["x", 1, True])))
+        return mutated(base, f"{where}.{key}" if where else key, draw(sampled_from(["x", 1, True])))
     if name == "wrong-resource-type":
         return mutated(base, "resourceType",
                        draw(wrong_resource_types.filter(lambda t: t != profile.resource_type)))

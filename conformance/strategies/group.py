@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 from ..rules.group import (GROUP, MEMBER_KIND, PATIENT_GROUP, PATIENT_GROUP_TYPE, RESPONSIBILITIES, TEAM,
                               TEAM_TYPE, TYPE_OF, responsibility)
 from ..rules.model import Field, Kind, Violation
-from .common import InvalidPayload, breach, run_name
+from .common import InvalidPayload, breach, lists, run_name, sampled_from
 
 
 class TargetData(Protocol):
@@ -59,7 +59,7 @@ def valid_group(draw: st.DrawFn, data: TargetData, variant: str, *,
         "name": draw(run_name(data.run_prefix)),
     }
     if ids and max_members:
-        chosen = draw(st.lists(st.sampled_from(ids), min_size=min(min_members, len(ids)),
+        chosen = draw(lists(sampled_from(ids), min_size=min(min_members, len(ids)),
                                max_size=min(max_members, len(ids)), unique=True))
         if chosen:
             kind = MEMBER_KIND[variant]
@@ -69,7 +69,7 @@ def valid_group(draw: st.DrawFn, data: TargetData, variant: str, *,
         payload["actual"] = draw(st.booleans())
     pool = sorted(data.free_responsibilities)
     if variant == TEAM and pool and max_responsibilities:
-        texts = draw(st.lists(st.sampled_from(pool), min_size=min(min_responsibilities, len(pool)),
+        texts = draw(lists(sampled_from(pool), min_size=min(min_responsibilities, len(pool)),
                               max_size=min(max_responsibilities, len(pool)), unique=True))
         if texts:
             payload["characteristic"] = [responsibility(t) for t in texts]
@@ -103,14 +103,14 @@ BREACHES = {"characteristic-on-patient-group": _characteristic_on_patient_group,
 
 def _outside(field: Field) -> st.SearchStrategy[Any]:
     if field.kind is Kind.BOOLEAN:
-        return st.sampled_from([v for v in (True, False) if v not in field.allowed])
+        return sampled_from([v for v in (True, False) if v not in field.allowed])
     near_misses = [v.lower() for v in field.allowed if isinstance(v, str)] + [
         v.title() for v in field.allowed if isinstance(v, str)]
     if field.path.endswith("valueCodeableConcept.text"):
         near_misses += ["MAKE_COFFEE", "COLLECT_SPECIMENS", "REVIEW_COVERAGE"]
     if field.fhir_codes:
         near_misses += ["robot", "team", "people", "Practitioners"]
-    return st.sampled_from(sorted({v for v in near_misses if v not in field.allowed
+    return sampled_from(sorted({v for v in near_misses if v not in field.allowed
                                    and v not in (field.fhir_codes or ())}))
 
 

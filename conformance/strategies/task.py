@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 
 from ..rules.model import Field, Kind, Violation
 from ..rules.task import GROUP_EXT, STATUSES, TASK, TASK_VARIANT, group_extension, label
-from .common import InvalidPayload, breach, run_name
+from .common import InvalidPayload, breach, lists, run_name, sampled_from
 from .group import TargetData
 
 ZONES = (dt.timezone.utc, dt.timezone(dt.timedelta(hours=2)), dt.timezone(dt.timedelta(hours=-5)))
@@ -29,14 +29,14 @@ def instant_text(when: dt.datetime) -> str:
 instants = st.builds(
     lambda when, zone: instant_text(when.replace(tzinfo=dt.timezone.utc).astimezone(zone)),
     st.datetimes(min_value=dt.datetime(2021, 1, 1), max_value=dt.datetime(2029, 12, 31)),
-    st.sampled_from(ZONES),
+    sampled_from(ZONES),
 )
 # authoredOn lies in the past: a server sets lastModified to now, and FHIR Task inv-1 wants
 # lastModified >= authoredOn, so a future authoredOn makes a Task no invariant-checking server keeps
 past_instants = st.builds(
     lambda when, zone: instant_text(when.replace(tzinfo=dt.timezone.utc).astimezone(zone)),
     st.datetimes(min_value=dt.datetime(2021, 1, 1), max_value=dt.datetime(2025, 12, 31)),
-    st.sampled_from(ZONES),
+    sampled_from(ZONES),
 )
 
 
@@ -52,7 +52,7 @@ def practitioner(pid: str) -> dict[str, str]:
 @st.composite
 def note(draw: st.DrawFn, data: TargetData, with_time: bool | None = None) -> dict[str, Any]:
     body: dict[str, Any] = {"text": draw(run_name(data.run_prefix)),
-                            "authorReference": practitioner(draw(st.sampled_from(sorted(data.practitioner_ids))))}
+                            "authorReference": practitioner(draw(sampled_from(sorted(data.practitioner_ids))))}
     if with_time if with_time is not None else draw(st.booleans()):
         body["time"] = draw(instants)
     return body
@@ -65,30 +65,30 @@ def valid_task(draw: st.DrawFn, data: TargetData, teams: Sequence[str], *, full:
     practitioners = sorted(data.practitioner_ids)
     payload: dict[str, Any] = {
         "resourceType": "Task",
-        "status": status or draw(st.sampled_from(STATUSES)),
+        "status": status or draw(sampled_from(STATUSES)),
         "intent": "unknown",
         "description": draw(run_name(data.run_prefix)),
-        "requester": practitioner(draw(st.sampled_from(practitioners))),
+        "requester": practitioner(draw(sampled_from(practitioners))),
     }
 
     def maybe(name: str) -> bool:
         return full or draw(st.booleans(), label=f"with {name}")
 
     if teams and maybe("team"):
-        payload["extension"] = [group_extension(draw(st.sampled_from(sorted(teams))))]
+        payload["extension"] = [group_extension(draw(sampled_from(sorted(teams))))]
     if data.patient_ids and maybe("for"):
-        payload["for"] = {"reference": f"Patient/{draw(st.sampled_from(sorted(data.patient_ids)))}"}
+        payload["for"] = {"reference": f"Patient/{draw(sampled_from(sorted(data.patient_ids)))}"}
     if maybe("owner"):
-        payload["owner"] = practitioner(draw(st.sampled_from(practitioners)))
+        payload["owner"] = practitioner(draw(sampled_from(practitioners)))
     if maybe("authoredOn"):
         payload["authoredOn"] = draw(past_instants)
     if maybe("due date"):
         payload["restriction"] = {"period": {"end": draw(instants)}}
     if maybe("notes"):
-        payload["note"] = draw(st.lists(note(data), min_size=1, max_size=2))
+        payload["note"] = draw(lists(note(data), min_size=1, max_size=2))
     if maybe("labels"):
         pool = label_pool(data.run_prefix)
-        names = draw(st.lists(st.sampled_from(pool) | run_name(data.run_prefix + "-new"), min_size=1, max_size=3,
+        names = draw(lists(sampled_from(pool) | run_name(data.run_prefix + "-new"), min_size=1, max_size=3,
                               unique=True))
         payload["input"] = [label(n) for n in names]
     return payload
@@ -147,7 +147,7 @@ def _outside(field: Field) -> st.SearchStrategy[Any]:
     near = [v.title() for v in field.allowed] + [v.upper() for v in field.allowed]
     if field.fhir_codes:
         near += ["open", "closed", "todo", "routine"]
-    return st.sampled_from(sorted({v for v in near if v not in field.allowed and v not in (field.fhir_codes or ())}))
+    return sampled_from(sorted({v for v in near if v not in field.allowed and v not in (field.fhir_codes or ())}))
 
 
 @st.composite

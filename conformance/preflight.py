@@ -5,19 +5,22 @@ answer ends the run with its own verdict (SPEC §0, §6) instead of failing ever
 
 - no answer at all: exit 3 (unreachable);
 - ``GET [base]/metadata`` is not a CapabilityStatement: exit 3 (not a FHIR server);
-- the token (or the client credentials) is refused on a read every profile needs: exit 2.
+- the token (or the client credentials) is refused on a read every profile needs: exit 2;
+- an https target that speaks only TLS below 1.2 (which the suite's client refuses): BULK-TLS
+  fails, exit 1, and nothing else is sent.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import json
+import ssl
 from pathlib import Path
 
 import httpx
 
 from .http import AuthError, json_or_none
-from .results import EXIT_BROKEN, EXIT_USAGE, RunVerdict, not_fhir, token_refused
+from .results import EXIT_BROKEN, EXIT_USAGE, RunVerdict, not_fhir, tls_too_old, token_refused
 from .rules.catalogue import catalogue
 from .session import ConformanceRun
 from .options import Settings
@@ -59,7 +62,8 @@ def check_target(settings: Settings) -> RunVerdict | None:
         try:
             response = run.new_client(TokenSource(None)).get("metadata", auth=False)
         except httpx.HTTPError as exc:      # TargetError: already one line, in the reader's terms
-            return RunVerdict(EXIT_BROKEN, "UNREACHABLE", f"target unreachable: {settings.target}: {exc}")
+            return _old_tls(run) or RunVerdict(EXIT_BROKEN, "UNREACHABLE",
+                                               f"target unreachable: {settings.target}: {exc}")
         except (OSError, ValueError) as exc:   # unreadable CA bundle / client certificate
             return RunVerdict(EXIT_BROKEN, "UNREACHABLE", f"{settings.target}: TLS setup failed: {exc}")
         problem = _metadata_problem(response)
@@ -83,6 +87,20 @@ def check_target(settings: Settings) -> RunVerdict | None:
             run.http.close()
 
 
+def _old_tls(run: ConformanceRun) -> RunVerdict | None:
+    """Why an https target the suite's client could not talk to is not just unreachable: it answers
+    a handshake, but only in a TLS version below 1.2, which the client refuses (BULK-TLS)."""
+    from . import smart
+
+    if not run.target.startswith("https://"):
+        return None
+    try:
+        version = smart.negotiated_tls(run, run.target)
+    except (ssl.SSLError, OSError):
+        return None             # no handshake at all: unreachable, with the client's own reason
+    return None if smart.tls_is_modern(version) else tls_too_old(smart.origin(run.target), version)
+
+
 def write_stopped_summary(settings: Settings, verdict: RunVerdict) -> None:
     """A summary.json for a run that ended before any check (CI reads it like any other)."""
     now = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
@@ -90,7 +108,8 @@ def write_stopped_summary(settings: Settings, verdict: RunVerdict) -> None:
         "target": settings.target, "started": now, "finished": now, "seed": settings.seed,
         "exit_code": verdict.exit_code, "verdict": verdict.as_dict(), "profiles": {}, "checks": [],
         "requirements": [{"id": r.id, "profile": r.profile, "strength": r.strength, "source": r.source,
-                          "statement": r.statement, "verdict": "untested", "checks": [], "reason": verdict.reason}
+                          "statement": r.statement, "checks": [], "reason": verdict.reason,
+                          "verdict": "fail" if r.id == verdict.failed_requirement else "untested"}
                          for r in catalogue().values()],
     }
     out = Path(settings.report_dir)

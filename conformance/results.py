@@ -374,6 +374,7 @@ class RunVerdict:
     exit_code: int
     label: str      # PASS | FAIL | RATE LIMITED | BROKEN | NOTHING TESTED | NOT A FHIR SERVER | TOKEN REFUSED
     reason: str = ""
+    failed_requirement: str = ""    # a run stopped before any check because this requirement failed (TLS)
 
     def line(self) -> str:
         reason = f": {self.reason}" if self.reason else ""
@@ -418,6 +419,14 @@ def judge(requirement_verdicts: Iterable[dict[str, Any]], results: Iterable[Outc
 def not_fhir(where: str, detail: str) -> RunVerdict:
     return RunVerdict(EXIT_BROKEN, "NOT A FHIR SERVER",
                       f"the target is not a FHIR server: {where} {detail} (expected a CapabilityStatement)")
+
+
+def tls_too_old(origin: str, version: str) -> RunVerdict:
+    """An https target that speaks only TLS older than 1.2: BULK-TLS fails, and nothing else is tried
+    (the suite sends no token and no health data over it)."""
+    return RunVerdict(EXIT_FAILED, "FAIL", f"{origin} negotiates {version} at most; all exchanges SHALL be "
+                      "secured using TLS 1.2 or later (BULK-TLS), so the suite sent nothing over it and no other "
+                      "check was run", failed_requirement="BULK-TLS")
 
 
 def token_refused(status: int, where: str, has_credentials: bool) -> RunVerdict:

@@ -148,6 +148,9 @@ DEVIATIONS.update(
         _d("capability-no-instantiates", "BULK-DECLARE-INSTANTIATES", "The CapabilityStatement has no instantiates."),
         _d("export-definition-url-wrong", "BULK-DECLARE-OPDEF", "Group's export operation names a non-standard OperationDefinition URL."),
         _d("export-download-without-token-403", "BULK-EXPORT-FILE-AUTH-STATUS", "A file request without a token is answered 403 instead of 401."),
+        # TLS listener (fhir-mock --tls-cert; mock_server/server.py): no effect on plain http
+        _d("tls-legacy-only", "BULK-TLS", "The TLS listener negotiates TLS 1.0 or 1.1 only (security level 0)."),
+        _d("tls-off", "BULK-TLS-HTTP", "Given a TLS certificate, the mock still serves plain http."),
     ]
 )
 

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import ssl
 import threading
+import warnings
 from contextlib import contextmanager
 from socketserver import ThreadingMixIn
 from typing import Any, Iterator
@@ -17,7 +18,7 @@ from waitress.server import create_server
 
 from . import create_app, db, jobs
 from .config import MockConfig
-from .urls import set_listen_address
+from .urls import LISTEN_BASE, set_listen_address
 
 # waitress answers bodies above its own limit with a plain-text 413; keep it far above
 # MockConfig.max_body_bytes so the app's OperationOutcome 413 is what clients see
@@ -94,22 +95,37 @@ class _ThreadingWSGIServer(ThreadingMixIn, WSGIServer):
         """A refused handshake (no or untrusted client certificate) is the client's problem: stay quiet."""
 
 
-class _TLSHandler(WSGIRequestHandler):
+class _QuietHandler(WSGIRequestHandler):
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
+class _TLSHandler(_QuietHandler):
     def get_environ(self) -> dict:
         environ = super().get_environ()
         environ["HTTPS"] = "on"
         return environ
 
-    def log_message(self, format: str, *args: Any) -> None:
-        pass
-
 
 def make_tls_server(app: Flask, host: str, port: int, certfile: str, keyfile: str,
                     client_ca: str | None = None) -> WSGIServer:
-    """An HTTPS server for ``app``; with ``client_ca`` a client certificate signed by it is required."""
+    """An HTTPS server for ``app``; with ``client_ca`` a client certificate signed by it is required.
+
+    Deviations: ``tls-legacy-only`` speaks TLS 1.0/1.1 only; ``tls-off`` serves plain http."""
+    deviations = app.config["MOCK"].deviations
+    if "tls-off" in deviations:
+        server = make_wsgiref_server(host, port, app, server_class=_ThreadingWSGIServer,
+                                     handler_class=_QuietHandler)
+        set_listen_address(app, "http", host, server.server_address[1])
+        return server
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     context.load_cert_chain(certfile, keyfile)
     context.minimum_version = ssl.TLSVersion.TLSv1_2        # the Bulk Data IG's floor
+    if "tls-legacy-only" in deviations:
+        with warnings.catch_warnings():     # deprecated versions, on purpose
+            warnings.simplefilter("ignore", DeprecationWarning)
+            context.minimum_version, context.maximum_version = ssl.TLSVersion.TLSv1, ssl.TLSVersion.TLSv1_1
+        context.set_ciphers("DEFAULT:@SECLEVEL=0")          # OpenSSL 3 speaks 1.0/1.1 only at level 0
     if client_ca:
         context.load_verify_locations(client_ca)
         context.verify_mode = ssl.CERT_REQUIRED
@@ -129,7 +145,7 @@ def run_tls_in_thread(config: MockConfig, certfile: str, keyfile: str, client_ca
                               name="fhir-mock-tls", daemon=True)
     thread.start()
     try:
-        yield f"https://{host}:{server.server_address[1]}"
+        yield app.extensions[LISTEN_BASE]         # https (http under the deviation tls-off)
     finally:
         server.shutdown()
         server.server_close()

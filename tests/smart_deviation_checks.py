@@ -5,14 +5,23 @@ from __future__ import annotations
 
 import json
 import secrets
+import socket
+import ssl
+import tempfile
 import time
+import warnings
+from contextlib import contextmanager
 from dataclasses import replace
+from pathlib import Path
+from typing import Iterator
 
 import jwt
 from cryptography.hazmat.primitives.asymmetric import ec
 from jwt.algorithms import ECAlgorithm
 
 from conftest import auth, patient_group
+from keys import pki
+from mock_server.server import run_tls_in_thread
 from test_mock_export import kickoff, local, wait
 
 __all__ = [
@@ -21,6 +30,7 @@ __all__ = [
     "token_assertion_type_unchecked", "token_aud_unchecked", "token_expired_accepted",
     "token_exp_limit_unchecked", "token_jti_replay_accepted", "token_scope_not_bound",
     "capability_no_instantiates", "export_definition_url_wrong", "export_download_without_token_403",
+    "tls_legacy_only", "tls_off",
 ]
 
 ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
@@ -116,3 +126,36 @@ def export_download_without_token_403(c):
     manifest = wait(c, kickoff(c).headers["Content-Location"]).get_json()
     assert c.get(local(manifest["output"][0]["url"])).status_code == 403
 
+
+
+@contextmanager
+def _tls_listener(c) -> Iterator[str]:  # type: ignore[no-untyped-def]
+    """The test client's configuration served by the TLS listener, with a throw-away certificate."""
+    with tempfile.TemporaryDirectory() as tmp:
+        certs = pki(Path(tmp))
+        config = replace(c.application.config["MOCK"], db=":memory:")
+        with run_tls_in_thread(config, str(certs.server_cert), str(certs.server_key)) as url:
+            yield url
+
+
+def _negotiated(url: str) -> str:
+    """The TLS version a client willing to speak any version ends up with."""
+    ctx = ssl.create_default_context()
+    ctx.check_hostname, ctx.verify_mode = False, ssl.CERT_NONE
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        ctx.minimum_version = ssl.TLSVersion.MINIMUM_SUPPORTED
+    ctx.set_ciphers("DEFAULT:@SECLEVEL=0")
+    host, port = url.split("//", 1)[1].rsplit(":", 1)
+    with socket.create_connection((host, int(port)), timeout=5) as raw, ctx.wrap_socket(raw) as tls:
+        return tls.version() or ""
+
+
+def tls_legacy_only(c):
+    with _tls_listener(c) as url:
+        assert _negotiated(url) in ("TLSv1", "TLSv1.1")
+
+
+def tls_off(c):
+    with _tls_listener(c) as url:
+        assert url.startswith("http://")

@@ -299,3 +299,25 @@ def test_tls_probe_sees_the_mock_at_1_2_or_later(tls_mock):
                                              ("TLSv1", False), ("SSLv3", False), (None, False)])
 def test_tls_classification(version, modern):
     assert smart.tls_is_modern(version) is modern
+
+
+def test_a_tls_1_1_only_target_fails_bulk_tls_instead_of_being_unreachable(legacy_tls_server, tmp_path):
+    """The suite's client refuses TLS below 1.2, so such a target could only look unreachable; the
+    pre-flight probe names the cause: BULK-TLS fails (exit 1) and nothing is sent over it."""
+    url, certs = legacy_tls_server
+    run = run_suite(tmp_path / "reports", "--ca-bundle", str(certs.ca), "--seed", "5", target=url)
+    assert run.exit_code == 1, run.output
+    assert "negotiates TLSv1.1 at most" in run.output and "BULK-TLS" in run.output
+    assert "unreachable" not in run.output.lower()
+    verdicts = {r["id"]: r["verdict"] for r in run.summary["requirements"]}
+    assert verdicts["BULK-TLS"] == "fail" and run.summary["verdict"]["label"] == "FAIL"
+    assert {v for rid, v in verdicts.items() if rid != "BULK-TLS"} == {"untested"}
+
+
+def test_a_target_without_any_handshake_is_still_unreachable(tmp_path):
+    """The probe only speaks up when a handshake completes: a closed port stays 'unreachable' (exit 3)."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    port = listener.getsockname()[1]
+    listener.close()
+    run = run_suite(tmp_path / "reports", "--seed", "5", target=f"https://127.0.0.1:{port}")
+    assert run.exit_code == 3 and "unreachable" in run.output.lower(), run.output

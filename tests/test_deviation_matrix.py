@@ -11,13 +11,15 @@ import pytest
 from conformance.rules.catalogue import catalogue
 from mock_server import MockConfig
 from mock_server.deviations import DEVIATIONS
-from mock_server.server import run_in_thread
+from mock_server.server import run_in_thread, run_tls_in_thread
 
+from keys import pki
 from suite_runner import TOKEN, TOKENS, run_suite, smart_client, smart_env
 
 pytestmark = pytest.mark.slow
 # deviations only seen at the end of a wait: a short --export-timeout keeps their case cheap
 EXTRA_ARGS = {"export-empty-group-stuck": ("--export-timeout", "3")}
+TLS_DEVIATIONS = {"tls-legacy-only", "tls-off"}      # effects of the TLS listener: served with a certificate
 
 
 def test_every_deviation_names_catalogued_requirements():
@@ -34,9 +36,17 @@ def test_deviation_is_caught(name, tmp_path, record_property):
     config = MockConfig(db=str(tmp_path / "mock.sqlite3"), tokens=TOKENS, jwks_clients=jwks_clients,
                         deviations=frozenset({name}))
     selection = [arg for rid in deviation.breaks for arg in ("--requirement", rid)]
-    with run_in_thread(config) as base_url:
+    extra = EXTRA_ARGS.get(name, ())
+    if name in TLS_DEVIATIONS:
+        (tmp_path / "pki").mkdir()
+        certs = pki(tmp_path / "pki")
+        serving = run_tls_in_thread(config, str(certs.server_cert), str(certs.server_key))
+        extra = (*extra, "--ca-bundle", str(certs.ca))
+    else:
+        serving = run_in_thread(config)
+    with serving as base_url:
         run = run_suite(tmp_path / "reports", "--seed", "11", "--examples", "5", "--no-shrink", "-x",
-                        *selection, *EXTRA_ARGS.get(name, ()), target=base_url, token=None if smart else TOKEN,
+                        *selection, *extra, target=base_url, token=None if smart else TOKEN,
                         env=smart_env(env, base_url) if smart else None)
     verdicts = run.verdicts()
     caught = {rid: verdicts[rid] for rid in deviation.breaks if verdicts[rid] in ("fail", "warn")}

@@ -45,3 +45,12 @@ def test_python_m_serves_until_killed(tmp_path):
     finally:
         proc.terminate()
         proc.wait(10)
+
+
+def test_export_min_seconds_option_is_parsed_and_refuses_nonsense():
+    from mock_server.__main__ import build_parser
+
+    assert build_parser().parse_args(["--export-min-seconds", "0.05"]).export_min_seconds == 0.05
+    for bad in ("-1", "nan", "soon", "inf"):
+        with pytest.raises(SystemExit):
+            build_parser().parse_args(["--export-min-seconds", bad])

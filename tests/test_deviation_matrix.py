@@ -59,3 +59,18 @@ def test_deviation_is_caught(name, tmp_path, record_property):
                     f"{ {r: verdicts[r] for r in deviation.breaks} }\n{run.output[-3000:]}")
     mandatory = any(catalogue()[r].mandatory for r in caught)
     assert run.exit_code == (1 if mandatory else 0), run.output[-2000:]
+
+
+def test_every_requirement_of_issue_14_has_a_deviation():
+    """SMART, TLS, declarations, file status (rules/smart_backend.toml) and resource validity: each one
+    has a deviation, so the matrix above shows its check can fail."""
+    import tomllib
+    from pathlib import Path
+
+    import conformance.rules
+
+    toml = Path(conformance.rules.__file__).parent / "smart_backend.toml"
+    new = {r["id"] for r in tomllib.loads(toml.read_text())["requirement"]}
+    new |= {"FHIR-RESOURCE-VALID", "BULK-EXPORT-RESOURCE-VALID"}
+    broken = {rid for deviation in DEVIATIONS.values() for rid in deviation.breaks}
+    assert new - broken == set()

@@ -24,6 +24,7 @@ import httpx
 
 from .http import Exchange, FhirClient, judge_retry_after, json_or_none, retry_after_seconds  # noqa: F401 (re-exported)
 from .rules.bulk_export import NDJSON, PATIENT_REFERENCE_FIELDS
+from .target import Ledger
 from .validation import ValidationLog
 
 FIRST_POLL = 0.0
@@ -116,10 +117,11 @@ class BulkClient:
     """The export flow against one target, on top of a recording FhirClient."""
 
     def __init__(self, fhir: FhirClient, timeout: float = 120.0, validate_lines: int = 5000,
-                 sleep: Callable[[float], None] = time.sleep, clock: Callable[[], float] = time.monotonic):
+                 sleep: Callable[[float], None] = time.sleep, clock: Callable[[], float] = time.monotonic,
+                 ledger: Ledger | None = None):
         self.fhir, self.timeout, self.validate_lines = fhir, timeout, validate_lines
         self.sleep, self.clock = sleep, clock
-        self.open_jobs: list[str] = []
+        self.ledger = ledger if ledger is not None else Ledger()    # the run's: clean-up deletes open exports
 
     def __repr__(self) -> str:
         return f"BulkClient({self.fhir.base_url!r})"
@@ -139,7 +141,7 @@ class BulkClient:
             response = fhir.request("GET", path, params=params, headers=all_headers, auth=auth)
         location = response.headers.get("content-location") if response.status_code == 202 else None
         if location:
-            self.open_jobs.append(self.fhir.url(location))
+            self.ledger.started_export(self.fhir.url(location))
         return response, location
 
     # -- status ----------------------------------------------------------------------
@@ -177,25 +179,9 @@ class BulkClient:
 
     def delete(self, status_url: str) -> httpx.Response:
         response = self.fhir.request("DELETE", status_url)
-        url = self.fhir.url(status_url)
-        if url in self.open_jobs and response.status_code < 300:
-            self.open_jobs.remove(url)
+        if response.status_code < 300:
+            self.ledger.ended_export(self.fhir.url(status_url))
         return response
-
-    def cleanup(self) -> list[str]:
-        """Delete every export this client started and did not delete; returns problems met."""
-        problems = []
-        for url in list(self.open_jobs):
-            try:
-                response = self.fhir.request("DELETE", url)
-            except httpx.HTTPError as exc:
-                problems.append(f"could not delete export {url}: {type(exc).__name__}")
-                continue
-            if response.status_code < 300 or response.status_code == 404:
-                self.open_jobs.remove(url)
-            else:
-                problems.append(f"could not delete export {url}: HTTP {response.status_code}")
-        return problems
 
     # -- files -----------------------------------------------------------------------
     def download(self, rtype: str, url: str, *, auth: bool = True, check_lines: bool = True) -> FileResult:

@@ -137,13 +137,32 @@ class Ledger(Brief):
     groups: dict[str, dict[str, Any]] = field(default_factory=dict)   # id -> last body we sent
     tasks: dict[str, dict[str, Any]] = field(default_factory=dict)    # id -> body we created it with
     resources: list[str] = field(default_factory=list)   # "Type/id" of prerequisites we created
+    exports: list[str] = field(default_factory=list)     # status URLs of exports started, not yet deleted
+    cohorts: list[str] = field(default_factory=list)     # Bulk Cohort Group ids (removed by DELETE only)
+
+    def started_export(self, status_url: str) -> None:
+        if status_url not in self.exports:
+            self.exports.append(status_url)
+
+    def ended_export(self, status_url: str) -> None:
+        """The export was deleted by a check (its status URL answered the DELETE)."""
+        if status_url in self.exports:
+            self.exports.remove(status_url)
+
+    def created_cohort(self, gid: str) -> None:
+        if gid not in self.cohorts:
+            self.cohorts.append(gid)
+
+    def deleted_cohort(self, gid: str) -> None:
+        if gid in self.cohorts:
+            self.cohorts.remove(gid)
 
     def created_resource(self, rtype: str, rid: str) -> None:
         """A prerequisite this run created (a Practitioner, a Patient): deleted at the end where allowed."""
         self.resources.append(f"{rtype}/{rid}")
 
     def __repr__(self) -> str:
-        return f"Ledger({len(self.groups)} groups, {len(self.tasks)} tasks)"
+        return f"Ledger({len(self.groups)} groups, {len(self.tasks)} tasks, {len(self.exports)} exports)"
 
     def created_group(self, gid: str, body: dict[str, Any]) -> None:
         self.groups[gid] = body
@@ -163,8 +182,9 @@ class Ledger(Brief):
         a resource the searches did not return is read on its own. A type whose DELETE answered
         405 is not sent another DELETE."""
         outcome = CleanUp()
-        # teams and tasks first (they may point at the prerequisites), then the prerequisites
-        phases = [[("Group", gid) for gid in self.groups] + [("Task", tid) for tid in self.tasks],
+        # exports, cohorts, teams and tasks first (they may point at the prerequisites), then the prerequisites
+        phases = [[(EXPORT, url) for url in self.exports] + [(COHORT, gid) for gid in self.cohorts]
+                  + [("Group", gid) for gid in self.groups] + [("Task", tid) for tid in self.tasks],
                   [tuple(ref.split("/", 1)) for ref in reversed(self.resources)]]
         # within a phase nothing refers to anything else: up to the run's concurrency cap at once
         with ThreadPoolExecutor(max_workers=client.polite.max_concurrency,
@@ -186,21 +206,35 @@ class Ledger(Brief):
                     outcome: "CleanUp", known: dict[str, dict[str, Any]]) -> bool:
         """One resource's clean-up, its result in ``outcome``; True when worth another pass."""
         rtype, rid = ref
+        name = _reference(rtype, rid)
         if client.polite.tripped:
-            outcome.left_behind[f"{rtype}/{rid}"] = "not tried: the target stopped answering"
+            outcome.left_behind[name] = "not tried: the target stopped answering"
             return False
         retry = False
         try:
-            # a searched state is used once: a second pass reads afresh
-            why = self._remove(client, rtype, rid, can_delete(rtype) and rtype not in outcome.delete_refused,
-                               outcome, known.pop(f"{rtype}/{rid}", None))
+            if rtype in (EXPORT, COHORT):
+                why = self._delete(client, rid if rtype == EXPORT else f"Group/{rid}", name, outcome,
+                                   harmless=(404, 405, 410) if rtype == COHORT else (404, 410))
+            else:       # a searched state is used once: a second pass reads afresh
+                why = self._remove(client, rtype, rid, can_delete(rtype) and rtype not in outcome.delete_refused,
+                                   outcome, known.pop(name, None))
         except (httpx.HTTPError, RuntimeError) as exc:
             why, retry = f"{type(exc).__name__}: {str(exc)[:160]}", True
         if why:
-            outcome.left_behind[f"{rtype}/{rid}"] = why
+            outcome.left_behind[name] = why
         else:
-            outcome.left_behind.pop(f"{rtype}/{rid}", None)
+            outcome.left_behind.pop(name, None)
         return retry
+
+    @staticmethod
+    def _delete(client: FhirClient, path: str, name: str, outcome: "CleanUp", harmless: tuple[int, ...]) -> str | None:
+        """An export job or a cohort: DELETE is the only way to remove it (a cohort the target
+        cannot delete, 405, is not reported: the IG makes cohort deletion optional)."""
+        answer = client.request("DELETE", path)
+        if answer.status_code < 300:
+            outcome.deleted.append(name)
+            return None
+        return None if answer.status_code in harmless else f"DELETE answered HTTP {answer.status_code}"
 
     @staticmethod
     def _remove(client: FhirClient, rtype: str, rid: str, delete: bool, outcome: "CleanUp",
@@ -247,6 +281,12 @@ class Ledger(Brief):
 
 
 MUTABLE = ("Group", "Task")     # what clean-up can leave harmless without DELETE (release, cancel)
+EXPORT, COHORT = "export", "cohort"     # clean-up kinds removed by DELETE alone (a status URL, a Group id)
+
+
+def _reference(kind: str, rid: str) -> str:
+    """How clean-up names what it removed or left: ``Group/x``, ``export <status URL>``, ``cohort Group/x``."""
+    return {EXPORT: f"export {rid}", COHORT: f"cohort Group/{rid}"}.get(kind, f"{kind}/{rid}")
 CLEANUP_BATCH = 50              # ids per clean-up search (a URL of about 2 kB)
 
 

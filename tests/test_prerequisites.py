@@ -168,3 +168,32 @@ def test_clean_up_reads_what_the_searches_did_not_return():
         ledger.created_group(gid, team)
     outcome = ledger.clean_up(client, can_delete=lambda rtype: False, can_search_ids=lambda rtype: True)
     assert sorted(client.reads) == ["g0", "g1", "g2"] and len(outcome.released) == 3 and outcome.left_behind == {}
+
+
+class DeleteOnly(FakeClient):
+    """Answers DELETE by path from a table (default 202)."""
+
+    def __init__(self, answers: dict[str, int]):
+        super().__init__()
+        self.answers = answers
+
+    def request(self, method: str, path: str) -> httpx.Response:
+        assert method == "DELETE"
+        self.deleted.append(path)
+        return httpx.Response(self.answers.get(path, 202))
+
+
+def test_clean_up_deletes_the_exports_and_cohorts_the_run_left_open():
+    ledger = Ledger()
+    for url in ("http://t/bulk/1", "http://t/bulk/2", "http://t/bulk/3"):
+        ledger.started_export(url)
+    ledger.ended_export("http://t/bulk/3")           # a check deleted it already
+    for gid in ("c1", "c2", "c3"):
+        ledger.created_cohort(gid)
+    client = DeleteOnly({"http://t/bulk/2": 404, "Group/c2": 405, "Group/c3": 500})
+    outcome = ledger.clean_up(client, can_delete=lambda rtype: True)
+    assert sorted(client.deleted) == ["Group/c1", "Group/c2", "Group/c3", "http://t/bulk/1", "http://t/bulk/2"]
+    assert sorted(outcome.deleted) == ["cohort Group/c1", "export http://t/bulk/1"]
+    # gone already (404) and cohorts the target cannot delete (405, optional in the IG) are not problems
+    assert outcome.left_behind == {"cohort Group/c3": "DELETE answered HTTP 500"}
+    assert outcome.problems() == ["could not remove cohort Group/c3: DELETE answered HTTP 500"]

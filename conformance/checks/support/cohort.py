@@ -47,11 +47,11 @@ class Created:
 
 
 class CohortApi:
-    """Cohort creates (async by default), export of a cohort, and the run's clean-up list."""
+    """Cohort creates (async by default) and export of a cohort; each cohort created goes into the
+    run's ledger (deleted at the end)."""
 
-    def __init__(self, fhir: FhirClient, bulk: BulkClient, run_prefix: str):
-        self.fhir, self.bulk, self.run_prefix = fhir, bulk, run_prefix
-        self.created: list[str] = []
+    def __init__(self, fhir: FhirClient, bulk: BulkClient, run_prefix: str, ledger: Ledger):
+        self.fhir, self.bulk, self.run_prefix, self.ledger = fhir, bulk, run_prefix, ledger
 
     def __repr__(self) -> str:
         return "CohortApi()"
@@ -71,7 +71,7 @@ class CohortApi:
         body = json_or_none(poll.response)
         gid = _bundle_group_id(body)
         if gid:
-            self.created.append(gid)
+            self.ledger.created_cohort(gid)
         return Created(gid, poll.response.status_code, body, "status", poll.exchange)
 
     def create(self, payload: dict[str, Any], what: str, optional: str | None = None) -> str:
@@ -120,14 +120,14 @@ class CohortApi:
         gid = _bundle_group_id(body)
         expect(ASYNC, gid is not None, f"{what}: batch-response entry has no response.location Group/<id> "
                                        f"(got {answer.get('location')!r})", poll.exchange)
-        self.created.append(gid)  # type: ignore[arg-type]
+        self.ledger.created_cohort(gid)  # type: ignore[arg-type]
         return gid  # type: ignore[return-value]
 
     def create_sync(self, payload: dict[str, Any]) -> tuple[httpx.Response, str | None]:
         response = self.fhir.post("Group", json_body=payload)
         gid = created_id(response, "Group") if response.status_code == 201 else None
         if gid:
-            self.created.append(gid)
+            self.ledger.created_cohort(gid)
         return response, gid
 
     def exported_patients(self, gid: str, what: str) -> set[str]:
@@ -138,22 +138,9 @@ class CohortApi:
 
     def delete(self, gid: str) -> httpx.Response:
         response = self.fhir.delete(f"Group/{gid}")
-        if response.status_code < 300 and gid in self.created:
-            self.created.remove(gid)
+        if response.status_code < 300:
+            self.ledger.deleted_cohort(gid)
         return response
-
-    def cleanup(self) -> list[str]:
-        problems = []
-        for gid in list(self.created):
-            try:
-                response = self.fhir.delete(f"Group/{gid}")
-            except httpx.HTTPError as exc:
-                problems.append(f"could not delete cohort Group/{gid}: {type(exc).__name__}")
-                continue
-            if response.status_code >= 300 and response.status_code not in (404, 405, 410):
-                problems.append(f"could not delete cohort Group/{gid}: HTTP {response.status_code}")
-        self.created.clear()
-        return problems
 
 
 def _bundle_group_id(body: Any) -> str | None:
@@ -171,9 +158,7 @@ def _bundle_group_id(body: Any) -> str | None:
 
 @pytest.fixture(scope="session")
 def cohorts(conformance_run: ConformanceRun, fhir: FhirClient, bulk: BulkClient, target_data: TargetData):
-    api = CohortApi(fhir, bulk, target_data.run_prefix)
-    yield api
-    conformance_run.cleanup_problems += api.cleanup()
+    return CohortApi(fhir, bulk, target_data.run_prefix, conformance_run.ledger)
 
 
 def read_population(bulk: BulkClient) -> Population:

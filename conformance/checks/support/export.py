@@ -95,9 +95,7 @@ class CompletedExport(Brief):
 @pytest.fixture(scope="session")
 def bulk(conformance_run: ConformanceRun, fhir: FhirClient):
     s = conformance_run.settings
-    client = BulkClient(fhir, s.export_timeout, s.export_validate_lines)
-    yield client
-    conformance_run.cleanup_problems += client.cleanup()
+    return BulkClient(fhir, s.export_timeout, s.export_validate_lines, ledger=conformance_run.ledger)
 
 
 def _member_patients(group: dict[str, Any]) -> set[str]:

@@ -60,12 +60,29 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def hypothesis_home() -> None:
+    """Hypothesis keeps caches in ``./.hypothesis`` by default: a vendor's working directory is not
+    the place. The CLI keeps them in the user's cache directory (``HYPOTHESIS_STORAGE_DIRECTORY``,
+    when set, wins); where that cannot be written, in a directory of its own that goes away."""
+    if os.environ.get("HYPOTHESIS_STORAGE_DIRECTORY"):
+        return
+    from hypothesis.configuration import set_hypothesis_home_dir
+
+    cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "fhir-conformance" / "hypothesis"
+    try:
+        cache.mkdir(parents=True, exist_ok=True)
+    except OSError:
+        cache = Path(tempfile.mkdtemp(prefix="fhir-conformance-hypothesis-"))
+    set_hypothesis_home_dir(cache)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = _parser()
     try:
         args = parser.parse_args(argv)
     except SystemExit as exc:          # argparse exits 2 on usage errors, 0 on --help
         return int(exc.code or 0)
+    hypothesis_home()
     if args.command == "list":
         return _list(args.format)
     if args.command == "diff":

@@ -364,7 +364,7 @@ def _shorten(rep: pytest.TestReport, call: pytest.CallInfo) -> None:
 @pytest.hookimpl(tryfirst=True)
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     run = session.config.stash.get(RUN_KEY, None)
-    if run is None:
+    if run is None or session.config.option.collectonly:   # listing checks writes no report
         return
     run.cleanup()
     summary = summary_files.write_summary(run)
@@ -390,7 +390,7 @@ def pytest_unconfigure(config: pytest.Config) -> None:
 
 def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:
     run = config.stash.get(RUN_KEY, None)
-    if run is not None:
+    if run is not None and not config.option.collectonly:
         console.print_summary(run, terminalreporter.write_line)
 
 

@@ -344,3 +344,17 @@ def test_a_target_that_stops_answering_is_announced_at_once_and_on_top_of_the_su
     assert any(closing - 3 <= i < closing for i in problems), "repeated at the top of the closing summary"
     html = (run.report_dir / "report.html").read_text()
     assert 'class="problem"' in html and html.index('class="problem"') < html.index('id="failures"')
+
+
+def test_listing_checks_writes_nothing_where_it_runs(tmp_path):
+    """`list` collects the checks without running them: no reports/ (it used to overwrite the last
+    run's summary.json with a NOTHING TESTED one) and no .hypothesis/ in the user's directory."""
+    work, cache = tmp_path / "work", tmp_path / "cache"
+    work.mkdir()
+    env = {**os.environ, "XDG_CACHE_HOME": str(cache)}
+    env.pop("HYPOTHESIS_STORAGE_DIRECTORY", None)
+    proc = subprocess.run([sys.executable, "-m", "conformance.cli", "list"], cwd=work, env=env,
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0 and "requirements," in proc.stdout, proc.stderr
+    assert list(work.iterdir()) == []
+    assert (cache / "fhir-conformance" / "hypothesis").is_dir()       # Hypothesis's caches went here

@@ -24,7 +24,7 @@ import httpx
 
 from .http import Exchange, FhirClient, judge_retry_after, json_or_none, retry_after_seconds  # noqa: F401 (re-exported)
 from .rules.bulk_export import NDJSON, PATIENT_REFERENCE_FIELDS
-from .target import Ledger
+from .target import EXPORT, Ledger
 from .validation import ValidationLog
 
 FIRST_POLL = 0.0
@@ -141,7 +141,7 @@ class BulkClient:
             response = fhir.request("GET", path, params=params, headers=all_headers, auth=auth)
         location = response.headers.get("content-location") if response.status_code == 202 else None
         if location:
-            self.ledger.started_export(self.fhir.url(location))
+            self.ledger.delete_at_end(EXPORT, self.fhir.url(location))
         return response, location
 
     # -- status ----------------------------------------------------------------------
@@ -180,7 +180,7 @@ class BulkClient:
     def delete(self, status_url: str) -> httpx.Response:
         response = self.fhir.request("DELETE", status_url)
         if response.status_code < 300:
-            self.ledger.ended_export(self.fhir.url(status_url))
+            self.ledger.deleted(EXPORT, self.fhir.url(status_url))
         return response
 
     # -- files -----------------------------------------------------------------------

@@ -82,7 +82,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         args = parser.parse_args(argv)
     except SystemExit as exc:          # argparse exits 2 on usage errors, 0 on --help
         return int(exc.code or 0)
-    hypothesis_home()
     if args.command == "list":
         return _list(args.format)
     if args.command == "diff":
@@ -140,6 +139,7 @@ def run_pytest(settings: Settings, seed: int, keyword: str | None, verbose: bool
         args.append("-x")
     from .progress import Progress
 
+    hypothesis_home()
     progress = Progress(tty=sys.stdout.isatty())
     injected = InjectedSettings(settings, seed)
     code = pytest.main(args, plugins=[injected, progress])
@@ -237,6 +237,7 @@ def collect_checks() -> list[dict[str, object]]:
     from .plugin import InjectedSettings
 
     checks_dir = Path(__file__).parent / "checks"
+    hypothesis_home()
     collector = _Collector()
     with contextlib.redirect_stdout(io.StringIO()):
         pytest.main([str(checks_dir), "--rootdir", str(checks_dir), "-c", str(checks_dir / "pytest.ini"),

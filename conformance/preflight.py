@@ -19,6 +19,7 @@ from pathlib import Path
 
 import httpx
 
+from . import smart
 from .http import AuthError, json_or_none
 from .results import EXIT_BROKEN, EXIT_USAGE, RunVerdict, not_fhir, tls_too_old, token_refused
 from .rules.catalogue import catalogue
@@ -90,8 +91,6 @@ def check_target(settings: Settings) -> RunVerdict | None:
 def _old_tls(run: ConformanceRun) -> RunVerdict | None:
     """Why an https target the suite's client could not talk to is not just unreachable: it answers
     a handshake, but only in a TLS version below 1.2, which the client refuses (BULK-TLS)."""
-    from . import smart
-
     if not run.target.startswith("https://"):
         return None
     try:

@@ -137,32 +137,22 @@ class Ledger(Brief):
     groups: dict[str, dict[str, Any]] = field(default_factory=dict)   # id -> last body we sent
     tasks: dict[str, dict[str, Any]] = field(default_factory=dict)    # id -> body we created it with
     resources: list[str] = field(default_factory=list)   # "Type/id" of prerequisites we created
-    exports: list[str] = field(default_factory=list)     # status URLs of exports started, not yet deleted
-    cohorts: list[str] = field(default_factory=list)     # Bulk Cohort Group ids (removed by DELETE only)
+    # what only DELETE removes, by (kind, path to DELETE): (EXPORT, status URL), (COHORT, "Group/<id>")
+    delete_only: dict[tuple[str, str], None] = field(default_factory=dict)     # an ordered set
 
-    def started_export(self, status_url: str) -> None:
-        if status_url not in self.exports:
-            self.exports.append(status_url)
+    def delete_at_end(self, kind: str, path: str) -> None:
+        self.delete_only[(kind, path)] = None
 
-    def ended_export(self, status_url: str) -> None:
-        """The export was deleted by a check (its status URL answered the DELETE)."""
-        if status_url in self.exports:
-            self.exports.remove(status_url)
-
-    def created_cohort(self, gid: str) -> None:
-        if gid not in self.cohorts:
-            self.cohorts.append(gid)
-
-    def deleted_cohort(self, gid: str) -> None:
-        if gid in self.cohorts:
-            self.cohorts.remove(gid)
+    def deleted(self, kind: str, path: str) -> None:
+        """A check deleted it already (the DELETE was answered 2xx)."""
+        self.delete_only.pop((kind, path), None)
 
     def created_resource(self, rtype: str, rid: str) -> None:
         """A prerequisite this run created (a Practitioner, a Patient): deleted at the end where allowed."""
         self.resources.append(f"{rtype}/{rid}")
 
     def __repr__(self) -> str:
-        return f"Ledger({len(self.groups)} groups, {len(self.tasks)} tasks, {len(self.exports)} exports)"
+        return f"Ledger({len(self.groups)} groups, {len(self.tasks)} tasks, {len(self.delete_only)} to delete)"
 
     def created_group(self, gid: str, body: dict[str, Any]) -> None:
         self.groups[gid] = body
@@ -183,8 +173,7 @@ class Ledger(Brief):
         405 is not sent another DELETE."""
         outcome = CleanUp()
         # exports, cohorts, teams and tasks first (they may point at the prerequisites), then the prerequisites
-        phases = [[(EXPORT, url) for url in self.exports] + [(COHORT, gid) for gid in self.cohorts]
-                  + [("Group", gid) for gid in self.groups] + [("Task", tid) for tid in self.tasks],
+        phases = [list(self.delete_only) + [("Group", gid) for gid in self.groups] + [("Task", tid) for tid in self.tasks],
                   [tuple(ref.split("/", 1)) for ref in reversed(self.resources)]]
         # within a phase nothing refers to anything else: up to the run's concurrency cap at once
         with ThreadPoolExecutor(max_workers=client.polite.max_concurrency,
@@ -212,9 +201,8 @@ class Ledger(Brief):
             return False
         retry = False
         try:
-            if rtype in (EXPORT, COHORT):
-                why = self._delete(client, rid if rtype == EXPORT else f"Group/{rid}", name, outcome,
-                                   harmless=(404, 405, 410) if rtype == COHORT else (404, 410))
+            if rtype in DELETE_ONLY:
+                why = self._delete(client, rid, name, outcome, harmless=DELETE_ONLY[rtype])
             else:       # a searched state is used once: a second pass reads afresh
                 why = self._remove(client, rtype, rid, can_delete(rtype) and rtype not in outcome.delete_refused,
                                    outcome, known.pop(name, None))
@@ -228,8 +216,7 @@ class Ledger(Brief):
 
     @staticmethod
     def _delete(client: FhirClient, path: str, name: str, outcome: "CleanUp", harmless: tuple[int, ...]) -> str | None:
-        """An export job or a cohort: DELETE is the only way to remove it (a cohort the target
-        cannot delete, 405, is not reported: the IG makes cohort deletion optional)."""
+        """An export job or a cohort: DELETE is the only way to remove it."""
         answer = client.request("DELETE", path)
         if answer.status_code < 300:
             outcome.deleted.append(name)
@@ -246,12 +233,12 @@ class Ledger(Brief):
             if answer.status_code < 300 or answer.status_code in (404, 410):
                 outcome.deleted.append(f"{rtype}/{rid}")
                 return None
+            if rtype not in MUTABLE:
+                return f"DELETE answered HTTP {answer.status_code}"
             if answer.status_code == 405:
                 # the target declares delete, but not for what this run makes (Canvas deletes cohorts,
                 # not teams): the rest of this type are left harmless without asking again
                 outcome.delete_refused.add(rtype)
-            if rtype not in MUTABLE:
-                return f"DELETE answered HTTP {answer.status_code}"
         elif rtype not in MUTABLE:
             return f"created by this run; the target does not declare delete on {rtype}"
         if current is None:
@@ -281,12 +268,16 @@ class Ledger(Brief):
 
 
 MUTABLE = ("Group", "Task")     # what clean-up can leave harmless without DELETE (release, cancel)
-EXPORT, COHORT = "export", "cohort"     # clean-up kinds removed by DELETE alone (a status URL, a Group id)
+EXPORT, COHORT = "export", "cohort"     # what only DELETE removes: an export job, a Bulk Cohort Group
+# DELETE answers that leave nothing to report, by kind (the IG makes cohort deletion optional: 405)
+DELETE_ONLY = {EXPORT: (404, 410), COHORT: (404, 405, 410)}
 
 
 def _reference(kind: str, rid: str) -> str:
     """How clean-up names what it removed or left: ``Group/x``, ``export <status URL>``, ``cohort Group/x``."""
-    return {EXPORT: f"export {rid}", COHORT: f"cohort Group/{rid}"}.get(kind, f"{kind}/{rid}")
+    return f"{kind} {rid}" if kind in DELETE_ONLY else f"{kind}/{rid}"
+
+
 CLEANUP_BATCH = 50              # ids per clean-up search (a URL of about 2 kB)
 
 

@@ -6,7 +6,12 @@ The matrix is printed at the end of the test session (see conftest.py).
 
 from __future__ import annotations
 
+import tomllib
+from pathlib import Path
+
 import pytest
+
+import conformance.rules
 
 from conformance.rules.catalogue import catalogue
 from mock_server import MockConfig
@@ -64,11 +69,6 @@ def test_deviation_is_caught(name, tmp_path, record_property):
 def test_every_requirement_of_issue_14_has_a_deviation():
     """SMART, TLS, declarations, file status (rules/smart_backend.toml) and resource validity: each one
     has a deviation, so the matrix above shows its check can fail."""
-    import tomllib
-    from pathlib import Path
-
-    import conformance.rules
-
     toml = Path(conformance.rules.__file__).parent / "smart_backend.toml"
     new = {r["id"] for r in tomllib.loads(toml.read_text())["requirement"]}
     new |= {"FHIR-RESOURCE-VALID", "BULK-EXPORT-RESOURCE-VALID"}

@@ -10,7 +10,7 @@ from typing import Any
 import httpx
 
 from conformance.checks.support.export import find_patient_group
-from conformance.target import Ledger, Supplier, TargetData
+from conformance.target import COHORT, EXPORT, Ledger, Supplier, TargetData
 
 
 def _bundle(*groups: dict[str, Any]) -> httpx.Response:
@@ -186,10 +186,10 @@ class DeleteOnly(FakeClient):
 def test_clean_up_deletes_the_exports_and_cohorts_the_run_left_open():
     ledger = Ledger()
     for url in ("http://t/bulk/1", "http://t/bulk/2", "http://t/bulk/3"):
-        ledger.started_export(url)
-    ledger.ended_export("http://t/bulk/3")           # a check deleted it already
+        ledger.delete_at_end(EXPORT, url)
+    ledger.deleted(EXPORT, "http://t/bulk/3")           # a check deleted it already
     for gid in ("c1", "c2", "c3"):
-        ledger.created_cohort(gid)
+        ledger.delete_at_end(COHORT, f"Group/{gid}")
     client = DeleteOnly({"http://t/bulk/2": 404, "Group/c2": 405, "Group/c3": 500})
     outcome = ledger.clean_up(client, can_delete=lambda rtype: True)
     assert sorted(client.deleted) == ["Group/c1", "Group/c2", "Group/c3", "http://t/bulk/1", "http://t/bulk/2"]

@@ -169,14 +169,14 @@ def exchange_of(request: httpx.Request, response: httpx.Response | None, elapsed
     raw = request.read()
     request_type = request.headers.get("content-type", "")
     resp_headers = dict(response.headers) if response is not None else {}
-    content = b"" if response is None or request.extensions.get("conformance.stream") else response.content
-    streamed = response is not None and request.extensions.get("conformance.stream")
+    streamed = bool(request.extensions.get("conformance.stream"))
+    content = b"" if response is None or streamed else response.content
 
     def request_body() -> str:
         return redact(redact_body(raw.decode("utf-8", errors="replace")[:BODY_PREVIEW], request_type))
 
     def response_body() -> str:
-        shown = STREAMED if streamed else preview(content, resp_headers)
+        shown = STREAMED if response is not None and streamed else preview(content, resp_headers)
         return redact(redact_body(shown, resp_headers.get("content-type", "")))
 
     return Exchange.deferred(

@@ -131,7 +131,7 @@ def date_value(draw: st.DrawFn, dates: list[str]) -> str:
     shift = draw(sampled_from([0, 0, 0, 1, -1, 30, -30, 365, -400]))
     when = when + timedelta(days=shift)
     precision = draw(sampled_from(["year", "month", "day", "day", "second"] if "T" in raw
-                                     else ["year", "month", "day", "day"]))
+                                  else ["year", "month", "day", "day"]))
     text = {"year": f"{when.year:04d}", "month": f"{when.year:04d}-{when.month:02d}",
             "day": when.strftime("%Y-%m-%d"), "second": when.strftime("%Y-%m-%dT%H:%M:%SZ")}[precision]
     prefix = draw(sampled_from(("",) + DATE_PREFIXES))
@@ -142,7 +142,7 @@ def date_value(draw: st.DrawFn, dates: list[str]) -> str:
 def quantity_value(draw: st.DrawFn, values: list[tuple[float, str | None, str | None]]) -> str:
     number, system, code = draw(sampled_from(values))
     base = Decimal(str(number)) + draw(sampled_from([Decimal(0), Decimal(0), Decimal(1), Decimal(-3),
-                                                         Decimal("0.5"), Decimal(10)]))
+                                                      Decimal("0.5"), Decimal(10)]))
     text = draw(sampled_from([str(base), str(base.quantize(Decimal(1))), f"{base:.2f}"]))
     prefix = draw(sampled_from(("",) + QUANTITY_PREFIXES))
     unit = draw(sampled_from(["", "", f"|{system}|{code}" if system and code else "", f"||{code}" if code else ""]))
@@ -186,7 +186,7 @@ def narrowing(draw: st.DrawFn, facts: Facts, groups: dict[str, set[str]]) -> tup
     kind = draw(sampled_from(kinds))
     if kind == "patients" and facts.patient_ids:
         ids = draw(lists(sampled_from(facts.patient_ids), min_size=1,
-                            max_size=max(1, min(40, len(facts.patient_ids) // 2)), unique=True))
+                         max_size=max(1, min(40, len(facts.patient_ids) // 2)), unique=True))
         return [f"Patient/{i}" for i in ids], set(ids) & set(facts.patient_ids), "patients"
     if kind == "group":
         gid = draw(sampled_from(sorted(groups)))

@@ -29,24 +29,19 @@ def run_name(prefix: str) -> st.SearchStrategy[str]:
 # each new one on its first draw: that was a tenth of a run. These two build each distinct one once
 # (the same values give the same strategy, so the same seed still draws the same examples).
 
-_SAMPLED: dict[tuple[Any, ...], st.SearchStrategy[Any]] = {}
-_SAMPLED_KEPT = 4096
+@functools.lru_cache(maxsize=4096)
+def _sampled(typed: tuple[tuple[type, Any], ...]) -> st.SearchStrategy[Any]:
+    return st.sampled_from(tuple(value for _, value in typed))
 
 
 def sampled_from(values: Sequence[Any]) -> st.SearchStrategy[Any]:
     """``st.sampled_from(values)``, built once per distinct sequence of hashable values (keyed by
     type too: ``1 == True``, but sampling ``[1]`` is not sampling ``[True]``)."""
-    as_tuple = tuple(values)
-    key = tuple((type(v), v) for v in as_tuple)
+    typed = tuple((type(v), v) for v in values)
     try:
-        strategy = _SAMPLED.get(key)
+        return _sampled(typed)
     except TypeError:           # unhashable values (dicts, lists): a fresh strategy
-        return st.sampled_from(as_tuple)
-    if strategy is None:
-        if len(_SAMPLED) >= _SAMPLED_KEPT:
-            _SAMPLED.clear()
-        strategy = _SAMPLED[key] = st.sampled_from(as_tuple)
-    return strategy
+        return st.sampled_from(tuple(values))
 
 
 @functools.lru_cache(maxsize=4096)

@@ -60,7 +60,7 @@ def valid_group(draw: st.DrawFn, data: TargetData, variant: str, *,
     }
     if ids and max_members:
         chosen = draw(lists(sampled_from(ids), min_size=min(min_members, len(ids)),
-                               max_size=min(max_members, len(ids)), unique=True))
+                            max_size=min(max_members, len(ids)), unique=True))
         if chosen:
             kind = MEMBER_KIND[variant]
             payload["member"] = [{"entity": {"reference": f"{kind}/{i}"}} for i in chosen]
@@ -70,7 +70,7 @@ def valid_group(draw: st.DrawFn, data: TargetData, variant: str, *,
     pool = sorted(data.free_responsibilities)
     if variant == TEAM and pool and max_responsibilities:
         texts = draw(lists(sampled_from(pool), min_size=min(min_responsibilities, len(pool)),
-                              max_size=min(max_responsibilities, len(pool)), unique=True))
+                           max_size=min(max_responsibilities, len(pool)), unique=True))
         if texts:
             payload["characteristic"] = [responsibility(t) for t in texts]
     return payload
@@ -111,7 +111,7 @@ def _outside(field: Field) -> st.SearchStrategy[Any]:
     if field.fhir_codes:
         near_misses += ["robot", "team", "people", "Practitioners"]
     return sampled_from(sorted({v for v in near_misses if v not in field.allowed
-                                   and v not in (field.fhir_codes or ())}))
+                                and v not in (field.fhir_codes or ())}))
 
 
 def violation_base(data: TargetData, violation: Violation) -> st.SearchStrategy[dict[str, Any]]:

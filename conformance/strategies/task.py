@@ -29,14 +29,14 @@ def instant_text(when: dt.datetime) -> str:
 instants = st.builds(
     lambda when, zone: instant_text(when.replace(tzinfo=dt.timezone.utc).astimezone(zone)),
     st.datetimes(min_value=dt.datetime(2021, 1, 1), max_value=dt.datetime(2029, 12, 31)),
-    sampled_from(ZONES),
+    st.sampled_from(ZONES),
 )
 # authoredOn lies in the past: a server sets lastModified to now, and FHIR Task inv-1 wants
 # lastModified >= authoredOn, so a future authoredOn makes a Task no invariant-checking server keeps
 past_instants = st.builds(
     lambda when, zone: instant_text(when.replace(tzinfo=dt.timezone.utc).astimezone(zone)),
     st.datetimes(min_value=dt.datetime(2021, 1, 1), max_value=dt.datetime(2025, 12, 31)),
-    sampled_from(ZONES),
+    st.sampled_from(ZONES),
 )
 
 
@@ -89,7 +89,7 @@ def valid_task(draw: st.DrawFn, data: TargetData, teams: Sequence[str], *, full:
     if maybe("labels"):
         pool = label_pool(data.run_prefix)
         names = draw(lists(sampled_from(pool) | run_name(data.run_prefix + "-new"), min_size=1, max_size=3,
-                              unique=True))
+                           unique=True))
         payload["input"] = [label(n) for n in names]
     return payload
 

@@ -24,7 +24,7 @@ from conformance.rules.cohort import expressions_of
 from conformance.rules.model import REFUSED
 from conformance.session import ConformanceRun
 from conformance.strategies.cohort import Facts
-from conformance.target import Ledger, TargetData
+from conformance.target import COHORT, Ledger, TargetData
 from conformance.verdicts import expect
 
 from .api import create_patient_group
@@ -71,7 +71,7 @@ class CohortApi:
         body = json_or_none(poll.response)
         gid = _bundle_group_id(body)
         if gid:
-            self.ledger.created_cohort(gid)
+            self.ledger.delete_at_end(COHORT, f"Group/{gid}")
         return Created(gid, poll.response.status_code, body, "status", poll.exchange)
 
     def create(self, payload: dict[str, Any], what: str, optional: str | None = None) -> str:
@@ -120,14 +120,14 @@ class CohortApi:
         gid = _bundle_group_id(body)
         expect(ASYNC, gid is not None, f"{what}: batch-response entry has no response.location Group/<id> "
                                        f"(got {answer.get('location')!r})", poll.exchange)
-        self.ledger.created_cohort(gid)  # type: ignore[arg-type]
+        self.ledger.delete_at_end(COHORT, f"Group/{gid}")
         return gid  # type: ignore[return-value]
 
     def create_sync(self, payload: dict[str, Any]) -> tuple[httpx.Response, str | None]:
         response = self.fhir.post("Group", json_body=payload)
         gid = created_id(response, "Group") if response.status_code == 201 else None
         if gid:
-            self.ledger.created_cohort(gid)
+            self.ledger.delete_at_end(COHORT, f"Group/{gid}")
         return response, gid
 
     def exported_patients(self, gid: str, what: str) -> set[str]:
@@ -139,7 +139,7 @@ class CohortApi:
     def delete(self, gid: str) -> httpx.Response:
         response = self.fhir.delete(f"Group/{gid}")
         if response.status_code < 300:
-            self.ledger.deleted_cohort(gid)
+            self.ledger.deleted(COHORT, f"Group/{gid}")
         return response
 
 

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import sqlite3
 import sys
 from pathlib import Path
 from typing import Sequence
@@ -192,6 +193,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         url = app.extensions[LISTEN_BASE]
     except (OSError, ValueError) as exc:
         print(f"fhir-mock: error: {exc}", file=sys.stderr)
+        return 2
+    except sqlite3.Error as exc:        # e.g. --db names a directory
+        print(f"fhir-mock: error: cannot open the database {args.db}: {exc}", file=sys.stderr)
         return 2
     print(f"fhir-mock listening on {url}", flush=True)
     print(banner.text(app), flush=True)

@@ -52,6 +52,8 @@ class Store:
     def __init__(self, path: str) -> None:
         self.path = path
         self.memory = path == ":memory:"
+        if not self.memory:         # `--db data/mock.sqlite3` in a fresh directory: make data/
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
         self._lock = threading.RLock()
         self._local = threading.local()
         self._all: list[sqlite3.Connection] = []

@@ -54,3 +54,23 @@ def test_export_min_seconds_option_is_parsed_and_refuses_nonsense():
     for bad in ("-1", "nan", "soon", "inf"):
         with pytest.raises(SystemExit):
             build_parser().parse_args(["--export-min-seconds", bad])
+
+
+def test_a_db_in_a_directory_not_made_yet_is_created(tmp_path, monkeypatch):
+    """`fhir-mock --db data/mock.sqlite3` in a fresh directory: data/ is made (it was a traceback)."""
+    from mock_server import db
+    from mock_server.config import MockConfig
+
+    monkeypatch.chdir(tmp_path)
+    store = db.Store(MockConfig(db="data/mock.sqlite3").db)
+    try:
+        assert (tmp_path / "data" / "mock.sqlite3").is_file()
+    finally:
+        store.close()
+
+
+def test_a_db_that_cannot_be_opened_is_a_one_line_error(tmp_path, capsys):
+    (tmp_path / "adir").mkdir()
+    assert main(["--port", "0", "--db", str(tmp_path / "adir")]) == 2
+    err = capsys.readouterr().err
+    assert "fhir-mock: error: cannot open the database" in err and "Traceback" not in err
